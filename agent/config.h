@@ -1,0 +1,111 @@
+// The agent's configuration: knockd.conf, read unchanged, plus a few keys of
+// sesame's own. Keys are case-insensitive, as in knockd.
+//
+//   [options]                      [openSSH]
+//     UseSyslog                      sequence    = 7000,8000:udp,9000
+//     LogFile   = /var/log/knockd    seq_timeout = 5
+//     PidFile   = /run/knockd.pid    tcpflags    = syn,!ack
+//     Interface = eth0,eth1          command     = /usr/sbin/iptables -A INPUT -s %IP% -j ACCEPT
+//
+// sesame's own keys ([options]): StateDir, ResetMode (compat|strict),
+// MaxSources, ScanThreshold, ScanWindow, ScanBan, MaxChildren,
+// CommandTimeLimit. Per door: Backend (command|hosts_allow|nftables|iptables|
+// ufw), Ports (what a grant opens, default 22:tcp), ResetMode, and the
+// backend's options (HostsAllow_Form, HostsAllow_File, HostsAllow_Service,
+// Nft_Table, Iptables_Chain).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "agent/packet.h"
+#include "common/ip_address.h"
+
+namespace sesame {
+
+// compat: knockd's rule, only packets to ports of some sequence disturb
+// progress. strict: any other knock-shaped packet from the source resets it
+// (a repeat of the port just knocked never does).
+enum class ResetMode { kCompat, kStrict };
+
+enum class BackendKind { kCommand, kHostsAllow, kNftables, kIptables, kUfw };
+
+enum class HostsAllowForm {
+  kInclude,  // /etc/hosts.allow holds "SERVICE: /path/file"; the agent owns that file
+  kInline,   // the agent appends "SERVICE: ADDR # sesame ..." to hosts.allow itself
+};
+
+inline constexpr size_t kMaxSequenceLength = 32;
+inline constexpr size_t kMaxDoors = 64;
+
+struct DoorConfig {
+  std::string name;  // the [section] name
+  int line = 0;      // line of the [section] header, for messages
+
+  // Exactly one of these is set: a fixed sequence, or a one-time file whose
+  // first unused line is the current sequence.
+  std::vector<Knock> sequence;
+  std::string one_time_sequences;
+
+  absl::Duration seq_timeout = absl::Seconds(25);  // knockd's default
+  // A TCP knock must have every bit of tcp_flags_set and none of
+  // tcp_flags_clear. knockd's default when tcpflags is absent: any flags.
+  uint8_t tcp_flags_set = 0;
+  uint8_t tcp_flags_clear = 0;
+
+  std::string start_command;    // Start_Command, alias Command
+  std::string start_command_6;  // for IPv6 sources
+  std::string stop_command;
+  std::string stop_command_6;
+  absl::Duration cmd_timeout = absl::Seconds(10);  // knockd's default
+
+  std::optional<IpAddress> target;  // knocks must be sent to this address
+
+  BackendKind backend = BackendKind::kCommand;
+  std::vector<Knock> ports = {{22, Protocol::kTcp}};
+  std::optional<ResetMode> reset_mode;  // unset: the [options] value
+
+  HostsAllowForm hosts_allow_form = HostsAllowForm::kInclude;
+  std::string hosts_allow_file;  // default depends on the form (see config.cc)
+  std::string hosts_allow_service = "sshd";
+  std::string nft_table = "sesame";
+  std::string iptables_chain = "SESAME";
+};
+
+struct AgentOptions {
+  bool use_syslog = false;
+  std::string log_file;
+  std::string pid_file;
+  std::vector<std::string> interfaces;  // Interface = eth0[,eth1...]; -i overrides
+
+  std::string state_dir = "/var/lib/sesame-agent";
+  ResetMode reset_mode = ResetMode::kCompat;
+  size_t max_sources = 65536;       // per-source table capacity
+  int scan_threshold = 12;          // distinct wrong ports ...
+  absl::Duration scan_window = absl::Seconds(5);  // ... within this window
+  absl::Duration scan_ban = absl::Seconds(300);   // ignored for this long
+  int max_children = 16;            // commands running at once
+  absl::Duration command_time_limit = absl::Seconds(60);  // a hung command is killed
+};
+
+struct AgentConfig {
+  std::string path;
+  AgentOptions options;
+  std::vector<DoorConfig> doors;
+};
+
+// Parses knockd.conf text. Errors read "FILE:LINE: what was expected".
+absl::StatusOr<AgentConfig> ParseConfig(std::string_view text, std::string_view file_name);
+absl::StatusOr<AgentConfig> LoadConfig(const std::string& path);
+
+// "7000,8000:udp,9000:tcp" (knockd's syntax; spaces allowed around commas).
+absl::StatusOr<std::vector<Knock>> ParseSequence(std::string_view text);
+
+ResetMode EffectiveResetMode(const AgentConfig& config, const DoorConfig& door);
+
+}  // namespace sesame
