@@ -54,9 +54,11 @@ struct DoorConfig {
 
   absl::Duration seq_timeout = absl::Seconds(25);  // knockd's default
   // A TCP knock must have every bit of tcp_flags_set and none of
-  // tcp_flags_clear. knockd's default when tcpflags is absent: any flags.
-  uint8_t tcp_flags_set = 0;
-  uint8_t tcp_flags_clear = 0;
+  // tcp_flags_clear. Without a tcpflags line: SYN without ACK (knockd takes
+  // any flags, so the ACKs of an ordinary connection to a knock port count
+  // as knocks there). A tcpflags line is taken exactly as written.
+  uint8_t tcp_flags_set = tcp_flags::kSyn;
+  uint8_t tcp_flags_clear = tcp_flags::kAck;
 
   std::string start_command;    // Start_Command, alias Command
   std::string start_command_6;  // for IPv6 sources
