@@ -43,6 +43,7 @@ absl::StatusOr<std::vector<std::string>> SplitCommandLine(std::string_view comma
       in_word = false;
       continue;
     }
+    if (c == '#' && !in_word) break;  // a comment, as sh reads it: the rest of the line
     switch (c) {
       case '\'': state = kSingle; in_word = true; break;
       case '"': state = kDouble; in_word = true; break;

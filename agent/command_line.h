@@ -16,6 +16,7 @@ namespace sesame {
 // Splits `command` into argv words. Rejects what only a shell could do
 // (;, &, |, <, >, `, $(, unbalanced quotes) with an error that names it, so a
 // knockd.conf that relied on /bin/sh fails at --check-config, not at 3 a.m.
+// A word starting with an unquoted # begins a comment, as in sh.
 absl::StatusOr<std::vector<std::string>> SplitCommandLine(std::string_view command);
 
 // Replaces each %NAME% in every word with its value; unknown %NAME% and a

@@ -60,8 +60,12 @@ struct DoorConfig {
   uint8_t tcp_flags_set = tcp_flags::kSyn;
   uint8_t tcp_flags_clear = tcp_flags::kAck;
 
+  // Each command has passed SplitCommandLine. Empty: nothing runs. The _6
+  // forms are for IPv6 sources; without a _6 line they hold the IPv4 command
+  // (knockd 0.8's fallback, resolved by the parser), so an empty _6 command
+  // means "run nothing for IPv6", as in knockd.
   std::string start_command;    // Start_Command, alias Command
-  std::string start_command_6;  // for IPv6 sources
+  std::string start_command_6;  // Start_Command_6, alias Command_6
   std::string stop_command;
   std::string stop_command_6;
   absl::Duration cmd_timeout = absl::Seconds(10);  // knockd's default
@@ -73,7 +77,9 @@ struct DoorConfig {
   std::optional<ResetMode> reset_mode;  // unset: the [options] value
 
   HostsAllowForm hosts_allow_form = HostsAllowForm::kInclude;
-  std::string hosts_allow_file;  // default depends on the form (see config.cc)
+  std::string hosts_allow_file;  // default: <StateDir>/hosts.allow (include), /etc/hosts.allow (inline)
+  // include form: the TCP Wrappers table that gets the "SERVICE: FILE" line.
+  std::string hosts_allow_table = "/etc/hosts.allow";
   std::string hosts_allow_service = "sshd";
   std::string nft_table = "sesame";
   std::string iptables_chain = "SESAME";
@@ -101,7 +107,10 @@ struct AgentConfig {
   std::vector<DoorConfig> doors;
 };
 
-// Parses knockd.conf text. Errors read "FILE:LINE: what was expected".
+// Parses knockd.conf text. Errors read "FILE:LINE: what was expected". Pure:
+// it opens no file (a one_time_sequences path is checked by
+// OneTimeSequences). A file without any door is an error (knockd accepts it;
+// an agent without a door does nothing).
 absl::StatusOr<AgentConfig> ParseConfig(std::string_view text, std::string_view file_name);
 absl::StatusOr<AgentConfig> LoadConfig(const std::string& path);
 

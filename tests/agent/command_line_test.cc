@@ -31,6 +31,12 @@ TEST(SplitCommandLineTest, QuotedOperatorsAreJustText) {
   EXPECT_THAT(*SplitCommandLine("logger 'a; b | c'"), ElementsAre("logger", "a; b | c"));
 }
 
+TEST(SplitCommandLineTest, AnUnquotedHashStartsACommentAsInSh) {
+  EXPECT_THAT(*SplitCommandLine("/sbin/iptables -A INPUT -s %IP% -j ACCEPT # open ssh"),
+              ElementsAre("/sbin/iptables", "-A", "INPUT", "-s", "%IP%", "-j", "ACCEPT"));
+  EXPECT_THAT(*SplitCommandLine("echo a#b '#c'"), ElementsAre("echo", "a#b", "#c"));
+}
+
 TEST(SubstituteWordsTest, ReplacesPlaceholdersInsideWords) {
   const auto out = SubstituteWords({"ufw", "allow", "from", "%IP%", "comment", "door=%DOOR%,ttl=%TTL%", "100%"},
                                    {{"IP", "10.0.0.9"}, {"DOOR", "ssh"}, {"TTL", "30"}});
