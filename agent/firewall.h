@@ -36,6 +36,11 @@ class FirewallBackend {
   virtual absl::Status Open(const Grant& grant) = 0;
   // Removes exactly what Open added; closing what is not open is not an error.
   virtual absl::Status Close(const Grant& grant) = 0;
+  // Whether a live grant is applied again after an agent restart or reload.
+  // True where Open is idempotent; false for knockd-style commands, which
+  // may not be (`iptables -A` twice adds two rules that one stop command
+  // will not both remove): their grants are only closed on time.
+  virtual bool reapply_after_restart() const { return true; }
 };
 
 }  // namespace sesame
