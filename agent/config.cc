@@ -165,6 +165,7 @@ enum class Key {
   kDoorResetMode,
   kHostsAllowForm,
   kHostsAllowFile,
+  kHostsAllowTable,
   kHostsAllowService,
   kNftTable,
   kIptablesChain,
@@ -209,6 +210,7 @@ constexpr KeyName kDoorKeys[] = {
     {"ResetMode", Key::kDoorResetMode},
     {"HostsAllow_Form", Key::kHostsAllowForm},
     {"HostsAllow_File", Key::kHostsAllowFile},
+    {"HostsAllow_Table", Key::kHostsAllowTable},
     {"HostsAllow_Service", Key::kHostsAllowService},
     {"Nft_Table", Key::kNftTable},
     {"Iptables_Chain", Key::kIptablesChain},
@@ -526,6 +528,10 @@ absl::Status Parser::DoorKey(const KeyName& key, std::string_view value) {
     case Key::kHostsAllowFile: {
       ASSIGN_OR_RETURN(c.hosts_allow_file, AbsolutePath(key, value));
       door.hosts_allow_file_set = true;
+      return absl::OkStatus();
+    }
+    case Key::kHostsAllowTable: {
+      ASSIGN_OR_RETURN(c.hosts_allow_table, AbsolutePath(key, value));
       return absl::OkStatus();
     }
     case Key::kHostsAllowService: {

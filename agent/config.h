@@ -11,7 +11,8 @@
 // MaxSources, ScanThreshold, ScanWindow, ScanBan, MaxChildren,
 // CommandTimeLimit. Per door: Backend (command|hosts_allow|nftables|iptables|
 // ufw), Ports (what a grant opens, default 22:tcp), ResetMode, and the
-// backend's options (HostsAllow_Form, HostsAllow_File, HostsAllow_Service,
+// backend's options (HostsAllow_Form, HostsAllow_File, HostsAllow_Table,
+// HostsAllow_Service,
 // Nft_Table, Iptables_Chain).
 #pragma once
 

@@ -300,6 +300,7 @@ TEST(ParseConfigTest, SesameDoorKeys) {
       "ResetMode = strict\n"
       "HostsAllow_Form = Include\n"
       "HostsAllow_File = /etc/hosts.allow.d/sesame\n"
+      "HostsAllow_Table = /etc/tcpd/hosts.allow\n"
       "HostsAllow_Service = sshd\n"
       "Nft_Table = sesame_fw\n"
       "Iptables_Chain = KNOCK-IN\n"
@@ -314,6 +315,7 @@ TEST(ParseConfigTest, SesameDoorKeys) {
   EXPECT_EQ(d.reset_mode, ResetMode::kStrict);
   EXPECT_EQ(d.hosts_allow_form, HostsAllowForm::kInclude);
   EXPECT_EQ(d.hosts_allow_file, "/etc/hosts.allow.d/sesame");
+  EXPECT_EQ(d.hosts_allow_table, "/etc/tcpd/hosts.allow");
   EXPECT_EQ(d.hosts_allow_service, "sshd");
   EXPECT_EQ(d.nft_table, "sesame_fw");
   EXPECT_EQ(d.iptables_chain, "KNOCK-IN");
@@ -446,7 +448,7 @@ TEST(ParseConfigErrorsTest, ExactMessagesAndLines) {
        "k.conf:4: unknown key \"sequense\" in door [d]; expected one of Sequence, One_Time_Sequences, "
        "Seq_Timeout, Timeout, TCPFlags, Start_Command, Command, Start_Command_6, Command_6, Stop_Command, "
        "Stop_Command_6, Cmd_Timeout, Target, Backend, Ports, ResetMode, HostsAllow_Form, HostsAllow_File, "
-       "HostsAllow_Service, Nft_Table, Iptables_Chain"},
+       "HostsAllow_Table, HostsAllow_Service, Nft_Table, Iptables_Chain"},
       {"[options]\nlogfle = /x\n" + ok_door,
        "k.conf:2: unknown key \"logfle\" in [options]; expected one of UseSyslog, LogFile, PidFile, Interface, "
        "StateDir, ResetMode, MaxSources, ScanThreshold, ScanWindow, ScanBan, MaxChildren, CommandTimeLimit"},
