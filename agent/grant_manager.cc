@@ -1,5 +1,11 @@
 #include "agent/grant_manager.h"
 
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 
@@ -10,6 +16,28 @@ std::string Describe(const Grant& g) {
   std::string ttl = g.expires == absl::InfiniteFuture() ? "no expiry"
                                                         : absl::StrCat("until ", absl::FormatTime(g.expires));
   return absl::StrCat(g.door, ": ", g.address.ToString(), " (", ttl, ")");
+}
+
+// " (host.name)" for a resolvable address, else "".
+std::string NameOf(const IpAddress& address) {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  if (address.is_v4()) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&storage);
+    sin->sin_family = AF_INET;
+    std::memcpy(&sin->sin_addr, address.bytes(), 4);
+    length = sizeof(sockaddr_in);
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&storage);
+    sin6->sin6_family = AF_INET6;
+    std::memcpy(&sin6->sin6_addr, address.bytes(), 16);
+    length = sizeof(sockaddr_in6);
+  }
+  char host[NI_MAXHOST];
+  if (getnameinfo(reinterpret_cast<sockaddr*>(&storage), length, host, sizeof host, nullptr, 0, NI_NAMEREQD) != 0) {
+    return "";
+  }
+  return absl::StrCat(" (", host, ")");
 }
 
 }  // namespace
@@ -73,7 +101,8 @@ void GrantBook::Open(const Grant& grant) {
     // before then would forget it.
     LogError(absl::StrCat("cannot record grant ", Describe(g), ": ", stored.ToString()));
   }
-  LogInfo(absl::StrCat("opened ", Describe(g), " via ", std::string(backend->name())));
+  LogInfo(absl::StrCat("opened ", Describe(g), " via ", std::string(backend->name()),
+                       resolve_names_ ? NameOf(g.address) : ""));
   stats_.open_now = store_->size();
 }
 

@@ -57,6 +57,9 @@ class GrantBook {
   // (InfiniteFuture when none), but not before a failed close may be retried.
   absl::Time NextDue() const;
   void SetBackends(BackendLookup backends) { backends_ = std::move(backends); }
+  // knockd -l: name knockers in the log. The lookup runs after the door is
+  // open, so a slow resolver delays only the log line and later grants.
+  void set_resolve_names(bool on) { resolve_names_ = on; }
 
   const GrantStats& stats() const { return stats_; }
   const GrantStore& store() const { return *store_; }
@@ -69,6 +72,7 @@ class GrantBook {
   const Clock& clock_;
   GrantStats stats_;
   absl::Time retry_closes_at_ = absl::InfinitePast();
+  bool resolve_names_ = false;
 };
 
 class GrantWorker final : public GrantSink {

@@ -4,24 +4,10 @@
 
 namespace sesame {
 
-IpAddress IpAddress::V4(const uint8_t bytes[4]) {
-  IpAddress a;
-  a.family_ = Family::kV4;
-  std::memcpy(a.bytes_.data(), bytes, 4);
-  return a;
-}
-
 IpAddress IpAddress::V4(uint32_t host_order) {
   const uint8_t b[4] = {static_cast<uint8_t>(host_order >> 24), static_cast<uint8_t>(host_order >> 16),
                         static_cast<uint8_t>(host_order >> 8), static_cast<uint8_t>(host_order)};
   return V4(b);
-}
-
-IpAddress IpAddress::V6(const uint8_t bytes[16]) {
-  IpAddress a;
-  a.family_ = Family::kV6;
-  std::memcpy(a.bytes_.data(), bytes, 16);
-  return a;
 }
 
 std::optional<IpAddress> IpAddress::Parse(std::string_view text) {

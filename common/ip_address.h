@@ -17,9 +17,20 @@ class IpAddress {
   enum class Family : uint8_t { kV4 = 4, kV6 = 6 };
 
   IpAddress() = default;
-  static IpAddress V4(const uint8_t bytes[4]);
+  // Inline: the decoder builds two of these per packet.
+  static IpAddress V4(const uint8_t bytes[4]) {
+    IpAddress a;
+    a.family_ = Family::kV4;
+    std::memcpy(a.bytes_.data(), bytes, 4);
+    return a;
+  }
   static IpAddress V4(uint32_t host_order);
-  static IpAddress V6(const uint8_t bytes[16]);
+  static IpAddress V6(const uint8_t bytes[16]) {
+    IpAddress a;
+    a.family_ = Family::kV6;
+    std::memcpy(a.bytes_.data(), bytes, 16);
+    return a;
+  }
   // Accepts dotted quad or RFC 4291 text (no zone, no brackets, no prefix).
   static std::optional<IpAddress> Parse(std::string_view text);
 

@@ -1,0 +1,401 @@
+#include "agent/agent_daemon.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "agent/backends/backend_factory.h"
+#include "agent/capture_filter.h"
+#include "agent/grant_manager.h"
+#include "agent/knock_pipeline.h"
+#include "agent/local_addresses.h"
+#include "agent/pcap_source.h"
+#include "agent/process_runner.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+
+namespace sesame {
+namespace {
+
+constexpr absl::Duration kTickInterval = absl::Milliseconds(100);
+constexpr absl::Duration kAddressRefresh = absl::Seconds(5);
+constexpr absl::Duration kMaxReopenBackoff = absl::Seconds(30);
+constexpr int kFramesPerDispatch = 512;
+
+absl::Status ConfigureLog(const AgentConfig& config, const DaemonOptions& options) {
+  LogOptions log;
+  log.ident = "sesame-agent";
+  log.to_stderr = !options.daemonize;
+  log.file = config.options.log_file;
+  log.syslog = config.options.use_syslog;
+  log.min_level = options.debug ? LogLevel::kDebug : LogLevel::kInfo;
+  return ConfigureLogging(log);
+}
+
+// One interface's capture, re-opened with backoff when it fails (an
+// interface that goes down and comes back must not kill the daemon).
+struct Capture {
+  std::string interface;
+  std::unique_ptr<PcapSource> source;
+  absl::Time retry_at = absl::InfinitePast();
+  absl::Duration backoff = absl::Seconds(1);
+  CaptureStats past;  // totals of earlier incarnations
+};
+
+CaptureStats Add(CaptureStats a, const CaptureStats& b) {
+  a.frames += b.frames;
+  a.kernel_drops += b.kernel_drops;
+  a.interface_drops += b.interface_drops;
+  a.malformed += b.malformed;
+  a.ignored += b.ignored;
+  return a;
+}
+
+// The lookup keeps the set alive until the grant book lets go of it.
+BackendLookup LookupIn(std::shared_ptr<BackendSet> set) {
+  return [set = std::move(set)](const std::string& door) { return set->ForDoor(door); };
+}
+
+absl::Status Daemonize() {
+  pid_t pid = fork();
+  if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
+  if (pid > 0) _exit(0);
+  if (setsid() < 0) return absl::InternalError(absl::StrCat("setsid: ", std::strerror(errno)));
+  pid = fork();
+  if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
+  if (pid > 0) _exit(0);
+  umask(022);
+  if (chdir("/") != 0) return absl::InternalError("chdir /");
+  const int null = open("/dev/null", O_RDWR);
+  if (null >= 0) {
+    dup2(null, STDIN_FILENO);
+    dup2(null, STDOUT_FILENO);
+    dup2(null, STDERR_FILENO);
+    if (null > STDERR_FILENO) close(null);
+  }
+  return absl::OkStatus();
+}
+
+class Daemon {
+ public:
+  Daemon(AgentConfig config, std::string config_path, ConfigOverrides overrides, DaemonOptions options)
+      : config_(std::move(config)),
+        config_path_(std::move(config_path)),
+        overrides_(std::move(overrides)),
+        options_(options) {}
+
+  absl::Status Run();
+
+ private:
+  absl::Status Start();
+  CaptureScope ScopeFor(const KnockPipeline& pipeline) const;
+  void OpenCaptures(const std::vector<std::string>& interfaces);
+  void TryOpen(Capture& capture);
+  void ServiceCapture(Capture& capture);
+  void RefreshFilterIfNeeded();
+  void RefreshLocalAddresses();
+  void Reload();
+  void LogStats();
+  absl::StatusOr<std::shared_ptr<BackendSet>> MakeBackends(const AgentConfig& config);
+
+  AgentConfig config_;
+  const std::string config_path_;
+  const ConfigOverrides overrides_;
+  const DaemonOptions options_;
+
+  std::unique_ptr<ProcessRunner> runner_;
+  std::unique_ptr<GrantWorker> grants_;
+  std::unique_ptr<KnockPipeline> pipeline_;
+  std::vector<Capture> captures_;
+  CaptureScope scope_;
+  uint64_t filter_generation_ = 0;
+  std::vector<IpAddress> local_addresses_;
+  int signal_fd_ = -1;
+};
+
+absl::StatusOr<std::shared_ptr<BackendSet>> Daemon::MakeBackends(const AgentConfig& config) {
+  ASSIGN_OR_RETURN(std::unique_ptr<BackendSet> set, BackendSet::Create(config, *runner_));
+  return std::shared_ptr<BackendSet>(std::move(set));
+}
+
+
+
+CaptureScope Daemon::ScopeFor(const KnockPipeline& pipeline) const {
+  std::vector<Knock> current;
+  for (const std::vector<Knock>& sequence : pipeline.CurrentSequences()) {
+    current.insert(current.end(), sequence.begin(), sequence.end());
+  }
+  return ScopeForConfig(config_, current);
+}
+
+absl::Status Daemon::Start() {
+  RETURN_IF_ERROR(ConfigureLog(config_, options_));
+  RETURN_IF_ERROR(MakeDirectories(config_.options.state_dir, 0750));
+  // The grants file is read before anything forks, so a corrupt one stops
+  // the start with its message on the terminal.
+  ASSIGN_OR_RETURN(std::unique_ptr<GrantStore> store,
+                   GrantStore::Open(config_.options.state_dir + "/grants",
+                                    options_.salvage_grants ? GrantStore::OnCorrupt::kSalvage
+                                                            : GrantStore::OnCorrupt::kRefuse));
+  if (options_.daemonize) RETURN_IF_ERROR(Daemonize());
+
+  // Threads start only now: fork() keeps none of them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int s : {SIGHUP, SIGTERM, SIGINT, SIGUSR1}) sigaddset(&signals, s);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  signal_fd_ = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (signal_fd_ < 0) return absl::InternalError(absl::StrCat("signalfd: ", std::strerror(errno)));
+
+  ProcessRunnerOptions po;
+  po.max_children = config_.options.max_children;
+  po.time_limit = config_.options.command_time_limit;
+  runner_ = std::make_unique<ProcessRunner>(po);
+  ASSIGN_OR_RETURN(std::shared_ptr<BackendSet> backends, MakeBackends(config_));
+  RETURN_IF_ERROR(backends->PrepareAll());
+  auto book = std::make_unique<GrantBook>(std::move(store), LookupIn(std::move(backends)), RealClock::Instance());
+  book->set_resolve_names(options_.lookup_names);
+  grants_ = std::make_unique<GrantWorker>(std::move(book));
+
+  PipelineOptions pipeline_options{options_.verbose, options_.only_ipv4};
+  ASSIGN_OR_RETURN(pipeline_, KnockPipeline::Create(config_, pipeline_options, *grants_));
+  RefreshLocalAddresses();
+  scope_ = ScopeFor(*pipeline_);
+  filter_generation_ = pipeline_->generation();
+  OpenCaptures(config_.options.interfaces);
+
+  if (!config_.options.pid_file.empty()) {
+    RETURN_IF_ERROR(WriteFileAtomically(config_.options.pid_file, absl::StrCat(getpid(), "\n"), 0644));
+  }
+  LogInfo(absl::StrCat("sesame-agent started: ", config_.doors.size(), " door(s) on ",
+                       absl::StrJoin(config_.options.interfaces, ","), ", ", grants_->stats().open_now,
+                       " grant(s) carried over"));
+  return absl::OkStatus();
+}
+
+void Daemon::OpenCaptures(const std::vector<std::string>& interfaces) {
+  captures_.clear();
+  for (const std::string& name : interfaces) {
+    captures_.push_back(Capture{name});
+    TryOpen(captures_.back());
+  }
+}
+
+void Daemon::TryOpen(Capture& capture) {
+  LiveCaptureOptions o;
+  o.interface = capture.interface;
+  o.scope = scope_;
+  absl::StatusOr<std::unique_ptr<PcapSource>> source = OpenLiveCapture(o);
+  if (source.ok()) {
+    if (capture.backoff > absl::Seconds(1)) LogInfo(absl::StrCat(capture.interface, ": capture open again"));
+    capture.source = std::move(*source);
+    capture.backoff = absl::Seconds(1);
+    return;
+  }
+  // Said once per outage at warning level; the retries stay quiet.
+  if (capture.backoff == absl::Seconds(1)) {
+    LogWarning(absl::StrCat(capture.interface, ": ", source.status().message(), "; retrying"));
+  }
+  capture.retry_at = absl::Now() + capture.backoff;
+  capture.backoff = std::min(capture.backoff * 2, kMaxReopenBackoff);
+}
+
+void Daemon::ServiceCapture(Capture& capture) {
+  // Bounded, so signals and ticks are served even under a flood.
+  for (int round = 0; round < 64; ++round) {
+    absl::StatusOr<int> n =
+        capture.source->Dispatch(kFramesPerDispatch, [this](const Packet& p) { pipeline_->OnPacket(p); });
+    if (!n.ok()) {
+      LogWarning(absl::StrCat(capture.interface, ": capture failed (", n.status().message(),
+                              "); re-opening when the interface is back"));
+      capture.past = Add(capture.past, capture.source->Stats());
+      capture.source.reset();
+      capture.backoff = absl::Seconds(2);  // the first retry is not the first failure
+      capture.retry_at = absl::Now() + absl::Seconds(1);
+      return;
+    }
+    if (*n < kFramesPerDispatch) return;
+  }
+}
+
+void Daemon::RefreshFilterIfNeeded() {
+  if (pipeline_->generation() == filter_generation_) return;
+  filter_generation_ = pipeline_->generation();
+  CaptureScope scope = ScopeFor(*pipeline_);
+  if (scope == scope_) return;
+  scope_ = std::move(scope);
+  for (Capture& c : captures_) {
+    if (!c.source) continue;
+    if (absl::Status s = c.source->SetScope(scope_); !s.ok()) {
+      LogError(absl::StrCat(c.interface, ": cannot install the new capture filter: ", s.ToString()));
+    }
+  }
+}
+
+void Daemon::RefreshLocalAddresses() {
+  absl::StatusOr<std::vector<IpAddress>> addresses = ListLocalAddresses();
+  if (!addresses.ok()) {
+    LogWarning(addresses.status().ToString());
+    return;
+  }
+  if (*addresses == local_addresses_) return;
+  local_addresses_ = std::move(*addresses);
+  pipeline_->SetLocalAddresses(local_addresses_);
+}
+
+void Daemon::Reload() {
+  LogInfo(absl::StrCat("SIGHUP: reloading ", config_path_));
+  absl::StatusOr<AgentConfig> next = LoadConfig(config_path_);
+  if (!next.ok()) {
+    LogError(absl::StrCat("reload refused, keeping the running configuration: ", next.status().message()));
+    return;
+  }
+  ApplyOverrides(overrides_, *next);
+  if (next->options.state_dir != config_.options.state_dir) {
+    LogWarning("StateDir changed: it takes effect at the next restart");
+    next->options.state_dir = config_.options.state_dir;
+  }
+  absl::StatusOr<std::shared_ptr<BackendSet>> backends = MakeBackends(*next);
+  if (!backends.ok()) {
+    LogError(absl::StrCat("reload refused, keeping the running configuration: ", backends.status().message()));
+    return;
+  }
+  PipelineOptions pipeline_options{options_.verbose, options_.only_ipv4};
+  absl::StatusOr<std::unique_ptr<KnockPipeline>> pipeline = KnockPipeline::Create(*next, pipeline_options, *grants_);
+  if (!pipeline.ok()) {
+    LogError(absl::StrCat("reload refused, keeping the running configuration: ", pipeline.status().message()));
+    return;
+  }
+  if (absl::Status s = ConfigureLog(*next, options_); !s.ok()) {
+    LogError(absl::StrCat("reload refused, keeping the running configuration: ", s.message()));
+    return;
+  }
+  // Committed. The grant worker swaps backends between two grants and
+  // re-applies the live grants through the new ones.
+  grants_->Reconfigure([set = std::move(*backends)](GrantBook& book) mutable {
+    if (absl::Status s = set->PrepareAll(); !s.ok()) LogError(absl::StrCat("after reload: ", s.ToString()));
+    book.SetBackends(LookupIn(std::move(set)));
+  });
+  const bool interfaces_changed = next->options.interfaces != config_.options.interfaces;
+  config_ = std::move(*next);
+  pipeline_ = std::move(*pipeline);
+  pipeline_->SetLocalAddresses(local_addresses_);
+  scope_ = ScopeFor(*pipeline_);
+  filter_generation_ = pipeline_->generation();
+  if (interfaces_changed) {
+    OpenCaptures(config_.options.interfaces);
+  } else {
+    for (Capture& c : captures_) {
+      if (!c.source) continue;
+      if (absl::Status s = c.source->SetScope(scope_); !s.ok()) {
+        LogError(absl::StrCat(c.interface, ": cannot install the new capture filter: ", s.ToString()));
+      }
+    }
+  }
+  LogInfo(absl::StrCat("reloaded: ", config_.doors.size(), " door(s); knocks in progress start over"));
+}
+
+void Daemon::LogStats() {
+  for (Capture& c : captures_) {
+    const CaptureStats s = c.source ? Add(c.past, c.source->Stats()) : c.past;
+    LogInfo(absl::StrCat("stats ", c.interface, ": frames=", s.frames, " kernel_drops=", s.kernel_drops,
+                         " interface_drops=", s.interface_drops, " malformed=", s.malformed, " ignored=", s.ignored,
+                         c.source ? "" : " (down)"));
+  }
+  const MatcherCounters& m = pipeline_->matcher().counters();
+  const GrantStats g = grants_->stats();
+  LogInfo(absl::StrCat("stats matcher: packets=", m.packets, " knocks=", m.knocks, " completions=", m.completions,
+                       " resets=", m.resets, " timeouts=", m.timeouts, " evictions=", m.evictions,
+                       " insert_failures=", m.insert_failures, " scanners=", m.scanners,
+                       " sources=", pipeline_->matcher().occupancy(), "/", pipeline_->matcher().capacity()));
+  LogInfo(absl::StrCat("stats grants: open=", g.open_now, " opened=", g.opened, " closed=", g.closed,
+                       " failures=", g.failures, " commands_running=", runner_->running(),
+                       " commands_queued=", runner_->queued()));
+}
+
+absl::Status Daemon::Run() {
+  absl::Cleanup close_signal_fd = [this] {
+    if (signal_fd_ >= 0) close(signal_fd_);
+  };
+  RETURN_IF_ERROR(Start());
+  absl::Cleanup remove_pid_file = [this] {
+    if (!config_.options.pid_file.empty()) unlink(config_.options.pid_file.c_str());
+  };
+  absl::Time next_tick = absl::Now();
+  absl::Time next_address_refresh = absl::Now() + kAddressRefresh;
+  std::vector<pollfd> fds;
+  std::vector<Capture*> polled;
+  for (;;) {
+    fds.assign(1, pollfd{signal_fd_, POLLIN, 0});
+    polled.clear();
+    for (Capture& c : captures_) {
+      if (c.source && c.source->selectable_fd() >= 0) {
+        fds.push_back(pollfd{c.source->selectable_fd(), POLLIN, 0});
+        polled.push_back(&c);
+      }
+    }
+    const int timeout_ms =
+        static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(next_tick - absl::Now())) + 1);
+    if (poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) {
+      return absl::InternalError(absl::StrCat("poll: ", std::strerror(errno)));
+    }
+    for (size_t i = 0; i < polled.size(); ++i) {
+      if (fds[i + 1].revents != 0 && polled[i]->source) ServiceCapture(*polled[i]);
+    }
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo info;
+      while (read(signal_fd_, &info, sizeof info) == sizeof info) {
+        switch (info.ssi_signo) {
+          case SIGHUP:
+            Reload();
+            (void)ReopenLogFile();
+            break;
+          case SIGUSR1:
+            LogStats();
+            break;
+          default:
+            LogInfo(absl::StrCat("signal ", info.ssi_signo, ": shutting down; open grants stay and close on time"));
+            LogStats();
+            grants_->Drain();
+            return absl::OkStatus();
+        }
+      }
+    }
+    const absl::Time now = absl::Now();
+    if (now >= next_tick) {
+      pipeline_->Tick(now);
+      RefreshFilterIfNeeded();
+      for (Capture& c : captures_) {
+        if (!c.source && now >= c.retry_at) TryOpen(c);
+      }
+      next_tick = now + kTickInterval;
+    }
+    if (now >= next_address_refresh) {
+      RefreshLocalAddresses();
+      next_address_refresh = now + kAddressRefresh;
+    }
+  }
+}
+
+}  // namespace
+
+absl::Status RunAgentDaemon(AgentConfig config, const std::string& config_path, const ConfigOverrides& overrides,
+                            const DaemonOptions& options) {
+  Daemon daemon(std::move(config), config_path, overrides, options);
+  return daemon.Run();
+}
+
+}  // namespace sesame

@@ -1,0 +1,22 @@
+#include "agent/config_check.h"
+
+#include "agent/backends/backend_factory.h"
+#include "agent/config.h"
+#include "agent/one_time_sequences.h"
+#include "agent/process_runner.h"
+#include "common/status_macros.h"
+
+namespace sesame {
+
+absl::Status CheckConfigFile(const std::string& path) {
+  ASSIGN_OR_RETURN(const AgentConfig config, LoadConfig(path));
+  for (const DoorConfig& door : config.doors) {
+    if (!door.one_time_sequences.empty()) RETURN_IF_ERROR(OneTimeSequences::Check(door.one_time_sequences));
+  }
+  // Builds the backends without preparing them: it checks what can be
+  // checked without touching the firewall.
+  ProcessRunner runner(ProcessRunnerOptions{});
+  return BackendSet::Create(config, runner).status();
+}
+
+}  // namespace sesame

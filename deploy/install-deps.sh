@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package sesame needs to build, test, benchmark and
+# run its demo. Idempotent; run as root.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake pkg-config clang libclang-rt-14-dev
+  libpcap-dev libnftables-dev libgrpc++-dev libprotobuf-dev protobuf-compiler
+  protobuf-compiler-grpc libabsl-dev libssl-dev libsqlite3-dev libcli11-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # run and test: real firewalls, real capture, the real knockd to compare with
+  iproute2 nftables iptables ufw tcpd knockd tcpdump tcpreplay openssl
+  procps psmisc python3
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps.sh: run as root (it calls apt-get)" >&2
+  exit 1
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# knockd's package must not start a daemon of its own on this host.
+if systemctl is-active --quiet knockd 2>/dev/null; then systemctl stop knockd; fi
+exit 0

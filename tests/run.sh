@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian 12 machine, as root: installs what
+# is needed, builds, runs every test (unit, namespace-isolated firewall and
+# capture tests, integration), then each fuzz target for a bounded time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./deploy/install-deps.sh
+./deploy/build.sh
+
+# Tests create and remove their own network namespaces; nothing touches the
+# host's firewall. -j2: the machine has two cores.
+ctest --test-dir build --output-on-failure -j"$(nproc)" --timeout 900
+
+# Fuzzing, bounded: SESAME_FUZZ_SECONDS per target (0 skips).
+fuzz_seconds=${SESAME_FUZZ_SECONDS:-30}
+if [ "$fuzz_seconds" -gt 0 ] && command -v clang++ >/dev/null; then
+  CC=clang CXX=clang++ cmake -S . -B build-fuzz -DSESAME_BUILD_FUZZ=ON -DSESAME_BUILD_TESTS=OFF \
+    -DSESAME_BUILD_BENCH=OFF >build-fuzz.configure.log 2>&1 || { cat build-fuzz.configure.log; exit 1; }
+  targets=()
+  for f in fuzz/*_fuzz.cc; do targets+=("$(basename "$f" .cc)"); done
+  cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]}"
+  for target in fuzz/*_fuzz.cc; do
+    name=$(basename "$target" .cc)
+    corpus=fuzz/corpus/${name%_fuzz}
+    work=$(mktemp -d)
+    [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
+    echo "fuzzing $name for ${fuzz_seconds}s"
+    "build-fuzz/fuzz/$name" -max_total_time="$fuzz_seconds" -print_final_stats=1 "$work" 2>&1 | tail -n 12
+    rm -rf "$work"
+  done
+fi
