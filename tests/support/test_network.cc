@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -22,10 +24,28 @@ std::vector<std::string> InNamespace(const std::string& ns, const std::vector<st
 
 }  // namespace
 
-TestNetwork::TestNetwork(std::string prefix) : prefix_(std::move(prefix)) {
-  // Leftovers of a test that was killed before its destructor ran.
-  RunCommand({"ip", "netns", "del", gateway()});
-  RunCommand({"ip", "netns", "del", client()});
+namespace {
+
+// Namespaces "<prefix><pid>gw|cl" of test processes that died before their
+// destructor ran.
+void RemoveLeftovers(const std::string& prefix) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/run/netns", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0 || name.size() < prefix.size() + 3) continue;
+    const std::string pid_text = name.substr(prefix.size(), name.size() - prefix.size() - 2);
+    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(pid_text));
+    if (kill(pid, 0) != 0 && errno == ESRCH) RunCommand({"ip", "netns", "del", name});
+  }
+}
+
+}  // namespace
+
+TestNetwork::TestNetwork(std::string prefix) : prefix_(prefix + std::to_string(getpid())) {
+  // ctest runs the cases of one binary as separate processes, in parallel:
+  // the pid keeps their namespaces apart.
+  RemoveLeftovers(prefix);
   const std::vector<std::vector<std::string>> setup = {
       {"ip", "netns", "add", gateway()},
       {"ip", "netns", "add", client()},

@@ -1,5 +1,5 @@
-// A two-host network for integration tests: namespaces "<prefix>gw" (the
-// bastion) and "<prefix>cl" (a client) joined by a veth pair, with IPv4
+// A two-host network for integration tests: namespaces "<prefix><pid>gw"
+// (the bastion) and "<prefix><pid>cl" (a client) joined by a veth pair, with IPv4
 // (198.18.0.0/24, the benchmarking range) and IPv6 (fd5e:5a3e::/64)
 // addresses. Everything it creates — namespaces, processes started in them —
 // is removed by the destructor, and by a sweep of leftovers at construction.
@@ -24,7 +24,8 @@ class TestNetwork {
   static constexpr const char* kClientV6 = "fd5e:5a3e::2";
   static constexpr const char* kGatewayIf = "sxgw0";  // the bastion's interface
 
-  // Prefix: short and unique per test binary (namespace names are global).
+  // Prefix: short and unique per test binary (namespace names are global);
+  // the process id is appended.
   explicit TestNetwork(std::string prefix);
   ~TestNetwork();
   TestNetwork(const TestNetwork&) = delete;
