@@ -2,6 +2,7 @@
 // bastion namespace, Debian's `knock` client in a client namespace, a
 // default-deny nftables ruleset in front of a listening TCP service.
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <fstream>
 
@@ -128,6 +129,41 @@ TEST_F(AgentIntegrationTest, KnockdStyleCommandsRunWithoutAShell) {
   Knock({"-u", TestNetwork::kGatewayV4, "7100", "7200", "7300"});
   EXPECT_TRUE(WaitFor([&] { return net_.CanConnect(TestNetwork::kGatewayV4, 2222); })) << Log();
   EXPECT_TRUE(WaitFor([&] { return !net_.CanConnect(TestNetwork::kGatewayV4, 2222); })) << Log();
+}
+
+// TCP Wrappers' verdict for `address`, from Debian's tcpdmatch reading the
+// hosts.allow / hosts.deny in `dir` (-d: no /etc involved).
+std::string TcpdVerdict(const std::string& dir, const std::string& address) {
+  const auto r = testing::RunCommand({"sh", "-c", "cd \"$0\" && tcpdmatch -d sshd \"$1\"", dir, address});
+  if (absl::StrContains(r.output, "access:   granted")) return "granted";
+  if (absl::StrContains(r.output, "access:   denied")) return "denied";
+  return "tcpdmatch said: " + r.output;
+}
+
+TEST_F(AgentIntegrationTest, HostsAllowIncludeFileGrantsUntilCmdTimeout) {
+  ASSERT_TRUE(testing::HaveTool("tcpdmatch"));
+  const std::string tcpd = dir_.File("tcpd");
+  ASSERT_EQ(mkdir(tcpd.c_str(), 0755), 0);
+  ASSERT_TRUE(WriteFileAtomically(tcpd + "/hosts.allow", "# the administrator's own line stays\nsshd: 192.0.2.77\n").ok());
+  ASSERT_TRUE(WriteFileAtomically(tcpd + "/hosts.deny", "ALL: ALL\n").ok());
+  WriteConfig(absl::StrCat(R"(
+[openSSH]
+  sequence         = 7000,8000,9000
+  backend          = hosts_allow
+  hostsallow_table = )", tcpd, R"(/hosts.allow
+  hostsallow_file  = )", tcpd, R"(/granted
+  cmd_timeout      = 4
+)"));
+  EXPECT_EQ(TcpdVerdict(tcpd, TestNetwork::kClientV4), "denied");
+  StartAgent();
+  EXPECT_EQ(TcpdVerdict(tcpd, TestNetwork::kClientV4), "denied");
+  Knock({TestNetwork::kGatewayV4, "7000", "8000", "9000"});
+  EXPECT_TRUE(WaitFor([&] { return TcpdVerdict(tcpd, TestNetwork::kClientV4) == "granted"; })) << Log();
+  EXPECT_EQ(TcpdVerdict(tcpd, "198.18.0.99"), "denied") << "only the knocker";
+  EXPECT_TRUE(WaitFor([&] { return TcpdVerdict(tcpd, TestNetwork::kClientV4) == "denied"; })) << Log();
+  // One include line was added, nothing else touched.
+  EXPECT_EQ(*ReadFileToString(tcpd + "/hosts.allow"),
+            absl::StrCat("# the administrator's own line stays\nsshd: 192.0.2.77\nsshd: ", tcpd, "/granted\n"));
 }
 
 TEST_F(AgentIntegrationTest, ReversedOrderDoesNotOpenAndStrayPortsAreIgnoredInCompatMode) {
