@@ -62,7 +62,7 @@ TEST(KnockFrame, Ipv4TcpSynHasRightLayoutAndChecksums) {
   const uint8_t* ip = frame.data() + 14;
   EXPECT_EQ(ip[0], 0x45);
   EXPECT_EQ(ip[9], 6);
-  EXPECT_EQ(ip[12], 10);
+  EXPECT_EQ(ip[12], 198);
   EXPECT_EQ(ip[15], 1);
   uint32_t sum = 0;
   for (int i = 0; i < 20; i += 2) sum += (ip[i] << 8) | ip[i + 1];
@@ -134,10 +134,10 @@ TEST(SourceAddresses, OffsetCarriesAcrossBytes) {
 }
 
 TEST(SourceAddresses, PrefixParsesAndContains) {
-  auto prefix = AddressPrefix::Parse("198.18.0.0/16");
+  auto prefix = AddressPrefix::Parse("198.18.0.0/15");
   ASSERT_TRUE(prefix.ok()) << prefix.status();
-  EXPECT_TRUE(prefix->Contains(Ip("100.127.255.255")));
-  EXPECT_FALSE(prefix->Contains(Ip("100.128.0.0")));
+  EXPECT_TRUE(prefix->Contains(Ip("198.19.255.255")));
+  EXPECT_FALSE(prefix->Contains(Ip("198.20.0.0")));
   EXPECT_FALSE(prefix->Contains(Ip("2001:db8::1")));
   for (const char* bad : {"100.64.0.0", "100.64.0.1/10", "10.0.0.0/33", "10.0.0.0/", "nope/8"}) {
     EXPECT_FALSE(AddressPrefix::Parse(bad).ok()) << bad;
