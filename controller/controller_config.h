@@ -1,0 +1,48 @@
+// sesame-controller's configuration (deploy/examples/controller.conf): the
+// agent's syntax, "[section]" headers, "KEY = VALUE" lines, '#' comments on
+// their own line, keys case-insensitive.
+//
+//   [controller]  Listen, StateDir, Heartbeat_Interval
+//   [tls]         CA_Cert, Cert, Key, CRL_Directory
+//   [audit]       Signing_Key, Checkpoint_Interval
+//   [metrics]     File, Interval
+//   [door NAME]   Sequence_Length, Protocols, Port_Range, Avoid_Ports,
+//                 Grant_Ports, Grant_TTL, Fleet_Wide, Seq_Timeout,
+//                 Offline_Reserve
+//
+// Durations are absl's ("30s", "1m", "1h30m"); booleans yes/no, true/false,
+// on/off, 1/0. Errors read "FILE:LINE: what was expected".
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "controller/model.h"
+#include "controller/tls_credentials.h"
+
+namespace sesame::controller {
+
+struct ControllerConfig {
+  std::string path;
+  std::string listen = "[::]:7443";
+  std::string state_dir = "/var/lib/sesame-controller";
+  absl::Duration heartbeat_interval = absl::Seconds(10);
+  TlsFiles tls;
+  std::string audit_key;  // default: STATE_DIR/audit.key
+  absl::Duration checkpoint_interval = absl::Minutes(1);
+  std::string metrics_file;  // empty: no metrics file
+  absl::Duration metrics_interval = absl::Seconds(5);
+  std::vector<Door> doors;
+  // Door name -> reserve sequences each agent should hold for it (parsed;
+  // automatic replenishment is not implemented yet).
+  std::map<std::string, int> offline_reserve;
+};
+
+absl::StatusOr<ControllerConfig> ParseControllerConfig(std::string_view text, std::string_view file_name);
+absl::StatusOr<ControllerConfig> LoadControllerConfig(const std::string& path);
+
+}  // namespace sesame::controller

@@ -1,0 +1,95 @@
+// sesame-controller: see deploy/man/sesame-controller.8.
+//
+//   sesame-controller --config /etc/sesame/controller.conf
+//   sesame-controller --check-config /etc/sesame/controller.conf
+//
+// Signals are taken synchronously (sigtimedwait on the main thread, every
+// other thread has them blocked), which also paces the periodic work.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "controller/controller_config.h"
+#include "controller/controller_daemon.h"
+#include "controller/tls_credentials.h"
+
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+
+int CheckConfig(const std::string& path) {
+  absl::StatusOr<sesame::controller::ControllerConfig> config = sesame::controller::LoadControllerConfig(path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());
+    return 1;
+  }
+  absl::Status tls = sesame::controller::MakeServerCredentials(config->tls).status();
+  if (!tls.ok()) {
+    std::fprintf(stderr, "%s: [tls]: %s\n", path.c_str(), std::string(tls.message()).c_str());
+    return 1;
+  }
+  std::printf("%s: OK (%zu doors)\n", path.c_str(), config->doors.size());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"sesame-controller: one-time knock sequences, grants and audit for a fleet of sesame agents"};
+  std::string config_path = "/etc/sesame/controller.conf";
+  std::string check_path;
+  app.add_option("-c,--config", config_path, "configuration file");
+  app.add_option("--check-config", check_path, "check a configuration file and exit");
+  app.set_version_flag("-V,--version", kVersion);
+  CLI11_PARSE(app, argc, argv);
+  if (!check_path.empty()) return CheckConfig(check_path);
+
+  sesame::LogOptions log_options;
+  log_options.ident = "sesame-controller";
+  (void)sesame::ConfigureLogging(log_options);
+
+  absl::StatusOr<sesame::controller::ControllerConfig> config = sesame::controller::LoadControllerConfig(config_path);
+  if (!config.ok()) {
+    sesame::LogError(std::string(config.status().message()));
+    return 1;
+  }
+
+  // Block the signals in every thread; the main thread waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  absl::StatusOr<std::unique_ptr<sesame::controller::ControllerDaemon>> daemon =
+      sesame::controller::ControllerDaemon::Start(*config);
+  if (!daemon.ok()) {
+    sesame::LogError(absl::StrCat("cannot start: ", daemon.status().message()));
+    return 1;
+  }
+  for (;;) {
+    timespec tick{1, 0};
+    const int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig == SIGTERM || sig == SIGINT) break;
+    if (sig == SIGHUP) {
+      absl::StatusOr<sesame::controller::ControllerConfig> reloaded =
+          sesame::controller::LoadControllerConfig(config_path);
+      absl::Status s = reloaded.ok() ? (*daemon)->ReloadDoors(*reloaded) : reloaded.status();
+      if (s.ok()) {
+        sesame::LogInfo("configuration reloaded (doors; listen address, TLS and state take a restart)");
+      } else {
+        sesame::LogError(absl::StrCat("reload refused, keeping the running configuration: ", s.message()));
+      }
+    }
+    (*daemon)->Tick();
+  }
+  sesame::LogInfo("stopping");
+  (*daemon)->Shutdown();
+  return 0;
+}

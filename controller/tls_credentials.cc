@@ -1,0 +1,105 @@
+#include "controller/tls_credentials.h"
+
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <sys/stat.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+
+namespace sesame::controller {
+namespace {
+
+struct Pems {
+  std::string ca, cert, key;
+};
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
+  if (path.empty()) return absl::InvalidArgumentError(absl::StrCat("no ", what, " file given"));
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) return absl::Status(text.status().code(), absl::StrCat(what, ": ", text.status().message()));
+  return text;
+}
+
+// The certificate parses, and the key is the certificate's.
+absl::Status CheckPair(const Pems& p, const TlsFiles& files) {
+  BIO* cert_bio = BIO_new_mem_buf(p.cert.data(), static_cast<int>(p.cert.size()));
+  X509* cert = PEM_read_bio_X509(cert_bio, nullptr, nullptr, nullptr);
+  BIO_free(cert_bio);
+  BIO* key_bio = BIO_new_mem_buf(p.key.data(), static_cast<int>(p.key.size()));
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(key_bio, nullptr, nullptr, nullptr);
+  BIO_free(key_bio);
+  BIO* ca_bio = BIO_new_mem_buf(p.ca.data(), static_cast<int>(p.ca.size()));
+  X509* ca = PEM_read_bio_X509(ca_bio, nullptr, nullptr, nullptr);
+  BIO_free(ca_bio);
+  absl::Status status;
+  if (cert == nullptr) {
+    status = absl::InvalidArgumentError(absl::StrCat(files.cert, ": not a PEM certificate"));
+  } else if (key == nullptr) {
+    status = absl::InvalidArgumentError(absl::StrCat(files.key, ": not a PEM private key"));
+  } else if (ca == nullptr) {
+    status = absl::InvalidArgumentError(absl::StrCat(files.ca_cert, ": not a PEM certificate"));
+  } else if (X509_check_private_key(cert, key) != 1) {
+    status = absl::InvalidArgumentError(absl::StrCat(files.key, " is not the key of ", files.cert));
+  }
+  ERR_clear_error();
+  X509_free(cert);
+  X509_free(ca);
+  EVP_PKEY_free(key);
+  return status;
+}
+
+absl::StatusOr<Pems> Load(const TlsFiles& files) {
+  Pems p;
+  ASSIGN_OR_RETURN(p.ca, ReadPem(files.ca_cert, "CA certificate"));
+  ASSIGN_OR_RETURN(p.cert, ReadPem(files.cert, "certificate"));
+  ASSIGN_OR_RETURN(p.key, ReadPem(files.key, "private key"));
+  RETURN_IF_ERROR(CheckPair(p, files));
+  return p;
+}
+
+std::shared_ptr<grpc::experimental::StaticDataCertificateProvider> Provider(const Pems& p) {
+  std::vector<grpc::experimental::IdentityKeyCertPair> pairs = {{p.key, p.cert}};
+  return std::make_shared<grpc::experimental::StaticDataCertificateProvider>(p.ca, pairs);
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const TlsFiles& files) {
+  ASSIGN_OR_RETURN(Pems pems, Load(files));
+  grpc::experimental::TlsServerCredentialsOptions options(Provider(pems));
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  if (!files.crl_dir.empty()) {
+    struct stat st;
+    if (stat(files.crl_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return absl::InvalidArgumentError(absl::StrCat("CRL directory ", files.crl_dir, ": not a directory"));
+    }
+    options.set_crl_directory(files.crl_dir);
+  }
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::experimental::TlsServerCredentials(options);
+  if (creds == nullptr) return absl::InternalError("gRPC refused the TLS server options");
+  return creds;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(const TlsFiles& files) {
+  ASSIGN_OR_RETURN(Pems pems, Load(files));
+  grpc::experimental::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(Provider(pems));
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_verify_server_certs(true);
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::experimental::TlsCredentials(options);
+  if (creds == nullptr) return absl::InternalError("gRPC refused the TLS channel options");
+  return creds;
+}
+
+}  // namespace sesame::controller

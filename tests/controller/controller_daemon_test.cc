@@ -1,0 +1,317 @@
+// The whole controller on loopback with real mutual TLS: an operator issues
+// sequences, agents receive them, one agent's knock wins and burns the
+// sequence on the others, the operator revokes the grant and the agent is
+// told; the health service answers SERVING; a restart keeps everything.
+#include "controller/controller_daemon.h"
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/file_util.h"
+#include "controller/controller_config.h"
+#include "controller/tls_credentials.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "sesame/v1/admin.grpc.pb.h"
+#include "sesame/v1/agent.grpc.pb.h"
+#include "tests/support/temp_dir.h"
+
+namespace sesame::controller {
+namespace {
+
+constexpr absl::Duration kWait = absl::Seconds(30);
+
+void Run(const std::string& command) {
+  ASSERT_EQ(std::system(absl::StrCat(command, " >/dev/null 2>&1").c_str()), 0) << command;
+}
+
+void MakePki(const std::string& d) {
+  Run(absl::StrCat("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj '/CN=ca'",
+                   " -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign'",
+                   " -keyout ", d, "/ca.key -out ", d, "/ca.crt"));
+  const std::pair<std::string, std::string> leaves[] = {
+      {"ctl", "subjectAltName=DNS:localhost,IP:127.0.0.1,URI:spiffe://sesame/controller/ctl\nextendedKeyUsage=serverAuth"},
+      {"alice", "subjectAltName=URI:spiffe://sesame/admin/alice\nextendedKeyUsage=clientAuth"},
+      {"b1", "subjectAltName=URI:spiffe://sesame/agent/b1\nextendedKeyUsage=clientAuth"},
+      {"b2", "subjectAltName=URI:spiffe://sesame/agent/b2\nextendedKeyUsage=clientAuth"},
+  };
+  for (const auto& [name, ext] : leaves) {
+    ASSERT_TRUE(WriteFileAtomically(absl::StrCat(d, "/", name, ".ext"), ext + "\n", 0600).ok());
+    Run(absl::StrCat("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj '/CN=", name, "' -keyout ",
+                     d, "/", name, ".key -out ", d, "/", name, ".csr"));
+    Run(absl::StrCat("openssl x509 -req -days 2 -in ", d, "/", name, ".csr -CA ", d, "/ca.crt -CAkey ", d,
+                     "/ca.key -CAcreateserial -extfile ", d, "/", name, ".ext -out ", d, "/", name, ".crt"));
+  }
+}
+
+// An agent's session collecting what the controller sends.
+class Agent {
+ public:
+  Agent(const std::shared_ptr<grpc::Channel>& channel) : stub_(v1::AgentService::NewStub(channel)) {
+    context_.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
+    stream_ = stub_->Session(&context_);
+    reader_ = std::thread([this] {
+      v1::ControllerMessage m;
+      while (stream_->Read(&m)) {
+        absl::MutexLock lock(&mu_);
+        inbox_.push_back(m);
+      }
+    });
+  }
+  ~Agent() {
+    context_.TryCancel();
+    reader_.join();
+    (void)stream_->Finish();
+  }
+  bool Send(const v1::AgentMessage& m) { return stream_->Write(m); }
+  std::optional<v1::ControllerMessage> Next(const std::function<bool(const v1::ControllerMessage&)>& pred) {
+    const absl::Time deadline = absl::Now() + kWait;
+    while (absl::Now() < deadline) {
+      {
+        absl::MutexLock lock(&mu_);
+        for (auto it = inbox_.begin(); it != inbox_.end(); ++it) {
+          if (pred(*it)) {
+            v1::ControllerMessage m = *it;
+            inbox_.erase(it);
+            return m;
+          }
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return std::nullopt;
+  }
+
+ private:
+  std::unique_ptr<v1::AgentService::Stub> stub_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::ControllerMessage>> stream_;
+  std::thread reader_;
+  absl::Mutex mu_;
+  std::vector<v1::ControllerMessage> inbox_ ABSL_GUARDED_BY(mu_);
+};
+
+class ControllerDaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    MakePki(pki_.path());
+    const std::string conf = absl::StrCat(
+        "[controller]\n  Listen = 127.0.0.1:0\n  StateDir = ", state_.path(), "\n",
+        "[tls]\n  CA_Cert = ", pki_.File("ca.crt"), "\n  Cert = ", pki_.File("ctl.crt"), "\n  Key = ",
+        pki_.File("ctl.key"), "\n",
+        "[audit]\n  Checkpoint_Interval = 1s\n",
+        "[metrics]\n  File = ", state_.File("sesame.prom"), "\n",
+        "[door ssh]\n  Sequence_Length = 3\n  Port_Range = 20000-30000\n  Grant_Ports = 22\n  Grant_TTL = 1h\n");
+    absl::StatusOr<ControllerConfig> config = ParseControllerConfig(conf, "test.conf");
+    ASSERT_TRUE(config.ok()) << config.status();
+    config_ = *config;
+    StartDaemon();
+  }
+
+  void StartDaemon() {
+    absl::StatusOr<std::unique_ptr<ControllerDaemon>> daemon = ControllerDaemon::Start(config_);
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    daemon_ = *std::move(daemon);
+  }
+
+  std::shared_ptr<grpc::Channel> Channel(const std::string& name) {
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds = MakeClientCredentials(
+        TlsFiles{pki_.File("ca.crt"), pki_.File(name + ".crt"), pki_.File(name + ".key"), ""});
+    EXPECT_TRUE(creds.ok()) << creds.status();
+    return grpc::CreateChannel(absl::StrCat("127.0.0.1:", daemon_->port()), *creds);
+  }
+
+  static std::unique_ptr<grpc::ClientContext> Context() {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return c;
+  }
+
+  static v1::AgentMessage Hello() {
+    v1::AgentMessage m;
+    m.set_id("hello");
+    m.mutable_hello()->set_version("0.1.0");
+    m.mutable_hello()->add_advertise_hosts("bastion.example.net");
+    return m;
+  }
+
+  testing::TempDir pki_, state_;
+  ControllerConfig config_;
+  std::unique_ptr<ControllerDaemon> daemon_;
+};
+
+TEST_F(ControllerDaemonTest, IssueKnockBurnRevokeAcrossTheFleet) {
+  auto admin = v1::AdminService::NewStub(Channel("alice"));
+  Agent b1(Channel("b1")), b2(Channel("b2"));
+  for (Agent* a : {&b1, &b2}) {
+    ASSERT_TRUE(a->Send(Hello()));
+    ASSERT_TRUE(a->Next([](const v1::ControllerMessage& m) { return m.has_snapshot(); }).has_value());
+  }
+
+  v1::IssueSequencesRequest issue;
+  issue.set_door("ssh");
+  issue.set_count(1);
+  v1::IssueSequencesResponse issued;
+  grpc::Status status = admin->IssueSequences(Context().get(), issue, &issued);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(issued.sequences_size(), 1);
+  const uint64_t id = issued.sequences(0).id();
+  EXPECT_EQ(issued.sequences(0).commands_size(), 2);  // one per bastion
+  for (Agent* a : {&b1, &b2}) {
+    ASSERT_TRUE(a->Next([id](const v1::ControllerMessage& m) {
+      return m.has_delta() && m.delta().sequence_added().id() == id;
+    }));
+  }
+
+  v1::AgentMessage knock;
+  knock.set_id("k1");
+  knock.mutable_knock_matched()->set_door("ssh");
+  knock.mutable_knock_matched()->set_sequence_id(id);
+  *knock.mutable_knock_matched()->mutable_knocks() = issued.sequences(0).knocks();
+  knock.mutable_knock_matched()->set_source("203.0.113.77");
+  ASSERT_TRUE(b1.Send(knock));
+  std::optional<v1::ControllerMessage> verdict =
+      b1.Next([](const v1::ControllerMessage& m) { return m.has_knock_verdict(); });
+  ASSERT_TRUE(verdict.has_value());
+  EXPECT_EQ(verdict->knock_verdict().outcome(), v1::KNOCK_OUTCOME_OPENED);
+  ASSERT_TRUE(b2.Next([id](const v1::ControllerMessage& m) {
+    return m.has_delta() && m.delta().sequence_burnt().sequence_id() == id;
+  }));
+
+  v1::RevokeGrantsRequest revoke;
+  revoke.set_address("203.0.113.77");
+  v1::RevokeGrantsResponse revoked;
+  ASSERT_TRUE(admin->RevokeGrants(Context().get(), revoke, &revoked).ok());
+  ASSERT_EQ(revoked.grant_ids_size(), 1);
+  std::optional<v1::ControllerMessage> told = b1.Next([](const v1::ControllerMessage& m) {
+    return m.has_delta() && m.delta().has_revoke();
+  });
+  ASSERT_TRUE(told.has_value());
+  EXPECT_EQ(told->delta().revoke().grant_id(), revoked.grant_ids(0));
+
+  v1::VerifyAuditResponse verified;
+  ASSERT_TRUE(admin->VerifyAudit(Context().get(), v1::VerifyAuditRequest(), &verified).ok());
+  EXPECT_TRUE(verified.ok()) << verified.problem();
+}
+
+TEST_F(ControllerDaemonTest, HealthServesAndMetricsAreWritten) {
+  grpc::GenericStub generic(Channel("alice"));
+  grpc::ByteBuffer request;  // HealthCheckRequest{service: ""} is empty
+  grpc::Slice empty("");
+  request = grpc::ByteBuffer(&empty, 1);
+  grpc::ByteBuffer response;
+  absl::Mutex mu;
+  bool done = false;
+  grpc::Status status;
+  auto context = Context();
+  generic.UnaryCall(context.get(), "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                    [&](grpc::Status s) {
+                      absl::MutexLock lock(&mu);
+                      status = s;
+                      done = true;
+                    });
+  {
+    absl::MutexLock lock(&mu);
+    mu.AwaitWithTimeout(absl::Condition(&done), kWait);
+    ASSERT_TRUE(done);
+  }
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
+
+  absl::StatusOr<std::string> metrics = ReadFileToString(state_.File("sesame.prom"));
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(*metrics, ::testing::HasSubstr("sesame_controller_sessions 0"));
+}
+
+TEST_F(ControllerDaemonTest, ARestartKeepsBurntSequencesBurnt) {
+  auto admin = v1::AdminService::NewStub(Channel("alice"));
+  v1::IssueSequencesRequest issue;
+  issue.set_door("ssh");
+  issue.set_count(1);
+  v1::IssueSequencesResponse issued;
+  ASSERT_TRUE(admin->IssueSequences(Context().get(), issue, &issued).ok());
+  const uint64_t id = issued.sequences(0).id();
+  {
+    Agent b1(Channel("b1"));
+    ASSERT_TRUE(b1.Send(Hello()));
+    v1::AgentMessage knock;
+    knock.set_id("k1");
+    knock.mutable_knock_matched()->set_sequence_id(id);
+    knock.mutable_knock_matched()->set_source("203.0.113.78");
+    ASSERT_TRUE(b1.Send(knock));
+    std::optional<v1::ControllerMessage> verdict =
+        b1.Next([](const v1::ControllerMessage& m) { return m.has_knock_verdict(); });
+    ASSERT_TRUE(verdict.has_value());
+    EXPECT_EQ(verdict->knock_verdict().outcome(), v1::KNOCK_OUTCOME_OPENED);
+  }
+  daemon_.reset();
+  StartDaemon();
+  Agent b2(Channel("b2"));
+  ASSERT_TRUE(b2.Send(Hello()));
+  std::optional<v1::ControllerMessage> snapshot =
+      b2.Next([](const v1::ControllerMessage& m) { return m.has_snapshot(); });
+  ASSERT_TRUE(snapshot.has_value());
+  EXPECT_EQ(snapshot->snapshot().sequences_size(), 0);
+  v1::AgentMessage knock;
+  knock.set_id("k1");
+  knock.mutable_knock_matched()->set_sequence_id(id);
+  knock.mutable_knock_matched()->set_source("203.0.113.79");
+  ASSERT_TRUE(b2.Send(knock));
+  std::optional<v1::ControllerMessage> verdict =
+      b2.Next([](const v1::ControllerMessage& m) { return m.has_knock_verdict(); });
+  ASSERT_TRUE(verdict.has_value());
+  EXPECT_EQ(verdict->knock_verdict().outcome(), v1::KNOCK_OUTCOME_REPLAY);
+  EXPECT_EQ(verdict->knock_verdict().first_agent(), "b1");
+  auto admin2 = v1::AdminService::NewStub(Channel("alice"));
+  v1::VerifyAuditResponse verified;
+  ASSERT_TRUE(admin2->VerifyAudit(Context().get(), v1::VerifyAuditRequest(), &verified).ok());
+  EXPECT_TRUE(verified.ok()) << verified.problem();
+}
+
+TEST(ControllerConfigTest, ParsesTheExampleShapeAndReportsErrorsWithLines) {
+  const char* text =
+      "# comment\n[controller]\n  Listen = [::]:7443\n  StateDir = /var/lib/x\n"
+      "[tls]\n  CA_Cert = /a\n  Cert = /b\n  Key = /c\n  CRL_Directory = /d\n"
+      "[audit]\n  Checkpoint_Interval = 1m\n"
+      "[door openSSH]\n  Sequence_Length = 4\n  Protocols = tcp,udp\n  Port_Range = 10000-60000\n"
+      "  Avoid_Ports = 22,80,443\n  Grant_Ports = 22:tcp\n  Grant_TTL = 30s\n  Fleet_Wide = no\n"
+      "  Seq_Timeout = 5s\n  Offline_Reserve = 5\n";
+  absl::StatusOr<ControllerConfig> c = ParseControllerConfig(text, "c.conf");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->listen, "[::]:7443");
+  EXPECT_EQ(c->audit_key, "/var/lib/x/audit.key");
+  EXPECT_EQ(c->tls.crl_dir, "/d");
+  ASSERT_EQ(c->doors.size(), 1u);
+  EXPECT_EQ(c->doors[0].name, "openSSH");
+  EXPECT_EQ(c->doors[0].policy.sequence_length, 4);
+  EXPECT_EQ(c->doors[0].policy.protocols.size(), 2u);
+  EXPECT_EQ(c->doors[0].policy.avoid_ports, (std::vector<uint16_t>{22, 80, 443}));
+  EXPECT_EQ(c->doors[0].policy.grant_ttl, absl::Seconds(30));
+  EXPECT_EQ(c->offline_reserve.at("openSSH"), 5);
+
+  const std::pair<const char*, const char*> bad[] = {
+      {"[tls]\nCA_Cert=/a\nCert=/b\nKey=/c\n[door x]\nPort_Range = 9-3\n", "c.conf:6: Port_Range"},
+      {"[tls]\nCA_Cert=/a\nCert=/b\nKey=/c\n[nope]\n", "c.conf:5: unknown section"},
+      {"[tls]\nCA_Cert=/a\nCert=/b\nKey=/c\n[audit]\nCheckpoint_Interval = soon\n", "c.conf:6:"},
+      {"[controller]\nListen = x\n", "[tls] CA_Cert is required"},
+      {"[tls]\nCA_Cert=/a\nCert=/b\nKey=/c\n[door x]\nSequence_Length = 3\nPort_Range = 1000-1001\n",
+       "c.conf:5: door x"},
+  };
+  for (const auto& [text, expected] : bad) {
+    absl::StatusOr<ControllerConfig> r = ParseControllerConfig(text, "c.conf");
+    EXPECT_FALSE(r.ok()) << text;
+    EXPECT_THAT(r.status().message(), ::testing::HasSubstr(expected)) << text;
+  }
+}
+
+}  // namespace
+}  // namespace sesame::controller
