@@ -20,6 +20,9 @@
 #include "agent/grant_manager.h"
 #include "agent/knock_pipeline.h"
 #include "agent/local_addresses.h"
+#include "agent/managed/backend_switch.h"
+#include "agent/managed/managed_agent.h"
+#include "agent/managed/tls_identity.h"
 #include "agent/pcap_source.h"
 #include "agent/process_runner.h"
 #include "common/file_util.h"
@@ -68,6 +71,29 @@ BackendLookup LookupIn(std::shared_ptr<BackendSet> set) {
   return [set = std::move(set)](const std::string& door) { return set->ForDoor(door); };
 }
 
+// In managed mode, a standalone door's grant also goes to the controller's
+// audit log.
+class AuditedSink final : public GrantSink {
+ public:
+  AuditedSink(GrantSink& grants, ManagedAgent& managed) : grants_(grants), managed_(managed) {}
+  void Open(Grant grant) override {
+    managed_.StandaloneOpened(grant);
+    grants_.Open(std::move(grant));
+  }
+
+ private:
+  GrantSink& grants_;
+  ManagedAgent& managed_;
+};
+
+v1::Metric Metric(const std::string& name, double value, bool counter) {
+  v1::Metric m;
+  m.set_name(name);
+  m.set_value(value);
+  m.set_counter(counter);
+  return m;
+}
+
 absl::Status Daemonize() {
   pid_t pid = fork();
   if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
@@ -95,11 +121,17 @@ class Daemon {
         config_path_(std::move(config_path)),
         overrides_(std::move(overrides)),
         options_(options) {}
+  // The managed agent orders grants through grants_: it stops first.
+  ~Daemon() {
+    if (managed_) managed_->Stop();
+  }
 
   absl::Status Run();
 
  private:
   absl::Status Start();
+  absl::Status StartManaged(std::unique_ptr<GrantStore> store);
+  void PublishMetrics();
   CaptureScope ScopeFor(const KnockPipeline& pipeline) const;
   void OpenCaptures(const std::vector<std::string>& interfaces);
   void TryOpen(Capture& capture);
@@ -116,8 +148,15 @@ class Daemon {
   const DaemonOptions options_;
 
   std::unique_ptr<ProcessRunner> runner_;
+  // Managed mode only (declared before grants_, destroyed after it).
+  std::unique_ptr<ManagedAgent> managed_;
+  std::unique_ptr<BackendSwitch> backend_switch_;
   std::unique_ptr<GrantWorker> grants_;
+  std::unique_ptr<AuditedSink> audited_sink_;
   std::unique_ptr<KnockPipeline> pipeline_;
+  uint64_t managed_generation_ = 0;
+  // Counters of pipelines replaced by a reload: metrics are counters.
+  MatcherCounters past_matcher_;
   std::vector<Capture> captures_;
   CaptureScope scope_;
   uint64_t filter_generation_ = 0;
@@ -137,6 +176,11 @@ CaptureScope Daemon::ScopeFor(const KnockPipeline& pipeline) const {
   for (const std::vector<Knock>& sequence : pipeline.CurrentSequences()) {
     current.insert(current.end(), sequence.begin(), sequence.end());
   }
+  if (managed_) {
+    if (managed_->matcher().AnyStrict()) return CaptureScope::Everything();
+    const std::vector<Knock> managed = managed_->matcher().CurrentKnocks();
+    current.insert(current.end(), managed.begin(), managed.end());
+  }
   return ScopeForConfig(config_, current);
 }
 
@@ -149,6 +193,16 @@ absl::Status Daemon::Start() {
                    GrantStore::Open(config_.options.state_dir + "/grants",
                                     options_.salvage_grants ? GrantStore::OnCorrupt::kSalvage
                                                             : GrantStore::OnCorrupt::kRefuse));
+  if (config_.options.managed.enabled()) {
+    // Files only (no gRPC before the fork): bad certificates, an unreadable
+    // spool show on the terminal.
+    ASSIGN_OR_RETURN(const TlsIdentity identity, LoadTlsIdentity(config_.options.managed));
+    ManagedAgentOptions managed_options = ManagedAgentOptionsFor(config_, identity);
+    managed_options.state_dir = config_.options.state_dir + "/managed";
+    ASSIGN_OR_RETURN(managed_, ManagedAgent::Create(config_, std::move(managed_options)));
+    LogInfo(absl::StrCat("managed mode: agent \"", identity.agent_name, "\", controller ",
+                         absl::StrJoin(config_.options.managed.controllers, ", ")));
+  }
   if (options_.daemonize) RETURN_IF_ERROR(Daemonize());
 
   // Threads start only now: fork() keeps none of them.
@@ -164,17 +218,22 @@ absl::Status Daemon::Start() {
   po.max_children = config_.options.max_children;
   po.time_limit = config_.options.command_time_limit;
   runner_ = std::make_unique<ProcessRunner>(po);
-  ASSIGN_OR_RETURN(std::shared_ptr<BackendSet> backends, MakeBackends(config_));
-  RETURN_IF_ERROR(backends->PrepareAll());
-  auto book = std::make_unique<GrantBook>(std::move(store), LookupIn(std::move(backends)), RealClock::Instance());
-  book->set_resolve_names(options_.lookup_names);
-  grants_ = std::make_unique<GrantWorker>(std::move(book));
+  if (managed_) {
+    RETURN_IF_ERROR(StartManaged(std::move(store)));
+  } else {
+    ASSIGN_OR_RETURN(std::shared_ptr<BackendSet> backends, MakeBackends(config_));
+    RETURN_IF_ERROR(backends->PrepareAll());
+    auto book = std::make_unique<GrantBook>(std::move(store), LookupIn(std::move(backends)), RealClock::Instance());
+    book->set_resolve_names(options_.lookup_names);
+    grants_ = std::make_unique<GrantWorker>(std::move(book));
 
-  PipelineOptions pipeline_options{options_.verbose, options_.only_ipv4};
-  ASSIGN_OR_RETURN(pipeline_, KnockPipeline::Create(config_, pipeline_options, *grants_));
+    PipelineOptions pipeline_options{options_.verbose, options_.only_ipv4};
+    ASSIGN_OR_RETURN(pipeline_, KnockPipeline::Create(config_, pipeline_options, *grants_));
+  }
   RefreshLocalAddresses();
   scope_ = ScopeFor(*pipeline_);
   filter_generation_ = pipeline_->generation();
+  if (managed_) managed_generation_ = managed_->matcher().generation();
   OpenCaptures(config_.options.interfaces);
 
   if (!config_.options.pid_file.empty()) {
@@ -184,6 +243,56 @@ absl::Status Daemon::Start() {
                        absl::StrJoin(config_.options.interfaces, ","), ", ", grants_->stats().open_now,
                        " grant(s) carried over"));
   return absl::OkStatus();
+}
+
+// Backends for standalone and managed doors alike, through one switch; the
+// managed agent's reporting sees every grant the backends handle.
+absl::Status Daemon::StartManaged(std::unique_ptr<GrantStore> store) {
+  ManagedAgent* managed = managed_.get();
+  backend_switch_ = std::make_unique<BackendSwitch>(
+      config_, managed->DoorConfigs(),
+      [this](const AgentConfig& doors) -> absl::StatusOr<BackendSwitch::Built> {
+        ASSIGN_OR_RETURN(std::shared_ptr<BackendSet> set, MakeBackends(doors));
+        return BackendSwitch::Built{LookupIn(set), [set] { return set->PrepareAll(); }};
+      },
+      [managed](BackendLookup lookup) { return managed->Reporting(std::move(lookup)); });
+  ASSIGN_OR_RETURN(BackendLookup lookup, backend_switch_->BuildInitial());
+  auto book = std::make_unique<GrantBook>(std::move(store), std::move(lookup), RealClock::Instance());
+  book->set_resolve_names(options_.lookup_names);
+  grants_ = std::make_unique<GrantWorker>(std::move(book));
+  backend_switch_->Attach(grants_.get());
+  audited_sink_ = std::make_unique<AuditedSink>(*grants_, *managed);
+  PipelineOptions pipeline_options{options_.verbose, options_.only_ipv4};
+  ASSIGN_OR_RETURN(pipeline_, KnockPipeline::Create(config_, pipeline_options, *audited_sink_));
+  BackendSwitch* backend_switch = backend_switch_.get();
+  managed->Start(*grants_, [backend_switch](std::vector<DoorConfig> doors) {
+    if (absl::Status s = backend_switch->SetManaged(std::move(doors)); !s.ok()) {
+      LogError(absl::StrCat("managed doors: ", s.message()));
+    }
+  });
+  return absl::OkStatus();
+}
+
+void Daemon::PublishMetrics() {
+  std::vector<v1::Metric> metrics;
+  CaptureStats capture;
+  for (Capture& c : captures_) capture = Add(capture, c.source ? Add(c.past, c.source->Stats()) : c.past);
+  metrics.push_back(Metric("sesame_agent_capture_frames_total", static_cast<double>(capture.frames), true));
+  metrics.push_back(Metric("sesame_agent_capture_drops_total",
+                           static_cast<double>(capture.kernel_drops + capture.interface_drops), true));
+  MatcherCounters m = pipeline_->matcher().counters();
+  m.knocks += past_matcher_.knocks;
+  m.completions += past_matcher_.completions;
+  m.scanners += past_matcher_.scanners;
+  const MatcherCounters managed = managed_->matcher().counters();
+  metrics.push_back(Metric("sesame_agent_knocks_seen_total", static_cast<double>(m.knocks + managed.knocks), true));
+  metrics.push_back(Metric("sesame_agent_sequences_matched_total",
+                           static_cast<double>(m.completions + managed.completions), true));
+  metrics.push_back(Metric("sesame_agent_scanners_total", static_cast<double>(m.scanners + managed.scanners), true));
+  const GrantStats g = grants_->stats();
+  metrics.push_back(Metric("sesame_agent_grants_open", static_cast<double>(g.open_now), false));
+  metrics.push_back(Metric("sesame_agent_grant_failures_total", static_cast<double>(g.failures), true));
+  managed_->SetMetrics(std::move(metrics));
 }
 
 void Daemon::OpenCaptures(const std::vector<std::string>& interfaces) {
@@ -217,7 +326,10 @@ void Daemon::ServiceCapture(Capture& capture) {
   // Bounded, so signals and ticks are served even under a flood.
   for (int round = 0; round < 64; ++round) {
     absl::StatusOr<int> n =
-        capture.source->Dispatch(kFramesPerDispatch, [this](const Packet& p) { pipeline_->OnPacket(p); });
+        capture.source->Dispatch(kFramesPerDispatch, [this](const Packet& p) {
+          pipeline_->OnPacket(p);
+          if (managed_) managed_->matcher().OnPacket(p);
+        });
     if (!n.ok()) {
       LogWarning(absl::StrCat(capture.interface, ": capture failed (", n.status().message(),
                               "); re-opening when the interface is back"));
@@ -232,8 +344,10 @@ void Daemon::ServiceCapture(Capture& capture) {
 }
 
 void Daemon::RefreshFilterIfNeeded() {
-  if (pipeline_->generation() == filter_generation_) return;
+  const uint64_t managed_generation = managed_ ? managed_->matcher().generation() : 0;
+  if (pipeline_->generation() == filter_generation_ && managed_generation == managed_generation_) return;
   filter_generation_ = pipeline_->generation();
+  managed_generation_ = managed_generation;
   CaptureScope scope = ScopeFor(*pipeline_);
   if (scope == scope_) return;
   scope_ = std::move(scope);
@@ -254,6 +368,7 @@ void Daemon::RefreshLocalAddresses() {
   if (*addresses == local_addresses_) return;
   local_addresses_ = std::move(*addresses);
   pipeline_->SetLocalAddresses(local_addresses_);
+  if (managed_) managed_->matcher().SetLocalAddresses(local_addresses_);
 }
 
 void Daemon::Reload() {
@@ -268,29 +383,64 @@ void Daemon::Reload() {
     LogWarning("StateDir changed: it takes effect at the next restart");
     next->options.state_dir = config_.options.state_dir;
   }
-  absl::StatusOr<std::shared_ptr<BackendSet>> backends = MakeBackends(*next);
-  if (!backends.ok()) {
-    LogError(absl::StrCat("reload refused, keeping the running configuration: ", backends.status().message()));
+  if (next->options.managed.enabled() != config_.options.managed.enabled()) {
+    LogError("reload refused, keeping the running configuration: switching between standalone and managed mode "
+             "takes a restart");
     return;
   }
+  if (managed_) {
+    const ManagedOptions& was = config_.options.managed;
+    const ManagedOptions& is = next->options.managed;
+    if (is.controllers != was.controllers || is.ca_cert != was.ca_cert || is.cert != was.cert ||
+        is.key != was.key || is.keepalive != was.keepalive || is.backoff_min != was.backoff_min ||
+        is.backoff_max != was.backoff_max || is.connect_timeout != was.connect_timeout) {
+      LogWarning("the controller link's settings changed: they take effect at the next restart");
+    }
+  }
+  std::shared_ptr<BackendSet> backends;
+  if (!managed_) {
+    absl::StatusOr<std::shared_ptr<BackendSet>> built = MakeBackends(*next);
+    if (!built.ok()) {
+      LogError(absl::StrCat("reload refused, keeping the running configuration: ", built.status().message()));
+      return;
+    }
+    backends = *std::move(built);
+  }
   PipelineOptions pipeline_options{options_.verbose, options_.only_ipv4};
-  absl::StatusOr<std::unique_ptr<KnockPipeline>> pipeline = KnockPipeline::Create(*next, pipeline_options, *grants_);
+  GrantSink& sink = managed_ ? static_cast<GrantSink&>(*audited_sink_) : static_cast<GrantSink&>(*grants_);
+  absl::StatusOr<std::unique_ptr<KnockPipeline>> pipeline = KnockPipeline::Create(*next, pipeline_options, sink);
   if (!pipeline.ok()) {
     LogError(absl::StrCat("reload refused, keeping the running configuration: ", pipeline.status().message()));
     return;
   }
-  if (absl::Status s = ConfigureLog(*next, options_); !s.ok()) {
-    LogError(absl::StrCat("reload refused, keeping the running configuration: ", s.message()));
-    return;
+  if (managed_) {
+    // Builds standalone and managed doors together, then hands them over.
+    if (absl::Status s = backend_switch_->SetConfig(*next); !s.ok()) {
+      LogError(absl::StrCat("reload refused, keeping the running configuration: ", s.message()));
+      return;
+    }
+    managed_->Reconfigure(*next);
+    if (absl::Status s = ConfigureLog(*next, options_); !s.ok()) {
+      LogError(absl::StrCat("reload: keeping the previous log settings: ", s.message()));
+    }
+  } else {
+    if (absl::Status s = ConfigureLog(*next, options_); !s.ok()) {
+      LogError(absl::StrCat("reload refused, keeping the running configuration: ", s.message()));
+      return;
+    }
+    // Committed. The grant worker swaps backends between two grants and
+    // re-applies the live grants through the new ones.
+    grants_->Reconfigure([set = std::move(backends)](GrantBook& book) mutable {
+      if (absl::Status s = set->PrepareAll(); !s.ok()) LogError(absl::StrCat("after reload: ", s.ToString()));
+      book.SetBackends(LookupIn(std::move(set)));
+    });
   }
-  // Committed. The grant worker swaps backends between two grants and
-  // re-applies the live grants through the new ones.
-  grants_->Reconfigure([set = std::move(*backends)](GrantBook& book) mutable {
-    if (absl::Status s = set->PrepareAll(); !s.ok()) LogError(absl::StrCat("after reload: ", s.ToString()));
-    book.SetBackends(LookupIn(std::move(set)));
-  });
   const bool interfaces_changed = next->options.interfaces != config_.options.interfaces;
   config_ = std::move(*next);
+  const MatcherCounters& old = pipeline_->matcher().counters();
+  past_matcher_.knocks += old.knocks;
+  past_matcher_.completions += old.completions;
+  past_matcher_.scanners += old.scanners;
   pipeline_ = std::move(*pipeline);
   pipeline_->SetLocalAddresses(local_addresses_);
   scope_ = ScopeFor(*pipeline_);
@@ -324,6 +474,17 @@ void Daemon::LogStats() {
   LogInfo(absl::StrCat("stats grants: open=", g.open_now, " opened=", g.opened, " closed=", g.closed,
                        " failures=", g.failures, " commands_running=", runner_->running(),
                        " commands_queued=", runner_->queued()));
+  if (managed_) {
+    const ManagedStatus s = managed_->status();
+    const MatcherCounters mm = managed_->matcher().counters();
+    LogInfo(absl::StrCat("stats managed: online=", s.online ? "yes" : "no", " revision=", s.revision,
+                         " sequences=", s.sequences, " live=", managed_->matcher().live(),
+                         " reserve_left=", s.reserve_left, " spool_depth=", s.spool_depth,
+                         " knocks_reported=", s.knocks_reported, " offline_admitted=", s.offline_admitted,
+                         " sessions=", s.link.sessions, " connect_failures=", s.link.connect_failures,
+                         " shards=", managed_->matcher().shards(), " completions=", mm.completions,
+                         s.last_error.empty() ? "" : absl::StrCat(" last_error=\"", s.last_error, "\"")));
+  }
 }
 
 absl::Status Daemon::Run() {
@@ -336,6 +497,7 @@ absl::Status Daemon::Run() {
   };
   absl::Time next_tick = absl::Now();
   absl::Time next_address_refresh = absl::Now() + kAddressRefresh;
+  absl::Time next_metrics = absl::Now();
   std::vector<pollfd> fds;
   std::vector<Capture*> polled;
   for (;;) {
@@ -369,6 +531,7 @@ absl::Status Daemon::Run() {
           default:
             LogInfo(absl::StrCat("signal ", info.ssi_signo, ": shutting down; open grants stay and close on time"));
             LogStats();
+            if (managed_) managed_->Stop();
             grants_->Drain();
             return absl::OkStatus();
         }
@@ -377,6 +540,13 @@ absl::Status Daemon::Run() {
     const absl::Time now = absl::Now();
     if (now >= next_tick) {
       pipeline_->Tick(now);
+      if (managed_) {
+        managed_->matcher().Tick(now);
+        if (now >= next_metrics) {
+          PublishMetrics();
+          next_metrics = now + absl::Seconds(1);
+        }
+      }
       RefreshFilterIfNeeded();
       for (Capture& c : captures_) {
         if (!c.source && now >= c.retry_at) TryOpen(c);

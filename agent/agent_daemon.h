@@ -4,6 +4,12 @@
 // matching; firewall work runs on the grant worker's thread; commands on the
 // process runner's.
 //
+// Managed mode (a Controller in [options]): the same loop also feeds the
+// managed sequences' matcher (agent/managed/managed_matcher.h), and the
+// managed agent's own threads talk to the controller; see
+// agent/managed/managed_agent.h. Switching between standalone and managed
+// mode takes a restart; the controller link's settings too.
+//
 // Signals: SIGHUP reloads the configuration (a bad new one is refused and the
 // old one keeps running); SIGTERM/SIGINT stop; SIGUSR1 logs statistics.
 // Signals are read from a signalfd in the loop, never handled inside a

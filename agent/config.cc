@@ -149,6 +149,19 @@ enum class Key {
   kScanBan,
   kMaxChildren,
   kCommandTimeLimit,
+  // [options], managed mode
+  kController,
+  kCaCert,
+  kCert,
+  kKey,
+  kAgentName,
+  kManagedBackend,
+  kReserveSize,
+  kKeepalive,
+  kBackoffMin,
+  kBackoffMax,
+  kConnectTimeout,
+  kAdvertiseHosts,
   // doors
   kSequence,
   kOneTimeSequences,
@@ -169,6 +182,7 @@ enum class Key {
   kHostsAllowService,
   kNftTable,
   kIptablesChain,
+  kManaged,
 };
 
 struct KeyName {
@@ -189,6 +203,27 @@ constexpr KeyName kOptionKeys[] = {
     {"ScanBan", Key::kScanBan},
     {"MaxChildren", Key::kMaxChildren},
     {"CommandTimeLimit", Key::kCommandTimeLimit},
+};
+
+// Managed mode's keys are listed in messages only once a file uses managed
+// mode, so that a knockd.conf gets knockd's list.
+constexpr KeyName kManagedOptionKeys[] = {
+    {"Controller", Key::kController},
+    {"CaCert", Key::kCaCert},
+    {"Cert", Key::kCert},
+    {"Key", Key::kKey},
+    {"AgentName", Key::kAgentName},
+    {"ManagedBackend", Key::kManagedBackend},
+    {"ReserveSize", Key::kReserveSize},
+    {"Keepalive", Key::kKeepalive},
+    {"BackoffMin", Key::kBackoffMin},
+    {"BackoffMax", Key::kBackoffMax},
+    {"ConnectTimeout", Key::kConnectTimeout},
+    {"AdvertiseHosts", Key::kAdvertiseHosts},
+};
+
+constexpr KeyName kManagedDoorKeys[] = {
+    {"Managed", Key::kManaged},
 };
 
 constexpr KeyName kDoorKeys[] = {
@@ -249,6 +284,11 @@ struct DoorState {
   DoorConfig config;
   int sequence_line = 0;
   int one_time_line = 0;
+  // Keys a managed door must not have: they come from the controller.
+  int seq_timeout_line = 0;
+  int ports_line = 0;
+  int cmd_timeout_line = 0;
+  int backend_line = 0;
   bool tcp_flags_seen = false;
   bool start_command_6_set = false;
   bool stop_command_6_set = false;
@@ -280,12 +320,20 @@ class Parser {
   absl::StatusOr<std::string> Command(const KeyName& key, std::string_view value) const;
   absl::Status TcpFlags(DoorState& door, std::string_view value) const;
   absl::StatusOr<std::vector<std::string>> Interfaces(std::string_view value) const;
+  absl::StatusOr<std::vector<std::string>> Controllers(std::string_view value) const;
+  absl::StatusOr<BackendKind> Backend(const KeyName& key, std::string_view value) const;
+  absl::Status FinishManaged();
+  // "expected one of ...": managed keys only once the file is in managed mode.
+  std::string OptionKeyList() const;
+  std::string DoorKeyList() const;
 
   std::string file_;
   int line_ = 0;
   enum class Section { kNone, kOptions, kDoor } section_ = Section::kNone;
   AgentOptions options_;
   std::vector<DoorState> doors_;
+  bool reset_mode_set_ = false;  // ResetMode given in [options]
+  int ca_cert_line_ = 0;         // first line of a managed key, for messages
 };
 
 absl::StatusOr<AgentConfig> Parser::Parse(std::string_view text) {
@@ -332,19 +380,31 @@ absl::Status Parser::ParseLine(std::string_view raw) {
 
   if (section_ == Section::kOptions) {
     if (const KeyName* key = FindKey(kOptionKeys, key_text)) return OptionsKey(*key, value);
-    if (const KeyName* key = FindKey(kDoorKeys, key_text)) {
-      return Error(line_, absl::StrCat(key->name, " belongs in a door section, not in [options]"));
-    }
+    if (const KeyName* key = FindKey(kManagedOptionKeys, key_text)) return OptionsKey(*key, value);
+    const KeyName* key = FindKey(kDoorKeys, key_text);
+    if (key == nullptr) key = FindKey(kManagedDoorKeys, key_text);
+    if (key != nullptr) return Error(line_, absl::StrCat(key->name, " belongs in a door section, not in [options]"));
     return Error(line_, absl::StrCat("unknown key ", Quoted(key_text), " in [options]; expected one of ",
-                                     KeyList(kOptionKeys)));
+                                     OptionKeyList()));
   }
   const std::string& door = doors_.back().config.name;
   if (const KeyName* key = FindKey(kDoorKeys, key_text)) return DoorKey(*key, value);
-  if (const KeyName* key = FindKey(kOptionKeys, key_text)) {
-    return Error(line_, absl::StrCat(key->name, " belongs in [options], not in door [", door, "]"));
-  }
+  if (const KeyName* key = FindKey(kManagedDoorKeys, key_text)) return DoorKey(*key, value);
+  const KeyName* key = FindKey(kOptionKeys, key_text);
+  if (key == nullptr) key = FindKey(kManagedOptionKeys, key_text);
+  if (key != nullptr) return Error(line_, absl::StrCat(key->name, " belongs in [options], not in door [", door, "]"));
   return Error(line_, absl::StrCat("unknown key ", Quoted(key_text), " in door [", door, "]; expected one of ",
-                                   KeyList(kDoorKeys)));
+                                   DoorKeyList()));
+}
+
+std::string Parser::OptionKeyList() const {
+  if (!options_.managed.enabled()) return KeyList(kOptionKeys);
+  return absl::StrCat(KeyList(kOptionKeys), ", ", KeyList(kManagedOptionKeys));
+}
+
+std::string Parser::DoorKeyList() const {
+  if (!options_.managed.enabled()) return KeyList(kDoorKeys);
+  return absl::StrCat(KeyList(kDoorKeys), ", ", KeyList(kManagedDoorKeys));
 }
 
 absl::Status Parser::StartSection(std::string_view header) {
@@ -401,6 +461,7 @@ absl::Status Parser::OptionsKey(const KeyName& key, std::string_view value) {
     }
     case Key::kOptionsResetMode: {
       ASSIGN_OR_RETURN(options_.reset_mode, Mode(key, value));
+      reset_mode_set_ = true;
       return absl::OkStatus();
     }
     case Key::kMaxSources: {
@@ -428,6 +489,79 @@ absl::Status Parser::OptionsKey(const KeyName& key, std::string_view value) {
     }
     case Key::kCommandTimeLimit: {
       ASSIGN_OR_RETURN(options_.command_time_limit, Duration(key, value, /*allow_zero=*/false));
+      return absl::OkStatus();
+    }
+    case Key::kController: {
+      ASSIGN_OR_RETURN(options_.managed.controllers, Controllers(value));
+      options_.managed.line = line_;
+      return absl::OkStatus();
+    }
+    case Key::kCaCert:
+    case Key::kCert:
+    case Key::kKey: {
+      ASSIGN_OR_RETURN(std::string path, AbsolutePath(key, value));
+      if (ca_cert_line_ == 0) ca_cert_line_ = line_;
+      (key.key == Key::kCaCert ? options_.managed.ca_cert
+       : key.key == Key::kCert ? options_.managed.cert
+                               : options_.managed.key) = std::move(path);
+      return absl::OkStatus();
+    }
+    case Key::kAgentName: {
+      // What the PKI puts in a certificate: [A-Za-z0-9_.-]{1,64}.
+      const bool ok = !value.empty() && value.size() <= 64 && std::all_of(value.begin(), value.end(), [](char ch) {
+        return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.';
+      });
+      if (!ok) {
+        return Error(line_, absl::StrCat("AgentName: expected a name of letters, digits, _ - . (at most 64), got ",
+                                         Quoted(value)));
+      }
+      options_.managed.agent_name = std::string(value);
+      return absl::OkStatus();
+    }
+    case Key::kManagedBackend: {
+      ASSIGN_OR_RETURN(const BackendKind kind, Backend(key, value));
+      if (kind == BackendKind::kCommand) {
+        return Error(line_, "ManagedBackend: the command backend needs commands; expected hosts_allow, nftables, "
+                            "iptables or ufw (or a door section with Managed = yes and Backend = command)");
+      }
+      options_.managed.backend = kind;
+      return absl::OkStatus();
+    }
+    case Key::kReserveSize: {
+      ASSIGN_OR_RETURN(const int64_t n, Count(key, value, 0, 64));
+      options_.managed.reserve_size = static_cast<int>(n);
+      return absl::OkStatus();
+    }
+    case Key::kKeepalive: {
+      ASSIGN_OR_RETURN(options_.managed.keepalive, Duration(key, value, /*allow_zero=*/false));
+      if (options_.managed.keepalive < absl::Seconds(1)) return Error(line_, "Keepalive: expected at least 1s");
+      return absl::OkStatus();
+    }
+    case Key::kBackoffMin: {
+      ASSIGN_OR_RETURN(options_.managed.backoff_min, Duration(key, value, /*allow_zero=*/false));
+      return absl::OkStatus();
+    }
+    case Key::kBackoffMax: {
+      ASSIGN_OR_RETURN(options_.managed.backoff_max, Duration(key, value, /*allow_zero=*/false));
+      return absl::OkStatus();
+    }
+    case Key::kConnectTimeout: {
+      ASSIGN_OR_RETURN(options_.managed.connect_timeout, Duration(key, value, /*allow_zero=*/false));
+      return absl::OkStatus();
+    }
+    case Key::kAdvertiseHosts: {
+      options_.managed.advertise_hosts.clear();
+      for (std::string_view item : SplitOn(value, ',')) {
+        item = Trim(item);
+        const bool ok = !item.empty() && item.size() <= 253 && IsPrintable(item) &&
+                        std::none_of(item.begin(), item.end(), [](char ch) { return IsSpace(ch); });
+        if (!ok) {
+          return Error(line_, absl::StrCat("AdvertiseHosts: expected host names or addresses separated by commas, "
+                                           "got ",
+                                           Quoted(item)));
+        }
+        options_.managed.advertise_hosts.emplace_back(item);
+      }
       return absl::OkStatus();
     }
     default:
@@ -459,12 +593,23 @@ absl::Status Parser::DoorKey(const KeyName& key, std::string_view value) {
       return absl::OkStatus();
     case Key::kSeqTimeout: {
       ASSIGN_OR_RETURN(c.seq_timeout, Duration(key, value, /*allow_zero=*/false));
+      door.seq_timeout_line = line_;
       return absl::OkStatus();
     }
     case Key::kCmdTimeout: {
       ASSIGN_OR_RETURN(c.cmd_timeout, Duration(key, value, /*allow_zero=*/true));
+      door.cmd_timeout_line = line_;
       return absl::OkStatus();
     }
+    case Key::kManaged:
+      if (EqualsIgnoreCase(value, "yes") || EqualsIgnoreCase(value, "true")) {
+        c.managed = true;
+      } else if (EqualsIgnoreCase(value, "no") || EqualsIgnoreCase(value, "false")) {
+        c.managed = false;
+      } else {
+        return Error(line_, absl::StrCat("Managed: expected yes or no, got ", Quoted(value)));
+      }
+      return absl::OkStatus();
     case Key::kTcpFlags:
       return TcpFlags(door, value);
     case Key::kStartCommand: {
@@ -494,22 +639,13 @@ absl::Status Parser::DoorKey(const KeyName& key, std::string_view value) {
       return absl::OkStatus();
     }
     case Key::kBackend: {
-      static constexpr std::pair<const char*, BackendKind> kBackends[] = {
-          {"command", BackendKind::kCommand},   {"hosts_allow", BackendKind::kHostsAllow},
-          {"nftables", BackendKind::kNftables}, {"iptables", BackendKind::kIptables},
-          {"ufw", BackendKind::kUfw},
-      };
-      for (const auto& [name, kind] : kBackends) {
-        if (EqualsIgnoreCase(value, name)) {
-          c.backend = kind;
-          return absl::OkStatus();
-        }
-      }
-      return Error(line_, absl::StrCat("unknown Backend ", Quoted(value),
-                                       "; expected command, hosts_allow, nftables, iptables or ufw"));
+      ASSIGN_OR_RETURN(c.backend, Backend(key, value));
+      door.backend_line = line_;
+      return absl::OkStatus();
     }
     case Key::kPorts: {
       ASSIGN_OR_RETURN(c.ports, Sequence(key, value));
+      door.ports_line = line_;
       return absl::OkStatus();
     }
     case Key::kDoorResetMode: {
@@ -579,14 +715,15 @@ absl::Status Parser::DoorKey(const KeyName& key, std::string_view value) {
 }
 
 absl::Status Parser::Finish() {
-  if (doors_.empty()) {
+  RETURN_IF_ERROR(FinishManaged());
+  if (doors_.empty() && !options_.managed.enabled()) {
     return absl::InvalidArgumentError(
         absl::StrCat(file_, ": no door defined; expected at least one [door name] section with a Sequence or "
                             "One_Time_Sequences (an agent without a door has nothing to do)"));
   }
   for (DoorState& door : doors_) {
     DoorConfig& c = door.config;
-    if (door.sequence_line == 0 && door.one_time_line == 0) {
+    if (door.sequence_line == 0 && door.one_time_line == 0 && !c.managed) {
       return Error(c.line, absl::StrCat("door [", c.name,
                                         "] has no knock sequence; expected a Sequence or One_Time_Sequences line"));
     }
@@ -607,6 +744,96 @@ absl::Status Parser::Finish() {
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status Parser::FinishManaged() {
+  ManagedOptions& m = options_.managed;
+  if (!m.enabled()) {
+    if (ca_cert_line_ != 0) {
+      return Error(ca_cert_line_, "CaCert, Cert and Key are for managed mode; expected a Controller line as well");
+    }
+    for (const DoorState& door : doors_) {
+      if (door.config.managed) {
+        return Error(door.config.line, absl::StrCat("door [", door.config.name,
+                                                    "] says Managed = yes, but there is no Controller in "
+                                                    "[options]; expected Controller = HOST:PORT"));
+      }
+    }
+    return absl::OkStatus();
+  }
+  const std::pair<const std::string*, const char*> files[] = {{&m.ca_cert, "CaCert"}, {&m.cert, "Cert"}, {&m.key, "Key"}};
+  for (const auto& [path, name] : files) {
+    if (path->empty()) {
+      return Error(m.line, absl::StrCat("managed mode needs ", name,
+                                        " in [options] (CaCert: the CA of the controller's certificate; Cert and "
+                                        "Key: this agent's certificate and private key)"));
+    }
+  }
+  if (m.backoff_max < m.backoff_min) {
+    return Error(m.line, absl::StrCat("BackoffMax (", absl::FormatDuration(m.backoff_max),
+                                      ") is shorter than BackoffMin (", absl::FormatDuration(m.backoff_min), ")"));
+  }
+  // DESIGN: strict is the default in managed mode.
+  if (!reset_mode_set_) options_.reset_mode = ResetMode::kStrict;
+  for (DoorState& door : doors_) {
+    DoorConfig& c = door.config;
+    if (!c.managed) continue;
+    if (door.backend_line == 0) c.backend = m.backend;
+    const std::pair<int, const char*> refused[] = {{door.sequence_line, "Sequence"},
+                                                   {door.one_time_line, "One_Time_Sequences"},
+                                                   {door.seq_timeout_line, "Seq_Timeout"},
+                                                   {door.ports_line, "Ports"},
+                                                   {door.cmd_timeout_line, "Cmd_Timeout"}};
+    for (const auto& [line, what] : refused) {
+      if (line != 0) {
+        return Error(line, absl::StrCat("door [", c.name, "] is managed: its ", what,
+                                        " comes from the controller; remove this line (or Managed = yes)"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BackendKind> Parser::Backend(const KeyName& key, std::string_view value) const {
+  static constexpr std::pair<const char*, BackendKind> kBackends[] = {
+      {"command", BackendKind::kCommand},   {"hosts_allow", BackendKind::kHostsAllow},
+      {"nftables", BackendKind::kNftables}, {"iptables", BackendKind::kIptables},
+      {"ufw", BackendKind::kUfw},
+  };
+  for (const auto& [name, kind] : kBackends) {
+    if (EqualsIgnoreCase(value, name)) return kind;
+  }
+  const std::string prefix = key.key == Key::kBackend ? "unknown Backend " : absl::StrCat(key.name, ": unknown backend ");
+  return Error(line_, absl::StrCat(prefix, Quoted(value), "; expected command, hosts_allow, nftables, iptables or ufw"));
+}
+
+absl::StatusOr<std::vector<std::string>> Parser::Controllers(std::string_view value) const {
+  std::vector<std::string> out;
+  for (std::string_view item : SplitOn(value, ',')) {
+    item = Trim(item);
+    const auto bad = [&] {
+      return Error(line_, absl::StrCat("Controller: expected HOST:PORT[, HOST:PORT...] (an IPv6 address in "
+                                       "brackets: [2001:db8::1]:7443), got ",
+                                       Quoted(item)));
+    };
+    const size_t colon = item.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) return bad();
+    std::string_view host = item.substr(0, colon);
+    const std::optional<int64_t> port = ParseDigits(item.substr(colon + 1));
+    if (!port.has_value() || *port < 1 || *port > 65535) return bad();
+    if (host.front() == '[') {
+      if (host.size() < 3 || host.back() != ']') return bad();
+      const std::optional<IpAddress> v6 = IpAddress::Parse(host.substr(1, host.size() - 2));
+      if (!v6.has_value() || !v6->is_v6()) return bad();
+    } else {
+      const bool ok = host.size() <= 253 && std::all_of(host.begin(), host.end(), [](char ch) {
+                        return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.' || ch == '_';
+                      });
+      if (!ok) return bad();
+    }
+    out.emplace_back(item);
+  }
+  return out;
 }
 
 absl::StatusOr<absl::Duration> Parser::Duration(const KeyName& key, std::string_view value, bool allow_zero) const {

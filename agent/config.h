@@ -14,6 +14,28 @@
 // backend's options (HostsAllow_Form, HostsAllow_File, HostsAllow_Table,
 // HostsAllow_Service,
 // Nft_Table, Iptables_Chain).
+//
+// Managed mode (part of a fleet; agent/managed/), keys in [options]:
+//
+//   [options]
+//     Controller     = ctl1.example.net:7443, ctl2.example.net:7443
+//     CaCert         = /etc/sesame/tls/ca.crt
+//     Cert           = /etc/sesame/tls/agent.crt
+//     Key            = /etc/sesame/tls/agent.key
+//     AgentName      = bastion1        (optional: must equal the certificate's)
+//     ManagedBackend = nftables        (managed doors without a section of their own)
+//     ReserveSize    = 5               (offline-reserve sequences wished for)
+//     Keepalive = 20s, BackoffMin = 1s, BackoffMax = 30s, ConnectTimeout = 5s,
+//     AdvertiseHosts = bastion1.example.net
+//
+// Controller switches managed mode on: the controller names the doors and
+// their policy (sequences, seq_timeout, the ports and TTL of a grant), and
+// ResetMode defaults to strict. A door section with "Managed = yes" and no
+// sequence says how the controller's door of that name is served here: its
+// Backend and backend keys, TCPFlags, Target, ResetMode (Sequence,
+// One_Time_Sequences, Seq_Timeout, Ports and Cmd_Timeout come from the
+// controller and are refused there). Other door sections stay standalone
+// doors and keep working beside the managed ones.
 #pragma once
 
 #include <cstdint>
@@ -84,6 +106,29 @@ struct DoorConfig {
   std::string hosts_allow_service = "sshd";
   std::string nft_table = "sesame";
   std::string iptables_chain = "SESAME";
+
+  // Managed = yes: the local half of a controller's door (see the top).
+  bool managed = false;
+};
+
+// [options] keys of managed mode. Empty `controllers`: standalone.
+struct ManagedOptions {
+  std::vector<std::string> controllers;  // host:port, tried in turn
+  std::string ca_cert;                   // CA of the controller's certificate
+  std::string cert;                      // this agent's certificate and key
+  std::string key;
+  std::string agent_name;  // empty: whatever the certificate says
+  // Backend of a managed door that has no "Managed = yes" section.
+  BackendKind backend = BackendKind::kNftables;
+  int reserve_size = 0;  // 0: the controller's default
+  absl::Duration keepalive = absl::Seconds(20);
+  absl::Duration backoff_min = absl::Seconds(1);
+  absl::Duration backoff_max = absl::Seconds(30);
+  absl::Duration connect_timeout = absl::Seconds(5);
+  std::vector<std::string> advertise_hosts;
+  int line = 0;  // of the Controller key, for messages
+
+  bool enabled() const { return !controllers.empty(); }
 };
 
 struct AgentOptions {
@@ -100,6 +145,8 @@ struct AgentOptions {
   absl::Duration scan_ban = absl::Seconds(300);   // ignored for this long
   int max_children = 16;            // commands running at once
   absl::Duration command_time_limit = absl::Seconds(60);  // a hung command is killed
+
+  ManagedOptions managed;
 };
 
 struct AgentConfig {
@@ -111,7 +158,8 @@ struct AgentConfig {
 // Parses knockd.conf text. Errors read "FILE:LINE: what was expected". Pure:
 // it opens no file (a one_time_sequences path is checked by
 // OneTimeSequences). A file without any door is an error (knockd accepts it;
-// an agent without a door does nothing).
+// an agent without a door does nothing), except in managed mode, where the
+// doors come from the controller.
 absl::StatusOr<AgentConfig> ParseConfig(std::string_view text, std::string_view file_name);
 absl::StatusOr<AgentConfig> LoadConfig(const std::string& path);
 

@@ -81,7 +81,14 @@ void GrantBook::Open(const Grant& grant) {
   }
   // The firewall first, the record second: the record costs a fsync, and
   // every millisecond here is a millisecond the knocker waits.
+  const absl::Time start = absl::Now();
   const absl::Status opened = backend->Open(g);
+  if (LogEnabled(LogLevel::kDebug)) {
+    // grant.opened is the capture time of the last knock.
+    LogDebug(absl::StrCat(g.door, ": ", g.address.ToString(), ": knock captured ",
+                          absl::FormatDuration(start - grant.opened), " before the backend call, which took ",
+                          absl::FormatDuration(absl::Now() - start)));
+  }
   if (!opened.ok()) {
     ++stats_.failures;
     LogError(absl::StrCat(g.door, ": cannot open for ", g.address.ToString(), " via ", std::string(backend->name()), ": ",
@@ -108,6 +115,22 @@ void GrantBook::Open(const Grant& grant) {
 
 void GrantBook::CloseDue() {
   for (const Grant& g : store_->Due(clock_.Now())) Close(g, "cmd_timeout reached");
+  stats_.open_now = store_->size();
+}
+
+void GrantBook::Revoke(const std::string& door, const IpAddress& address) {
+  if (std::optional<Grant> g = store_->Find(door, address)) {
+    Close(*g, "revoked");
+  } else if (FirewallBackend* backend = backends_(door)) {
+    Grant g;
+    g.door = door;
+    g.address = address;
+    g.opened = g.expires = clock_.Now();
+    if (const absl::Status s = backend->Close(g); !s.ok()) {
+      ++stats_.failures;
+      LogError(absl::StrCat(door, ": cannot close for ", address.ToString(), ": ", s.ToString()));
+    }
+  }
   stats_.open_now = store_->size();
 }
 
@@ -151,6 +174,11 @@ GrantWorker::~GrantWorker() {
 void GrantWorker::Open(Grant grant) {
   absl::MutexLock lock(&mu_);
   queue_.push_back([g = std::move(grant)](GrantBook& book) { book.Open(g); });
+}
+
+void GrantWorker::Revoke(std::string door, IpAddress address) {
+  absl::MutexLock lock(&mu_);
+  queue_.push_back([door = std::move(door), address](GrantBook& book) { book.Revoke(door, address); });
 }
 
 void GrantWorker::Reconfigure(std::function<void(GrantBook&)> change) {

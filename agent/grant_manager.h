@@ -53,6 +53,11 @@ class GrantBook {
   void Open(const Grant& grant);
   // Closes and forgets every grant due at the clock's now.
   void CloseDue();
+  // Closes the grant of `address` on `door` now, before its expiry (a
+  // revocation from the controller). A grant not on record (lost, or never
+  // applied) is still closed in the door's backend: closing what is not
+  // open is harmless, and the firewall may hold it anyway.
+  void Revoke(const std::string& door, const IpAddress& address);
   // When CloseDue next has work: the earliest expiry among open grants
   // (InfiniteFuture when none), but not before a failed close may be retried.
   absl::Time NextDue() const;
@@ -83,6 +88,8 @@ class GrantWorker final : public GrantSink {
   ~GrantWorker() override;  // finishes queued work, then stops; grants stay open
 
   void Open(Grant grant) override;
+  // GrantBook::Revoke on the worker thread, in order with Open.
+  void Revoke(std::string door, IpAddress address);
   // Runs `change` on the worker thread between two grants, then reconciles:
   // how a reload swaps the backends.
   void Reconfigure(std::function<void(GrantBook&)> change);

@@ -32,6 +32,9 @@ absl::StatusOr<std::unique_ptr<KnockPipeline>> KnockPipeline::Create(const Agent
   std::vector<Door> doors;
   std::vector<MatcherDoor> matcher_doors;
   for (const DoorConfig& d : config.doors) {
+    // A "Managed = yes" section only says how a controller's door is served;
+    // its sequences are recognised by agent/managed/.
+    if (d.managed) continue;
     Door door{d, std::nullopt};
     MatcherDoor m = ToMatcherDoor(config, d);
     if (!d.one_time_sequences.empty()) {

@@ -24,7 +24,8 @@ struct PipelineOptions {
 
 class KnockPipeline {
  public:
-  // Loads each door's one-time file. `sink` must outlive the pipeline.
+  // Loads each door's one-time file; "Managed = yes" sections are not doors
+  // here (agent/managed/ matches those). `sink` must outlive the pipeline.
   static absl::StatusOr<std::unique_ptr<KnockPipeline>> Create(const AgentConfig& config,
                                                                const PipelineOptions& options, GrantSink& sink);
 

@@ -1,0 +1,238 @@
+// sesame-agent as part of a fleet: the controller's doors, sequences and
+// grants applied here, knocks reported there, an offline reserve and a
+// durable spool for when "there" is out of reach.
+//
+// Threads and what they may do:
+// - capture thread: matcher().OnPacket/Tick (managed sequences), and
+//   StandaloneOpened(); completions are only enqueued (OnCompleted), never
+//   waited for: a decision that needs the controller cannot stall capture.
+// - link threads (ControllerLink): only enqueue what they receive.
+// - grant worker thread: reports what the backends did, only enqueuing.
+// - the managed worker (this class's thread): everything else — the held
+//   state and its file, the spool, the conversation with the controller,
+//   grants and revocations ordered through the GrantWorker.
+//
+// The conversation (protos/sesame/v1/agent.proto), as the agent runs it:
+//   session up  -> Hello (revision, held sequences and grants, spool depth),
+//                  then every unconfirmed spool message again, oldest first
+//   Snapshot    -> replaces what is held; Ack(revision) once the matcher has
+//                  it (the state file follows within kSaveDelay: it only
+//                  serves a restart while the controller is unreachable)
+//   Delta       -> applied, Ack(highest revision) likewise; a burn reaches
+//                  the matcher before anything else happens
+//   knock       -> sequence disabled at once; online: KnockMatched sent, then
+//                  spooled (synced within kSaveDelay: the controller has it
+//                  already); the KnockVerdict confirms it and, when OPENED,
+//                  carries the grant (applied then, and again harmlessly
+//                  when its Delta arrives)
+//   offline     -> a reserve sequence is admitted here: KnockMatched
+//                  {offline} spooled (fsync) before the door opens, so a
+//                  crash cannot make it usable twice; a fleet sequence is
+//                  only spooled, and the controller decides when it hears
+//                  of it. "Online" means a session whose Snapshot arrived.
+//   grants      -> GrantResult when the backend applied or refused one,
+//                  RevokeApplied when it closed (revoked, or expired)
+//   heartbeats  -> every Snapshot.heartbeat_interval, with counters
+//   Receipt     -> drops confirmed messages from the spool
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/config.h"
+#include "agent/grant_manager.h"
+#include "agent/managed/audit_spool.h"
+#include "agent/managed/controller_link.h"
+#include "agent/managed/managed_matcher.h"
+#include "agent/managed/managed_state.h"
+#include "common/clock.h"
+
+namespace sesame {
+
+struct ManagedAgentOptions {
+  // Holds "managed-state" and "spool"; created if missing.
+  std::string state_dir;
+  std::string version = "0.1.0";
+  // link.credentials may be left empty and made by `credentials` at Start:
+  // gRPC must not be initialised before the daemon forks.
+  LinkOptions link;
+  std::function<std::shared_ptr<grpc::ChannelCredentials>()> credentials;
+  std::vector<std::string> advertise_hosts;
+  int reserve_size = 0;  // reported to the controller as a wish (0: none)
+  MatcherOptions matcher;
+  size_t max_shards = 16;
+  const Clock* clock = &RealClock::Instance();
+};
+
+// What a configuration asks for; credentials from `identity`, made at Start.
+struct TlsIdentity;
+ManagedAgentOptions ManagedAgentOptionsFor(const AgentConfig& config, const TlsIdentity& identity);
+
+struct ManagedStatus {
+  bool online = false;
+  uint64_t revision = 0;
+  size_t sequences = 0;
+  size_t reserve_left = 0;
+  size_t spool_depth = 0;
+  uint64_t confirmed = 0;  // spooled reports the controller confirmed
+  uint64_t knocks_reported = 0;
+  uint64_t offline_admitted = 0;
+  std::string last_error;
+  LinkStats link;
+};
+
+class ManagedAgent final : public ManagedKnockSink, public LinkListener {
+ public:
+  // Loads the held state and the spool (no thread, no network yet: safe
+  // before the daemon forks). A state file that cannot be read is moved
+  // aside and the agent starts empty; a spool that cannot be opened is an
+  // error (records must not be lost silently).
+  static absl::StatusOr<std::unique_ptr<ManagedAgent>> Create(const AgentConfig& config,
+                                                              ManagedAgentOptions options);
+  ~ManagedAgent() override;
+
+  // The managed doors as held now (for the first backend set).
+  std::vector<DoorConfig> DoorConfigs() const;
+  // Wraps a door lookup so that what the backends do with grants comes back
+  // here (GrantResult, RevokeApplied, audit of local grants).
+  BackendLookup Reporting(BackendLookup inner);
+
+  // Starts the worker and the link. `grants` must outlive this object.
+  // `doors_changed` runs on the worker thread when the managed doors change,
+  // before any grant for a new door is ordered (BackendSwitch::SetManaged).
+  void Start(GrantWorker& grants, std::function<void(std::vector<DoorConfig>)> doors_changed);
+  // Stops the link, then the worker (after it handled what was queued).
+  void Stop();
+  // After a reload: new door sections and options (link settings apply at
+  // the next start).
+  void Reconfigure(const AgentConfig& config);
+
+  // Capture thread.
+  ManagedMatcher& matcher() { return *matcher_; }
+  // A standalone door opened (sent to the controller as an audit event).
+  void StandaloneOpened(const Grant& grant);
+  // Counters of the rest of the agent, sent with every heartbeat.
+  void SetMetrics(std::vector<v1::Metric> metrics);
+
+  ManagedStatus status() const;
+
+  // ManagedKnockSink (capture thread).
+  void OnCompleted(CompletedKnock knock) override;
+  void OnScanner(ScannerReport report) override;
+  // LinkListener (link threads).
+  void OnSessionStarted(uint64_t session, const std::string& address) override;
+  void OnMessage(uint64_t session, v1::ControllerMessage message) override;
+  void OnSessionEnded(uint64_t session, const absl::Status& status) override;
+  void OnConnectFailed(const std::string& address, const absl::Status& status, absl::Duration retry_in) override;
+
+ private:
+  struct SessionStarted {
+    uint64_t session;
+    std::string address;
+  };
+  struct Received {
+    uint64_t session;
+    v1::ControllerMessage message;
+  };
+  struct SessionEnded {
+    uint64_t session;
+    absl::Status status;
+  };
+  struct GrantOutcome {
+    bool opened;  // false: closed
+    Grant grant;
+    absl::Status status;
+  };
+  struct StandaloneGrant {
+    Grant grant;
+  };
+  struct NewConfig {
+    AgentConfig config;
+  };
+  using Event = std::variant<SessionStarted, Received, SessionEnded, CompletedKnock, ScannerReport, GrantOutcome,
+                             StandaloneGrant, NewConfig>;
+
+  ManagedAgent(const AgentConfig& config, ManagedAgentOptions options);
+  void Post(Event event);
+  void Run();
+  void Handle(Event& event);
+  void HandleSessionStarted(const SessionStarted& e);
+  void HandleMessage(v1::ControllerMessage& m);
+  void HandleCompleted(const CompletedKnock& k);
+  void HandleScanner(const ScannerReport& r);
+  void HandleGrantOutcome(const GrantOutcome& o);
+  void HandleVerdict(const v1::KnockVerdict& v);
+  void Carry(const ManagedState::Changes& changes);
+  void OpenGrant(const v1::Grant& grant);
+  void CloseGrant(const v1::Grant& grant);
+  void RecomputeDoors();
+  void PublishSequences();
+  void SaveState();
+  // Spools (fsync) then sends when a session is up.
+  void Report(v1::AgentMessage message);
+  void SendNow(v1::AgentMessage message);  // Ack, Heartbeat: not spooled
+  void SendHeartbeat();
+  v1::AgentMessage MakeHello();
+  absl::flat_hash_set<uint64_t> Consumed() const;  // reported, unanswered
+  const DoorConfig* DoorConfigFor(const std::string& door) const;
+  bool ServesDoor(const std::string& door) const;
+  std::vector<Knock> GrantPortsOf(const std::string& door) const;
+  absl::Duration GrantTtlOf(const std::string& door) const;
+  void NoteError(const std::string& error);
+  void Confirm(const std::vector<std::string>& ids);
+  void PublishStatus();
+
+  // Fixed at construction.
+  const ManagedAgentOptions options_;
+  const std::string state_path_;
+  const absl::Time started_at_;
+  std::unique_ptr<ManagedMatcher> matcher_;
+  std::unique_ptr<ControllerLink> link_;
+  GrantWorker* grants_ = nullptr;
+  std::function<void(std::vector<DoorConfig>)> doors_changed_;
+  std::thread thread_;
+  std::atomic<bool> shutting_down_{false};
+
+  // Inbox.
+  mutable absl::Mutex mu_;
+  std::deque<Event> inbox_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<v1::Metric> metrics_ ABSL_GUARDED_BY(mu_);
+  std::vector<DoorConfig> door_configs_shared_ ABSL_GUARDED_BY(mu_);
+  ManagedStatus status_ ABSL_GUARDED_BY(mu_);
+
+  // Worker thread only (and Create, before the thread starts).
+  AgentConfig config_;
+  ManagedState state_;
+  std::unique_ptr<AuditSpool> spool_;
+  std::vector<DoorConfig> door_configs_;
+  uint64_t session_ = 0;
+  bool online_ = false;
+  uint64_t acked_ = 0;
+  bool dirty_ = false;  // sequences to publish, state to save
+  // The state file and deferred spool appends are synced a little later,
+  // off the path from a report to the handling of its answer.
+  absl::Time save_due_ = absl::InfiniteFuture();
+  absl::Time sync_due_ = absl::InfiniteFuture();
+  absl::Time next_heartbeat_ = absl::InfiniteFuture();
+  absl::flat_hash_map<std::string, std::vector<uint64_t>> awaiting_open_;  // "door|address" -> grant ids
+  absl::flat_hash_map<uint64_t, std::string> revoking_;                    // grant id -> "door|address"
+  absl::flat_hash_map<std::string, std::string> local_opens_;              // "door|address" -> why
+  absl::flat_hash_map<IpAddress, absl::Time> scanners_reported_;
+  std::string last_error_;
+  uint64_t knocks_reported_ = 0;
+  uint64_t offline_admitted_ = 0;
+  uint64_t confirmed_ = 0;
+};
+
+}  // namespace sesame
