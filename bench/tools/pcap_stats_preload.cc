@@ -11,10 +11,24 @@
 #include <cstdio>
 #include <cstdlib>
 
+namespace {
+
+// The daemon is loaded: its children (the door's command) must not load the
+// shim, and libpcap with it, or every door would open a millisecond later.
+// The output path is kept for pcap_close.
+const char* stats_path = nullptr;
+
+__attribute__((constructor)) void ForgetPreloadForChildren() {
+  stats_path = std::getenv("SX_PCAP_STATS_OUT");
+  unsetenv("LD_PRELOAD");
+}
+
+}  // namespace
+
 extern "C" void pcap_close(pcap_t* handle) {
   using CloseFunction = void (*)(pcap_t*);
   static CloseFunction real_close = reinterpret_cast<CloseFunction>(dlsym(RTLD_NEXT, "pcap_close"));
-  const char* path = std::getenv("SX_PCAP_STATS_OUT");
+  const char* path = stats_path;
   pcap_stat stats{};
   if (handle != nullptr && path != nullptr && pcap_stats(handle, &stats) == 0) {
     if (FILE* out = std::fopen(path, "a")) {
