@@ -283,7 +283,9 @@ TEST(ManagedTlsTest, TheCertificateNamesTheAgent) {
   EXPECT_FALSE(LoadTlsIdentity(options).ok());
 
   // Without a spiffe URI, the CN names the agent.
-  ASSERT_EQ(Issue(dir.path(), "plain", "/CN=bastion9", "basicConstraints=CA:FALSE"), "");
+  testing::TestLeaf plain("plain", "");
+  plain.cn = "bastion9";
+  ASSERT_TRUE(testing::IssueTestLeaf(dir.path(), plain).ok());
   auto cn = AgentNameFromCertificate(*ReadFileToString(pki.Path("plain.crt")));
   ASSERT_TRUE(cn.ok());
   EXPECT_EQ(*cn, "bastion9");
@@ -291,7 +293,7 @@ TEST(ManagedTlsTest, TheCertificateNamesTheAgent) {
 
 TEST_F(ManagedLinkTest, AControllerSignedByAnotherCaIsRefused) {
   testing::TempDir other_dir;
-  ASSERT_EQ(MakeCa(other_dir.path(), "ca"), "");
+  ASSERT_TRUE(testing::MakeTestCa(other_dir.path(), "ca").ok());
   // The agent trusts another CA than the one that signed the controller.
   ASSERT_TRUE(WriteFileAtomically(pki_.Path("other-ca.crt"), *ReadFileToString(other_dir.path() + "/ca.crt")).ok());
   Agent agent(state_dir_.path(), pki_, server_.port(), firewall_,

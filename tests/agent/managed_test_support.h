@@ -1,14 +1,11 @@
-// Test support for the managed agent: a throwaway PKI made with the openssl
-// command line, a fake controller (AgentService) that answers like the real
-// one and records what the agent sends, a fake firewall, and a managed agent
-// assembled as the daemon assembles it (the test thread plays the capture
+// Test support for the managed agent: a throwaway PKI, a fake controller
+// (AgentService) that answers like the real one and records what the agent
+// sends, a fake firewall, and a managed agent assembled as the daemon assembles it (the test thread plays the capture
 // thread). Header-only, for the managed_*_test.cc files.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
-#include <cstdlib>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -27,19 +24,15 @@
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "sesame/v1/agent.grpc.pb.h"
+#include "tests/support/test_pki.h"
 
 namespace sesame::managed_testing {
 
 inline constexpr absl::Duration kPatience = absl::Seconds(30);  // generous: a loaded 2-core machine
 
 // ---------------------------------------------------------------------------
-// A throwaway PKI: a CA, the controller's certificate (127.0.0.1), and
-// agent certificates named as sesame-pki names them.
-
-inline std::string Run(const std::string& command) {
-  const int rc = std::system((command + " >/dev/null 2>&1").c_str());
-  return rc == 0 ? "" : absl::StrCat("failed (", rc, "): ", command);
-}
+// A throwaway PKI (tests/support/test_pki.h): a CA, the controller's
+// certificate (127.0.0.1), agents bastion1 and bastion2, and admin alice.
 
 struct Pki {
   std::string dir;
@@ -47,51 +40,15 @@ struct Pki {
   std::string Path(const std::string& name) const { return dir + "/" + name; }
 };
 
-// Issues NAME.crt / NAME.key signed by the CA in `dir` with the extensions given.
-inline std::string Issue(const std::string& dir, const std::string& name, const std::string& subject,
-                  const std::string& extensions, const std::string& ca = "ca") {
-  std::ofstream(dir + "/" + name + ".ext") << extensions << "\n";
-  const std::string d = dir + "/";
-  for (const std::string& cmd :
-       {absl::StrCat("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ", d, name,
-                     ".key -out ", d, name, ".csr -subj ", subject),
-        absl::StrCat("openssl x509 -req -in ", d, name, ".csr -CA ", d, ca, ".crt -CAkey ", d, ca,
-                     ".key -set_serial 0x", absl::Hex(std::hash<std::string>{}(name + dir)), " -days 2 -out ", d, name,
-                     ".crt -extfile ", d, name, ".ext")}) {
-    if (std::string e = Run(cmd); !e.empty()) return e;
-  }
-  return "";
-}
-
-inline std::string MakeCa(const std::string& dir, const std::string& name) {
-  return Run(absl::StrCat("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ", dir, "/",
-                          name, ".key -out ", dir, "/", name,
-                          ".crt -days 2 -subj /CN=sesame-test-ca -addext basicConstraints=critical,CA:TRUE "
-                          "-addext keyUsage=critical,keyCertSign,cRLSign"));
-}
-
-inline std::string AgentExtensions(const std::string& name) {
-  return absl::StrCat("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://sesame/agent/",
-                      name);
-}
-
 inline Pki MakePki(const std::string& dir) {
   Pki pki;
   pki.dir = dir;
-  std::string error = MakeCa(dir, "ca");
-  if (error.empty()) {
-    error = Issue(dir, "controller", "/CN=controller",
-                  "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
-                  "subjectAltName=IP:127.0.0.1,DNS:localhost,URI:spiffe://sesame/controller/controller");
-  }
-  for (const char* agent : {"bastion1", "bastion2"}) {
-    if (error.empty()) error = Issue(dir, agent, absl::StrCat("/OU=agent/CN=", agent), AgentExtensions(agent));
-  }
-  if (error.empty()) {
-    error = Issue(dir, "alice", "/OU=admin/CN=alice",
-                  "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://sesame/admin/alice");
-  }
-  EXPECT_EQ(error, "");
+  const absl::Status made =
+      testing::MakeTestPki(dir, {{"controller", "controller", {"localhost"}, {"127.0.0.1"}},
+                                 {"bastion1", "agent"},
+                                 {"bastion2", "agent"},
+                                 {"alice", "admin"}});
+  EXPECT_TRUE(made.ok()) << made;
   pki.ca_cert = ReadFileToString(dir + "/ca.crt").value_or("");
   pki.server_cert = ReadFileToString(dir + "/controller.crt").value_or("");
   pki.server_key = ReadFileToString(dir + "/controller.key").value_or("");

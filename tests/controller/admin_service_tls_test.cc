@@ -17,53 +17,31 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_pki.h"
 
 namespace sesame::controller {
 namespace {
 
 using ::testing::HasSubstr;
 
-// Runs a shell command quietly; fails the test when it fails.
-void Run(const std::string& command) {
-  const std::string quiet = absl::StrCat(command, " >/dev/null 2>&1");
-  ASSERT_EQ(std::system(quiet.c_str()), 0) << command;
-}
-
-// A CA in dir/NAME.{crt,key}.
-void MakeCa(const std::string& dir, const std::string& name) {
-  Run(absl::StrCat("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj '/O=sesame/CN=",
-                   name, "' -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign'",
-                   " -keyout ", dir, "/", name, ".key -out ", dir, "/", name, ".crt"));
-}
-
-// A leaf signed by ca, with the given SANs and extended key usage.
-void MakeLeaf(const std::string& dir, const std::string& ca, const std::string& name, const std::string& ou,
-              const std::string& san, const std::string& eku) {
-  const std::string ext = absl::StrCat(dir, "/", name, ".ext");
-  ASSERT_TRUE(WriteFileAtomically(ext,
-                                  absl::StrCat("basicConstraints=CA:FALSE\nextendedKeyUsage=", eku,
-                                               san.empty() ? "" : "\nsubjectAltName=", san, "\n"),
-                                  0600)
-                  .ok());
-  Run(absl::StrCat("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj '/O=sesame/OU=", ou,
-                   "/CN=", name, "' -keyout ", dir, "/", name, ".key -out ", dir, "/", name, ".csr"));
-  Run(absl::StrCat("openssl x509 -req -days 2 -in ", dir, "/", name, ".csr -CA ", dir, "/", ca, ".crt -CAkey ", dir,
-                   "/", ca, ".key -CAcreateserial -extfile ", ext, " -out ", dir, "/", name, ".crt"));
-}
-
 class AdminServiceTlsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     pki_ = new testing::TempDir;
     const std::string d = pki_->path();
-    MakeCa(d, "ca");
-    MakeCa(d, "other-ca");
-    MakeLeaf(d, "ca", "ctl", "controller", "DNS:localhost,IP:127.0.0.1,URI:spiffe://sesame/controller/ctl",
-             "serverAuth");
-    MakeLeaf(d, "ca", "alice", "admin", "URI:spiffe://sesame/admin/alice", "clientAuth");
-    MakeLeaf(d, "ca", "b1", "agent", "URI:spiffe://sesame/agent/b1", "clientAuth");
-    MakeLeaf(d, "ca", "anon", "admin", "", "clientAuth");
-    MakeLeaf(d, "other-ca", "mallory", "admin", "URI:spiffe://sesame/admin/mallory", "clientAuth");
+    testing::TestLeaf anon("anon", "");  // says admin, but has no SPIFFE identity
+    anon.ou = "admin";
+    const absl::Status made = testing::MakeTestPki(
+        d, {{"ctl", "controller", {"localhost"}, {"127.0.0.1"}},
+            {"alice", "admin"},
+            {"b1", "agent"},
+            anon});
+    ASSERT_TRUE(made.ok()) << made;
+    // mallory claims admin, but another CA signed her certificate.
+    ASSERT_TRUE(testing::MakeTestCa(d, "other-ca").ok());
+    testing::TestLeaf mallory("mallory", "admin");
+    mallory.ca = "other-ca";
+    ASSERT_TRUE(testing::IssueTestLeaf(d, mallory).ok());
   }
   static void TearDownTestSuite() {
     delete pki_;

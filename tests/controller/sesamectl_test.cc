@@ -13,34 +13,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/test_pki.h"
 
 namespace sesame::controller {
 namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-void Run(const std::string& command) {
-  ASSERT_EQ(std::system(absl::StrCat(command, " >/dev/null 2>&1").c_str()), 0) << command;
-}
-
-void MakePki(const std::string& d) {
-  Run(absl::StrCat("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj '/CN=ca'",
-                   " -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign'",
-                   " -keyout ", d, "/ca.key -out ", d, "/ca.crt"));
-  const std::pair<std::string, std::string> leaves[] = {
-      {"ctl", "subjectAltName=DNS:localhost,IP:127.0.0.1,URI:spiffe://sesame/controller/ctl\nextendedKeyUsage=serverAuth"},
-      {"alice", "subjectAltName=URI:spiffe://sesame/admin/alice\nextendedKeyUsage=clientAuth"},
-      {"b1", "subjectAltName=URI:spiffe://sesame/agent/b1\nextendedKeyUsage=clientAuth"},
-  };
-  for (const auto& [name, ext] : leaves) {
-    ASSERT_TRUE(WriteFileAtomically(absl::StrCat(d, "/", name, ".ext"), ext + "\n", 0600).ok());
-    Run(absl::StrCat("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj '/CN=", name, "' -keyout ",
-                     d, "/", name, ".key -out ", d, "/", name, ".csr"));
-    Run(absl::StrCat("openssl x509 -req -days 2 -in ", d, "/", name, ".csr -CA ", d, "/ca.crt -CAkey ", d,
-                     "/ca.key -CAcreateserial -extfile ", d, "/", name, ".ext -out ", d, "/", name, ".crt"));
-  }
-}
 
 struct Result {
   int code;
@@ -50,7 +29,11 @@ struct Result {
 class SesamectlTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    MakePki(pki_.path());
+    const absl::Status pki = testing::MakeTestPki(
+        pki_.path(), {{"ctl", "controller", {"localhost"}, {"127.0.0.1"}},
+                      {"alice", "admin"},
+                      {"b1", "agent"},});
+    ASSERT_TRUE(pki.ok()) << pki;
     const std::string conf = absl::StrCat(
         "[controller]\nListen = 127.0.0.1:0\nStateDir = ", state_.path(), "\n[tls]\nCA_Cert = ", pki_.File("ca.crt"),
         "\nCert = ", pki_.File("ctl.crt"), "\nKey = ", pki_.File("ctl.key"),
