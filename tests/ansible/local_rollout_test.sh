@@ -5,7 +5,9 @@
 #   - the certificates verify against the CA, carry each host's identity,
 #     match their keys, and complete a mutual TLS handshake;
 #   - each bastion's configuration passes `sesame-agent --check-config`
-#     (skipped, with a message, until the agent binary is built);
+#     (skipped, with a message, until the agent binary is built); bastion2
+#     is managed (Controller, CaCert/Cert/Key, ManagedBackend, a managed
+#     door beside standalone ones);
 #   - hosts.allow gained exactly its include line and nothing else changed;
 #   - a second site.yml reports changed=0, and --check --diff no change;
 #   - the lockout guard: bastion3 denies by default from the start (its
@@ -25,9 +27,26 @@ build=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 
 # bastion3 denies by default from the first rollout on (which needs the agent
 # to replay its doors): its checks must pass, and stay quiet on later runs.
+# bastion2 is managed: Controller, CaCert/Cert/Key (sesame_pki's files) and
+# ManagedBackend in [options], its standalone doors beside a managed one.
 cat >"$work/test-inventory.yml" <<EOF
 all:
   hosts:
+    bastion2:
+      sesame_agent_managed: true
+      sesame_agent_name: bastion2
+      sesame_agent_managed_options: {ReserveSize: 3, Keepalive: 15s, AdvertiseHosts: [bastion2.example.net]}
+      sesame_agent_doors:
+        - {name: openSSH, sequence: "7000,8000,9000", seq_timeout: 5, tcpflags: "syn,!ack", backend: hosts_allow,
+           cmd_timeout: 10}
+        - name: oneTimeSSH
+          one_time_sequences: "{{ sesame_agent_state_dir }}/one-time-ssh"
+          one_time_sequences_seed: ["4101,4202:udp,4303", "5101,5202,5303:udp"]
+          seq_timeout: 5
+          tcpflags: "syn,!ack"
+          backend: hosts_allow
+          cmd_timeout: 10
+        - {name: managedSSH, managed: true, backend: hosts_allow}
     bastion3:
       sesame_agent_default_deny: $([ $have_agent -eq 1 ] && echo true || echo false)
       sesame_agent_default_deny_except: ["10.0.0.0/255.0.0.0"]
@@ -111,6 +130,31 @@ for n in 1 2 3; do
     "$agent" --check-config "$conf" || fail "bastion$n: sesame-agent --check-config refuses $conf"
   fi
 done
+# bastion2 is managed (the keys of deploy/examples/agent-managed.conf, with
+# the certificates sesame_pki installed); the others are standalone.
+conf=$base/bastion2/etc/sesame/agent.conf
+tls=$base/bastion2/etc/sesame/tls
+for line in "Controller = 127.0.0.1:$port" "CaCert = $tls/ca.crt" "Cert   = $tls/agent.crt" "Key    = $tls/agent.key" \
+  "AgentName = bastion2" "ManagedBackend = hosts_allow" "ReserveSize = 3" "Keepalive = 15s" \
+  "AdvertiseHosts = bastion2.example.net"; do
+  grep -qxF "  $line" "$conf" || { cat "$conf" >&2; fail "bastion2: no '$line' in its managed configuration"; }
+done
+[ "$(sed -n '/^\[managedSSH\]$/,/^$/p' "$conf")" = "[managedSSH]
+  managed = True
+  backend = hosts_allow" ] || { cat "$conf" >&2; fail "bastion2: wrong [managedSSH] section"; }
+if grep -qi '^\[controller\]\|^ *controller *=' "$base/bastion1/etc/sesame/agent.conf"; then
+  fail "bastion1 is standalone but its configuration names a controller"
+fi
+if [ $have_agent -eq 1 ]; then
+  "$agent" --check-config "$conf" >"$work/check-managed.log" 2>&1 ||
+    { cat "$work/check-managed.log" >&2; fail "bastion2: sesame-agent --check-config refuses its managed configuration"; }
+fi
+# --check-config does not open the certificates: the paths it names must be
+# sesame_pki's installed files, and they must fit together.
+cert=$(sed -n 's/^  Cert *= *//p' "$conf")
+key=$(sed -n 's/^  Key *= *//p' "$conf")
+openssl verify -CAfile "$(sed -n 's/^  CaCert *= *//p' "$conf")" "$cert" >/dev/null &&
+  same_key "$cert" "$key" || fail "bastion2: CaCert, Cert and Key of its configuration do not fit together"
 if [ $have_agent -eq 1 ]; then
   # Usable, not only valid: a knock of each door, replayed through the agent
   # with bastion1's configuration, opens it.
