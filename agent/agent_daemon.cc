@@ -141,11 +141,14 @@ class Daemon {
   void Reload();
   void LogStats();
   absl::StatusOr<std::shared_ptr<BackendSet>> MakeBackends(const AgentConfig& config);
+  // The grant book over `store` and `backends`, on its worker thread.
+  void StartGrants(std::unique_ptr<GrantStore> store, BackendLookup backends);
 
   AgentConfig config_;
   const std::string config_path_;
   const ConfigOverrides overrides_;
   const DaemonOptions options_;
+  const PipelineOptions pipeline_options_{options_.verbose, options_.only_ipv4};
 
   std::unique_ptr<ProcessRunner> runner_;
   // Managed mode only (declared before grants_, destroyed after it).
@@ -223,12 +226,8 @@ absl::Status Daemon::Start() {
   } else {
     ASSIGN_OR_RETURN(std::shared_ptr<BackendSet> backends, MakeBackends(config_));
     RETURN_IF_ERROR(backends->PrepareAll());
-    auto book = std::make_unique<GrantBook>(std::move(store), LookupIn(std::move(backends)), RealClock::Instance());
-    book->set_resolve_names(options_.lookup_names);
-    grants_ = std::make_unique<GrantWorker>(std::move(book));
-
-    PipelineOptions pipeline_options{options_.verbose, options_.only_ipv4};
-    ASSIGN_OR_RETURN(pipeline_, KnockPipeline::Create(config_, pipeline_options, *grants_));
+    StartGrants(std::move(store), LookupIn(std::move(backends)));
+    ASSIGN_OR_RETURN(pipeline_, KnockPipeline::Create(config_, pipeline_options_, *grants_));
   }
   RefreshLocalAddresses();
   scope_ = ScopeFor(*pipeline_);
@@ -245,6 +244,12 @@ absl::Status Daemon::Start() {
   return absl::OkStatus();
 }
 
+void Daemon::StartGrants(std::unique_ptr<GrantStore> store, BackendLookup backends) {
+  auto book = std::make_unique<GrantBook>(std::move(store), std::move(backends), RealClock::Instance());
+  book->set_resolve_names(options_.lookup_names);
+  grants_ = std::make_unique<GrantWorker>(std::move(book));
+}
+
 // Backends for standalone and managed doors alike, through one switch; the
 // managed agent's reporting sees every grant the backends handle.
 absl::Status Daemon::StartManaged(std::unique_ptr<GrantStore> store) {
@@ -257,13 +262,10 @@ absl::Status Daemon::StartManaged(std::unique_ptr<GrantStore> store) {
       },
       [managed](BackendLookup lookup) { return managed->Reporting(std::move(lookup)); });
   ASSIGN_OR_RETURN(BackendLookup lookup, backend_switch_->BuildInitial());
-  auto book = std::make_unique<GrantBook>(std::move(store), std::move(lookup), RealClock::Instance());
-  book->set_resolve_names(options_.lookup_names);
-  grants_ = std::make_unique<GrantWorker>(std::move(book));
+  StartGrants(std::move(store), std::move(lookup));
   backend_switch_->Attach(grants_.get());
   audited_sink_ = std::make_unique<AuditedSink>(*grants_, *managed);
-  PipelineOptions pipeline_options{options_.verbose, options_.only_ipv4};
-  ASSIGN_OR_RETURN(pipeline_, KnockPipeline::Create(config_, pipeline_options, *audited_sink_));
+  ASSIGN_OR_RETURN(pipeline_, KnockPipeline::Create(config_, pipeline_options_, *audited_sink_));
   BackendSwitch* backend_switch = backend_switch_.get();
   managed->Start(*grants_, [backend_switch](std::vector<DoorConfig> doors) {
     if (absl::Status s = backend_switch->SetManaged(std::move(doors)); !s.ok()) {
@@ -298,7 +300,7 @@ void Daemon::PublishMetrics() {
 void Daemon::OpenCaptures(const std::vector<std::string>& interfaces) {
   captures_.clear();
   for (const std::string& name : interfaces) {
-    captures_.push_back(Capture{name});
+    captures_.emplace_back().interface = name;
     TryOpen(captures_.back());
   }
 }
@@ -406,9 +408,8 @@ void Daemon::Reload() {
     }
     backends = *std::move(built);
   }
-  PipelineOptions pipeline_options{options_.verbose, options_.only_ipv4};
   GrantSink& sink = managed_ ? static_cast<GrantSink&>(*audited_sink_) : static_cast<GrantSink&>(*grants_);
-  absl::StatusOr<std::unique_ptr<KnockPipeline>> pipeline = KnockPipeline::Create(*next, pipeline_options, sink);
+  absl::StatusOr<std::unique_ptr<KnockPipeline>> pipeline = KnockPipeline::Create(*next, pipeline_options_, sink);
   if (!pipeline.ok()) {
     LogError(absl::StrCat("reload refused, keeping the running configuration: ", pipeline.status().message()));
     return;
