@@ -320,6 +320,39 @@ absl::Status RunSpoof(const CommonOptions& common, const SpoofOptions& options) 
                              KnockToString(knock[0]), " each"));
 }
 
+// --- sweep ----------------------------------------------------------------
+
+struct SweepOptions {
+  std::string source;
+  uint32_t first = 1;
+  uint32_t last = 65535;
+  std::string protocol = "tcp";
+  double rate = 20000;
+};
+
+// A port scan as a scanner sends it: one source, every port of a range in
+// increasing order.
+absl::Status RunSweep(const CommonOptions& common, const SweepOptions& options) {
+  if (options.first < 1 || options.last > 65535 || options.first > options.last) {
+    return absl::InvalidArgumentError("--first and --last must satisfy 1 <= first <= last <= 65535");
+  }
+  if (options.protocol != "tcp" && options.protocol != "udp") {
+    return absl::InvalidArgumentError("--protocol is tcp or udp");
+  }
+  if (!(options.rate >= 0)) return absl::InvalidArgumentError("--rate must be >= 0 (0: as fast as possible)");
+  ASSIGN_OR_RETURN(Run run, OpenRun(common));
+  ASSIGN_OR_RETURN(IpAddress source, ParseSourceOfFamily(options.source, "--src", run.destination));
+  const absl::Duration interval = options.rate > 0 ? absl::Seconds(1) / options.rate : absl::ZeroDuration();
+  const Protocol protocol = options.protocol == "udp" ? Protocol::kUdp : Protocol::kTcp;
+  for (uint32_t port = options.first; port <= options.last; ++port) {
+    const Knock knock{static_cast<uint16_t>(port), protocol};
+    RETURN_IF_ERROR(Emit(run, source, knock, interval * static_cast<double>(port - options.first)));
+  }
+  return Finish(run, "sweep",
+                absl::StrCat(options.protocol, " ports ", options.first, "-", options.last, " from ",
+                             source.ToString()));
+}
+
 void AddCommonOptions(CLI::App& command, CommonOptions& options) {
   auto* group = command.add_option_group("output and addressing");
   group->add_option("-i,--interface", options.interface, "Send on this interface (AF_PACKET)");
@@ -400,13 +433,25 @@ int main(int argc, char** argv) {
   spoof_command->add_option("--rate", spoof.rate, "Sources per second (0: as fast as possible)")
       ->capture_default_str();
 
+  SweepOptions sweep;
+  CLI::App* sweep_command =
+      app.add_subcommand("sweep", "One source knocks every port from --first to --last in order (a port scan)");
+  AddCommonOptions(*sweep_command, common);
+  sweep_command->add_option("--src", sweep.source, "Source address")->required();
+  sweep_command->add_option("--first", sweep.first, "First port")->capture_default_str();
+  sweep_command->add_option("--last", sweep.last, "Last port")->capture_default_str();
+  sweep_command->add_option("--protocol", sweep.protocol, "tcp or udp")->capture_default_str();
+  sweep_command->add_option("--rate", sweep.rate, "Ports per second (0: as fast as possible)")
+      ->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
 
   absl::Status status;
   if (*sequence_command) status = RunSequence(common, sequence);
   else if (*clients_command) status = RunClients(common, clients);
   else if (*flood_command) status = RunFlood(common, flood);
-  else status = RunSpoof(common, spoof);
+  else if (*spoof_command) status = RunSpoof(common, spoof);
+  else status = RunSweep(common, sweep);
   if (!status.ok()) {
     std::fprintf(stderr, "knockgen: %s\n", std::string(status.message()).c_str());
     return status.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;

@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# The fleet test bed: a controller, three bastions and two clients, each in
+# its own network namespace, on a bridge in a sixth ("sw"). Configurations
+# and certificates come from the Ansible roles (tests/ansible/
+# render_local_fleet.sh with tests/fleet/fleet-vars.yml); the daemons run
+# from what the roles rendered. Used by the scenario tests and by
+# deploy/demo.sh.
+#
+#   bed.sh up   RUN_DIR PREFIX [--host-link]   render, wire, start, wait
+#   bed.sh start RUN_DIR controller|b1|b2|b3    start a daemon again (after
+#                                               a test killed it)
+#   bed.sh down RUN_DIR                         stop and remove everything
+#
+# PREFIX starts every namespace name (PREFIXctl, PREFIXb1 ...), so beds of
+# concurrent tests never meet. --host-link puts this machine on the bridge
+# too (198.18.20.1, fd5e:20::1), so sesamectl and knock work from a plain
+# shell; tests leave it out and stay inside the namespaces.
+# BUILD_DIR (default: build/ of this tree) holds the binaries.
+#
+# After `up`, RUN_DIR holds: hosts/ (one root prefix per host, as Ansible
+# left it), env (SESAME_* exports of the operator "oncall"), fleet.json,
+# bed.env (for scripts: PREFIX, addresses, paths), *.log of every daemon.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+net4=198.18.20 net6=fd5e:20:
+declare -A host_octet=([host]=1 [ctl]=10 [b1]=11 [b2]=12 [b3]=13 [c1]=21 [c2]=22)
+bastions=(b1 b2 b3)
+clients=(c1 c2)
+ssh_port=22
+controller_port=7443
+
+usage() {
+  echo "usage: $0 up RUN_DIR PREFIX [--host-link] | down RUN_DIR" >&2
+  exit 2
+}
+
+say() { echo "bed: $*" >&2; }
+
+# Everything `up` created is written down before it is created, so `down`
+# removes exactly that, whichever step failed.
+record() { echo "$1 $2" >>"$run/created"; }
+
+down() {
+  [ -f "$run/created" ] || return 0
+  # Daemons first (they hold the namespaces' interfaces), then namespaces
+  # and the host's link; in the reverse order of creation.
+  tac "$run/created" | while read -r kind what; do
+    case $kind in
+      pidfile)
+        [ -s "$what" ] || continue
+        pid=$(cat "$what")
+        kill "$pid" 2>/dev/null || continue
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+        ;;
+      netns) ip netns del "$what" 2>/dev/null || true ;;
+      link) ip link del "$what" 2>/dev/null || true ;;
+    esac
+  done
+  rm -f "$run/created"
+}
+
+in_ns() {
+  local ns=$1
+  shift
+  ip netns exec "$prefix$ns" "$@"
+}
+
+wire() {
+  local sw=${prefix}sw
+  record netns "$sw"
+  ip netns add "$sw"
+  ip -n "$sw" link set lo up
+  ip -n "$sw" link add br0 type bridge
+  ip -n "$sw" link set br0 up
+  for h in ctl "${bastions[@]}" "${clients[@]}"; do
+    record netns "$prefix$h"
+    ip netns add "$prefix$h"
+    ip -n "$sw" link add "$h" type veth peer name eth0 netns "$prefix$h"
+    ip -n "$sw" link set "$h" master br0 up
+    ip -n "$prefix$h" link set lo up
+    ip -n "$prefix$h" addr add "$net4.${host_octet[$h]}/24" dev eth0
+    ip -n "$prefix$h" addr add "$net6:${host_octet[$h]}/64" dev eth0 nodad
+    ip -n "$prefix$h" link set eth0 up
+  done
+  if [ "$host_link" = 1 ]; then
+    record link sesame-fleet
+    ip link add sesame-fleet type veth peer name host netns "$sw"
+    ip -n "$sw" link set host master br0 up
+    ip addr add "$net4.${host_octet[host]}/24" dev sesame-fleet
+    ip addr add "$net6:${host_octet[host]}/64" dev sesame-fleet nodad
+    ip link set sesame-fleet up
+  fi
+}
+
+# Each bastion's own policy: nothing reaches it unless sesame's table marked
+# the packet granted, and a service on port 22 that greets with its name.
+guard_bastion() {
+  local b=$1
+  in_ns "$b" nft -f - <<'NFT'
+table inet host {
+  chain input {
+    type filter hook input priority filter; policy drop;
+    ct state established,related accept
+    iif lo accept
+    meta l4proto { icmp, ipv6-icmp } accept
+    meta mark & 0x5e5a0000 == 0x5e5a0000 accept
+  }
+}
+NFT
+  record pidfile "$run/$b-sshd.pid"
+  in_ns "$b" python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", int(sys.argv[2]))); s.listen(64)
+greeting = ("SSH-2.0-sesame-bed-" + sys.argv[1] + "\r\n").encode()
+while True:
+    c, _ = s.accept()
+    try: c.sendall(greeting)
+    except OSError: pass
+    c.close()
+' "$b" "$ssh_port" >"$run/$b-sshd.log" 2>&1 &
+  echo $! >"$run/$b-sshd.pid"
+}
+
+render() {
+  say "rendering the fleet with Ansible into $run/hosts (log: $run/render.log)"
+  if ! SESAME_CONTROLLER_ADDRESS=$net4.${host_octet[ctl]} SESAME_CONTROLLER_PORT=$controller_port \
+      bash "$repo/tests/ansible/render_local_fleet.sh" "$run/hosts" "$build" -e "@$here/fleet-vars.yml" \
+      >"$run/render.log" 2>&1; then
+    tail -n 30 "$run/render.log" >&2
+    say "the Ansible run failed"
+    return 1
+  fi
+}
+
+# sesamectl as the operator "oncall", from inside the controller's namespace.
+ctl() {
+  in_ns ctl env SESAME_CONTROLLER="$net4.${host_octet[ctl]}:$controller_port" \
+    SESAME_CA_CERT="$run/hosts/controller1/etc/sesame/tls/ca.crt" \
+    SESAME_CERT="$run/hosts/controller1/var/lib/sesame-pki/operator/oncall.crt" \
+    SESAME_KEY="$run/hosts/controller1/var/lib/sesame-pki/operator/oncall.key" \
+    "$run/hosts/controller1/usr/bin/sesamectl" --timeout 5s "$@"
+}
+
+start_controller() {
+  local root=$run/hosts/controller1
+  record pidfile "$run/controller.pid"
+  in_ns ctl setsid "$root/usr/sbin/sesame-controller" -c "$root/etc/sesame/controller.conf" \
+    >>"$run/controller.log" 2>&1 </dev/null &
+  echo $! >"$run/controller.pid"
+  for _ in $(seq 300); do
+    if ctl health >/dev/null 2>&1; then return 0; fi
+    kill -0 "$(cat "$run/controller.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  tail -n 20 "$run/controller.log" >&2
+  say "the controller did not become healthy"
+  return 1
+}
+
+start_agent() {
+  local b=$1 n=${1#b}
+  local root=$run/hosts/bastion$n
+  record pidfile "$run/$b-agent.pid"
+  in_ns "$b" "$root/usr/sbin/sesame-agent" -c "$root/etc/sesame/agent.conf" -d \
+    -p "$run/$b-agent.pid" -g "$run/$b-agent.log"
+}
+
+wait_for_agents() {
+  local want=${#bastions[@]}
+  for _ in $(seq 300); do
+    local connected
+    connected=$(ctl -o json agents list 2>/dev/null |
+      python3 -c 'import json,sys; print(sum(1 for a in json.load(sys.stdin).get("agents", []) if a.get("connected")))' \
+        2>/dev/null || echo 0)
+    [ "$connected" = "$want" ] && return 0
+    sleep 0.1
+  done
+  say "not every agent connected to the controller:"
+  ctl agents list >&2 || true
+  return 1
+}
+
+describe() {
+  local tls=$run/hosts/controller1/var/lib/sesame-pki/operator
+  local address=$net4.${host_octet[ctl]}
+  cat >"$run/env" <<ENV
+export SESAME_CONTROLLER=$address:$controller_port
+export SESAME_CA_CERT=$run/hosts/controller1/etc/sesame/tls/ca.crt
+export SESAME_CERT=$tls/oncall.crt
+export SESAME_KEY=$tls/oncall.key
+export PATH=$run/hosts/controller1/usr/bin:\$PATH
+ENV
+  {
+    echo "PREFIX=$prefix"
+    echo "RUN_DIR=$run"
+    echo "NET4=$net4"
+    echo "NET6=$net6"
+    echo "CONTROLLER_PORT=$controller_port"
+    echo "SSH_PORT=$ssh_port"
+  } >"$run/bed.env"
+  python3 - "$run/fleet.json" "$prefix" "$net4" "$net6" "$controller_port" "$ssh_port" <<'PY'
+import json, sys
+path, prefix, net4, net6, port, ssh = sys.argv[1:]
+octet = {"ctl": 10, "b1": 11, "b2": 12, "b3": 13, "c1": 21, "c2": 22}
+def host(h):
+    return {"netns": prefix + h, "address": f"{net4}.{octet[h]}", "address6": f"{net6}:{octet[h]}"}
+fleet = {
+    "controller": dict(host("ctl"), port=int(port)),
+    "bastions": [dict(host(b), name=f"bastion{b[1]}", ssh_port=int(ssh)) for b in ("b1", "b2", "b3")],
+    "clients": [host(c) for c in ("c1", "c2")],
+    "doors": [{"name": d} for d in ("openSSH", "fleetSSH", "consoleSSH", "classicSSH")],
+}
+with open(path + ".tmp", "w") as f:
+    json.dump(fleet, f, indent=2)
+    f.write("\n")
+import os
+os.replace(path + ".tmp", path)
+PY
+}
+
+[ $# -ge 2 ] || usage
+command=$1
+run=$2
+case $command in
+  down)
+    down
+    exit 0
+    ;;
+  start)
+    [ $# -eq 3 ] || usage
+    run=$(cd "$run" && pwd)
+    prefix=$(sed -n 's/^PREFIX=//p' "$run/bed.env")
+    case $3 in
+      controller) start_controller ;;
+      b[1-3]) start_agent "$3" ;;
+      *) usage ;;
+    esac
+    exit 0
+    ;;
+  up)
+    [ $# -ge 3 ] || usage
+    prefix=$3
+    host_link=0
+    [ "${4:-}" = "--host-link" ] && host_link=1
+    ;;
+  *) usage ;;
+esac
+
+build=$(cd "${BUILD_DIR:-$repo/build}" && pwd)
+mkdir -p "$run"
+run=$(cd "$run" && pwd)
+down # what an earlier bed in RUN_DIR left
+rm -rf "$run/hosts"
+trap 'status=$?; if [ $status -ne 0 ]; then say "failed: removing what was started"; down; fi' EXIT
+
+render
+wire
+for b in "${bastions[@]}"; do guard_bastion "$b"; done
+start_controller
+for b in "${bastions[@]}"; do start_agent "$b"; done
+wait_for_agents
+describe
+say "up: controller $net4.${host_octet[ctl]}, bastions $net4.11-13, clients $net4.21-22"
