@@ -27,6 +27,7 @@
 #include "agent/process_runner.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/prometheus_text.h"
 #include "common/status_macros.h"
 
 namespace sesame {
@@ -35,6 +36,8 @@ namespace {
 constexpr absl::Duration kTickInterval = absl::Milliseconds(100);
 constexpr absl::Duration kAddressRefresh = absl::Seconds(5);
 constexpr absl::Duration kMaxReopenBackoff = absl::Seconds(30);
+// How often the managed agent gets fresh counters for its heartbeats.
+constexpr absl::Duration kHeartbeatMetricsInterval = absl::Seconds(1);
 constexpr int kFramesPerDispatch = 512;
 
 absl::Status ConfigureLog(const AgentConfig& config, const DaemonOptions& options) {
@@ -86,14 +89,6 @@ class AuditedSink final : public GrantSink {
   ManagedAgent& managed_;
 };
 
-v1::Metric Metric(const std::string& name, double value, bool counter) {
-  v1::Metric m;
-  m.set_name(name);
-  m.set_value(value);
-  m.set_counter(counter);
-  return m;
-}
-
 absl::Status Daemonize() {
   pid_t pid = fork();
   if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
@@ -131,7 +126,11 @@ class Daemon {
  private:
   absl::Status Start();
   absl::Status StartManaged(std::unique_ptr<GrantStore> store);
-  void PublishMetrics();
+  // The daemon's own counters and gauges (capture, matching, grants). The
+  // metrics file adds the managed side's (ManagedAgent::Metrics); so does
+  // each heartbeat.
+  std::vector<MetricSample> CollectMetrics();
+  void PublishMetrics(absl::Time now);
   CaptureScope ScopeFor(const KnockPipeline& pipeline) const;
   void OpenCaptures(const std::vector<std::string>& interfaces);
   void TryOpen(Capture& capture);
@@ -165,6 +164,11 @@ class Daemon {
   uint64_t filter_generation_ = 0;
   std::vector<IpAddress> local_addresses_;
   int signal_fd_ = -1;
+  const absl::Time started_at_ = absl::Now();
+  // MetricsFile: written on its own thread (fsync stays off the capture loop).
+  std::unique_ptr<PrometheusFileWriter> metrics_file_;
+  absl::Time next_metrics_file_ = absl::InfinitePast();
+  absl::Time next_heartbeat_metrics_ = absl::InfinitePast();
 };
 
 absl::StatusOr<std::shared_ptr<BackendSet>> Daemon::MakeBackends(const AgentConfig& config) {
@@ -221,6 +225,9 @@ absl::Status Daemon::Start() {
   po.max_children = config_.options.max_children;
   po.time_limit = config_.options.command_time_limit;
   runner_ = std::make_unique<ProcessRunner>(po);
+  if (!config_.options.metrics_file.empty()) {
+    metrics_file_ = std::make_unique<PrometheusFileWriter>(config_.options.metrics_file);
+  }
   if (managed_) {
     RETURN_IF_ERROR(StartManaged(std::move(store)));
   } else {
@@ -275,26 +282,74 @@ absl::Status Daemon::StartManaged(std::unique_ptr<GrantStore> store) {
   return absl::OkStatus();
 }
 
-void Daemon::PublishMetrics() {
-  std::vector<v1::Metric> metrics;
+std::vector<MetricSample> Daemon::CollectMetrics() {
+  auto n = [](uint64_t v) { return static_cast<double>(v); };
   CaptureStats capture;
-  for (Capture& c : captures_) capture = Add(capture, c.source ? Add(c.past, c.source->Stats()) : c.past);
-  metrics.push_back(Metric("sesame_agent_capture_frames_total", static_cast<double>(capture.frames), true));
-  metrics.push_back(Metric("sesame_agent_capture_drops_total",
-                           static_cast<double>(capture.kernel_drops + capture.interface_drops), true));
+  int down = 0;
+  for (Capture& c : captures_) {
+    capture = Add(capture, c.source ? Add(c.past, c.source->Stats()) : c.past);
+    down += c.source ? 0 : 1;
+  }
   MatcherCounters m = pipeline_->matcher().counters();
   m.knocks += past_matcher_.knocks;
   m.completions += past_matcher_.completions;
+  m.resets += past_matcher_.resets;
   m.scanners += past_matcher_.scanners;
-  const MatcherCounters managed = managed_->matcher().counters();
-  metrics.push_back(Metric("sesame_agent_knocks_seen_total", static_cast<double>(m.knocks + managed.knocks), true));
-  metrics.push_back(Metric("sesame_agent_sequences_matched_total",
-                           static_cast<double>(m.completions + managed.completions), true));
-  metrics.push_back(Metric("sesame_agent_scanners_total", static_cast<double>(m.scanners + managed.scanners), true));
+  m.evictions += past_matcher_.evictions;
+  size_t sources = pipeline_->matcher().occupancy();
+  if (managed_) {
+    const MatcherCounters managed = managed_->matcher().counters();
+    m.knocks += managed.knocks;
+    m.completions += managed.completions;
+    m.resets += managed.resets;
+    m.scanners += managed.scanners;
+    m.evictions += managed.evictions;
+  }
   const GrantStats g = grants_->stats();
-  metrics.push_back(Metric("sesame_agent_grants_open", static_cast<double>(g.open_now), false));
-  metrics.push_back(Metric("sesame_agent_grant_failures_total", static_cast<double>(g.failures), true));
-  managed_->SetMetrics(std::move(metrics));
+  std::vector<MetricSample> out = {
+      Gauge("sesame_agent_start_time_seconds", "When the agent started (Unix time): counters restart from 0 then.",
+            absl::ToDoubleSeconds(started_at_ - absl::UnixEpoch())),
+      Gauge("sesame_agent_managed", "1 in managed mode, 0 standalone.", managed_ ? 1 : 0),
+      Counter("sesame_agent_capture_frames_total", "Frames captured.", n(capture.frames)),
+      Counter("sesame_agent_capture_drops_total", "Frames dropped by the kernel or the interface before capture.",
+              n(capture.kernel_drops + capture.interface_drops)),
+      Counter("sesame_agent_capture_malformed_total", "Captured frames that did not decode.", n(capture.malformed)),
+      Gauge("sesame_agent_captures_down", "Interfaces whose capture is not open (being retried).", down),
+      Counter("sesame_agent_knocks_seen_total", "Packets that started or advanced a door's sequence.", n(m.knocks)),
+      Counter("sesame_agent_sequences_matched_total", "Sequences completed.", n(m.completions)),
+      Counter("sesame_agent_wrong_knock_resets_total", "Sequences in progress reset by a wrong knock.", n(m.resets)),
+      Counter("sesame_agent_scanners_total", "Sources flagged as scanners.", n(m.scanners)),
+      Counter("sesame_agent_source_evictions_total", "Sources displaced from the full per-source table.",
+              n(m.evictions)),
+      Gauge("sesame_agent_sources_tracked", "Sources in the standalone doors' per-source table.", n(sources)),
+      Gauge("sesame_agent_grants_open", "Grants open now.", n(g.open_now)),
+      Counter("sesame_agent_grants_opened_total", "Grants opened.", n(g.opened)),
+      Counter("sesame_agent_grants_closed_total", "Grants closed (expired or revoked).", n(g.closed)),
+      Counter("sesame_agent_grant_failures_total", "Grants a backend failed to open or close.", n(g.failures)),
+      Gauge("sesame_agent_commands_running", "Start/stop commands running.", n(runner_->running())),
+      Gauge("sesame_agent_commands_queued", "Start/stop commands waiting for a slot.", n(runner_->queued())),
+  };
+  return out;
+}
+
+void Daemon::PublishMetrics(absl::Time now) {
+  const bool heartbeat = managed_ != nullptr && now >= next_heartbeat_metrics_;
+  const bool file = metrics_file_ != nullptr && now >= next_metrics_file_;
+  if (!heartbeat && !file) return;
+  std::vector<MetricSample> metrics = CollectMetrics();
+  if (file) {
+    next_metrics_file_ = now + config_.options.metrics_interval;
+    std::vector<MetricSample> all = metrics;
+    if (managed_) {
+      std::vector<MetricSample> managed = managed_->Metrics();
+      all.insert(all.end(), std::make_move_iterator(managed.begin()), std::make_move_iterator(managed.end()));
+    }
+    metrics_file_->Post(std::move(all));
+  }
+  if (heartbeat) {
+    next_heartbeat_metrics_ = now + kHeartbeatMetricsInterval;
+    managed_->SetMetrics(std::move(metrics));
+  }
 }
 
 void Daemon::OpenCaptures(const std::vector<std::string>& interfaces) {
@@ -437,6 +492,14 @@ void Daemon::Reload() {
     });
   }
   const bool interfaces_changed = next->options.interfaces != config_.options.interfaces;
+  if (next->options.metrics_file != config_.options.metrics_file) {
+    // The old file stays: node_exporter's node_textfile_mtime_seconds shows it is stale.
+    metrics_file_.reset();
+    if (!next->options.metrics_file.empty()) {
+      metrics_file_ = std::make_unique<PrometheusFileWriter>(next->options.metrics_file);
+    }
+  }
+  if (next->options.metrics_interval != config_.options.metrics_interval) next_metrics_file_ = absl::InfinitePast();
   config_ = std::move(*next);
   const MatcherCounters& old = pipeline_->matcher().counters();
   past_matcher_.knocks += old.knocks;
@@ -498,7 +561,6 @@ absl::Status Daemon::Run() {
   };
   absl::Time next_tick = absl::Now();
   absl::Time next_address_refresh = absl::Now() + kAddressRefresh;
-  absl::Time next_metrics = absl::Now();
   std::vector<pollfd> fds;
   std::vector<Capture*> polled;
   for (;;) {
@@ -534,6 +596,9 @@ absl::Status Daemon::Run() {
             LogStats();
             if (managed_) managed_->Stop();
             grants_->Drain();
+            // The file's last word is the final count (written before the writer stops).
+            next_metrics_file_ = absl::InfinitePast();
+            PublishMetrics(absl::Now());
             return absl::OkStatus();
         }
       }
@@ -541,13 +606,8 @@ absl::Status Daemon::Run() {
     const absl::Time now = absl::Now();
     if (now >= next_tick) {
       pipeline_->Tick(now);
-      if (managed_) {
-        managed_->matcher().Tick(now);
-        if (now >= next_metrics) {
-          PublishMetrics();
-          next_metrics = now + absl::Seconds(1);
-        }
-      }
+      if (managed_) managed_->matcher().Tick(now);
+      PublishMetrics(now);
       RefreshFilterIfNeeded();
       for (Capture& c : captures_) {
         if (!c.source && now >= c.retry_at) TryOpen(c);

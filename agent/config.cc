@@ -149,6 +149,8 @@ enum class Key {
   kScanBan,
   kMaxChildren,
   kCommandTimeLimit,
+  kMetricsFile,
+  kMetricsInterval,
   // [options], managed mode
   kController,
   kCaCert,
@@ -203,6 +205,8 @@ constexpr KeyName kOptionKeys[] = {
     {"ScanBan", Key::kScanBan},
     {"MaxChildren", Key::kMaxChildren},
     {"CommandTimeLimit", Key::kCommandTimeLimit},
+    {"MetricsFile", Key::kMetricsFile},
+    {"MetricsInterval", Key::kMetricsInterval},
 };
 
 // Managed mode's keys are listed in messages only once a file uses managed
@@ -489,6 +493,21 @@ absl::Status Parser::OptionsKey(const KeyName& key, std::string_view value) {
     }
     case Key::kCommandTimeLimit: {
       ASSIGN_OR_RETURN(options_.command_time_limit, Duration(key, value, /*allow_zero=*/false));
+      return absl::OkStatus();
+    }
+    case Key::kMetricsFile: {
+      ASSIGN_OR_RETURN(options_.metrics_file, AbsolutePath(key, value));
+      if (options_.metrics_file.back() == '/') {
+        return Error(line_, absl::StrCat("MetricsFile: expected a file name, got the directory ", Quoted(value)));
+      }
+      return absl::OkStatus();
+    }
+    case Key::kMetricsInterval: {
+      ASSIGN_OR_RETURN(options_.metrics_interval, Duration(key, value, /*allow_zero=*/false));
+      if (options_.metrics_interval < kMinMetricsInterval) {
+        return Error(line_, absl::StrCat("MetricsInterval: expected at least ", absl::FormatDuration(kMinMetricsInterval),
+                                         ", got ", Quoted(value)));
+      }
       return absl::OkStatus();
     }
     case Key::kController: {

@@ -9,7 +9,7 @@
 //
 // sesame's own keys ([options]): StateDir, ResetMode (compat|strict),
 // MaxSources, ScanThreshold, ScanWindow, ScanBan, MaxChildren,
-// CommandTimeLimit. Per door: Backend (command|hosts_allow|nftables|iptables|
+// CommandTimeLimit, MetricsFile, MetricsInterval. Per door: Backend (command|hosts_allow|nftables|iptables|
 // ufw), Ports (what a grant opens, default 22:tcp), ResetMode, and the
 // backend's options (HostsAllow_Form, HostsAllow_File, HostsAllow_Table,
 // HostsAllow_Service,
@@ -65,6 +65,7 @@ enum class HostsAllowForm {
 
 inline constexpr size_t kMaxSequenceLength = 32;
 inline constexpr size_t kMaxDoors = 64;
+inline constexpr absl::Duration kMinMetricsInterval = absl::Seconds(1);
 
 struct DoorConfig {
   std::string name;  // the [section] name
@@ -145,6 +146,11 @@ struct AgentOptions {
   absl::Duration scan_ban = absl::Seconds(300);   // ignored for this long
   int max_children = 16;            // commands running at once
   absl::Duration command_time_limit = absl::Seconds(60);  // a hung command is killed
+  // Prometheus text file for node_exporter's textfile collector, rewritten
+  // atomically every metrics_interval (at least kMinMetricsInterval).
+  // Empty: none.
+  std::string metrics_file;
+  absl::Duration metrics_interval = absl::Seconds(5);
 
   ManagedOptions managed;
 };

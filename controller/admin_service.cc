@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 #include "controller/audit_export.h"
 #include "controller/sequence_issuer.h"
@@ -48,14 +49,6 @@ std::string KnockCommand(const std::string& host, const std::vector<Knock>& knoc
   return out;
 }
 
-v1::Metric* AddMetric(v1::GetStatsResponse* response, const char* name, double value, bool counter) {
-  v1::Metric* m = response->add_metrics();
-  m->set_name(name);
-  m->set_value(value);
-  m->set_counter(counter);
-  return m;
-}
-
 }  // namespace
 
 AdminServiceImpl::AdminServiceImpl(Store& store, AuditLog& audit, WorkQueue& work,
@@ -65,16 +58,38 @@ AdminServiceImpl::AdminServiceImpl(Store& store, AuditLog& audit, WorkQueue& wor
       work_(work),
       identity_(std::move(identity)),
       clock_(clock),
-      options_(options) {}
+      options_(options),
+      metrics_(options.metrics != nullptr ? *options.metrics : own_metrics_) {}
 
 absl::StatusOr<PeerIdentity> AdminServiceImpl::Authorize(const grpc::CallbackServerContext& context) {
   absl::StatusOr<PeerIdentity> who = identity_(context);
-  if (!who.ok()) return who.status();
-  if (who->role != PeerRole::kAdmin) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("AdminService needs an admin certificate; ", who->principal(), " is not one"));
+  if (who.ok() && who->role != PeerRole::kAdmin) {
+    const std::string principal = who->principal();
+    who = absl::PermissionDeniedError(
+        absl::StrCat("AdminService needs an admin certificate; ", principal, " is not one"));
+    AuditRefusal(principal, context.peer(), who.status());
+  } else if (!who.ok()) {
+    AuditRefusal("unidentified", context.peer(), who.status());
   }
   return who;
+}
+
+// A refused caller got through the TLS handshake (its certificate is the
+// CA's) but may not call AdminService: an agent's certificate, or one
+// without a sesame identity. Recorded off gRPC's thread; the refusal does
+// not wait for it. The work holds the AuditLog, not this service: it may run
+// after the service is gone (the log outlives the work queue).
+void AdminServiceImpl::AuditRefusal(const std::string& who, const std::string& peer, const absl::Status& why) {
+  AuditEntry entry;
+  entry.time = clock_.Now();
+  entry.who = who;
+  entry.what = "admin.refused";
+  entry.where = "controller";
+  entry.details = {{"peer", peer.substr(0, 256)}, {"reason", std::string(why.message().substr(0, 512))}};
+  work_.Post([audit = &audit_, entry = std::move(entry)]() mutable {
+    absl::StatusOr<AuditRecord> r = audit->Append(std::move(entry));
+    if (!r.ok()) LogWarning(absl::StrCat("cannot audit a refused admin call: ", r.status().message()));
+  });
 }
 
 template <typename Fn>
@@ -108,6 +123,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetAgent(grpc::CallbackServerContext
     ASSIGN_OR_RETURN(uint64_t revision, store_.CurrentRevision());
     ASSIGN_OR_RETURN(AgentRecord agent, store_.GetAgent(request->name()));
     FillAgentInfo(agent, revision, response);
+    for (v1::Metric& m : metrics_.AgentMetrics(agent.name)) *response->add_metrics() = std::move(m);
     return absl::OkStatus();
   });
 }
@@ -478,16 +494,8 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetStats(grpc::CallbackServerContext
   return Unary(context, [this, response](const PeerIdentity&) -> absl::Status {
     ASSIGN_OR_RETURN(uint64_t revision, store_.CurrentRevision());
     response->set_revision(revision);
-    ASSIGN_OR_RETURN(std::vector<AgentRecord> agents, store_.ListAgents());
-    int connected = 0;
-    for (const AgentRecord& a : agents) connected += a.connected ? 1 : 0;
-    AddMetric(response, "sesame_controller_agents", static_cast<double>(agents.size()), false);
-    AddMetric(response, "sesame_controller_sessions", connected, false);
-    ASSIGN_OR_RETURN(std::vector<GrantRecord> open, store_.ListGrants(GrantFilter{}));
-    AddMetric(response, "sesame_controller_grants_open", static_cast<double>(open.size()), false);
-    ASSIGN_OR_RETURN(AuditHead head, store_.GetAuditHead());
-    AddMetric(response, "sesame_controller_audit_records", static_cast<double>(head.record_count), true);
-    AddMetric(response, "sesame_controller_revision", static_cast<double>(revision), true);
+    // The same list as the Prometheus file.
+    for (const MetricSample& m : metrics_.Collect(store_)) *response->add_metrics() = ToWireMetric(m);
     return absl::OkStatus();
   });
 }

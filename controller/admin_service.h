@@ -2,8 +2,10 @@
 //
 // Every call first establishes the caller from its certificate (an
 // IdentityResolver): no identity is UNAUTHENTICATED, an identity without the
-// admin role (an agent's certificate) is PERMISSION_DENIED. Work that waits
-// on the store runs on a WorkQueue, never on gRPC's callback threads. Every
+// admin role (an agent's certificate) is PERMISSION_DENIED; both refusals
+// are audited ("admin.refused", who = the caller's principal, or
+// "unidentified"). Work that waits on the store runs on a WorkQueue, never
+// on gRPC's callback threads. Every
 // call that changes something is audited with who = "admin:NAME" in the
 // transaction that makes the change; agents learn of it through the store's
 // change feed (store.h), not from this service.
@@ -13,6 +15,7 @@
 
 #include "common/clock.h"
 #include "controller/audit_log.h"
+#include "controller/controller_metrics.h"
 #include "controller/peer_identity.h"
 #include "controller/sequence_generator.h"
 #include "controller/store.h"
@@ -25,6 +28,9 @@ struct AdminServiceOptions {
   absl::Duration max_grant_ttl = absl::Hours(24);
   // TailAudit with follow: how often to look for new records.
   absl::Duration tail_poll = absl::Milliseconds(250);
+  // GetStats' counters and GetAgent's heartbeat metrics (the same object
+  // the AgentService counts into). Null: a private one (store gauges only).
+  const ControllerMetrics* metrics = nullptr;
 };
 
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
@@ -72,6 +78,8 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   template <typename Fn>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context, Fn fn);
   absl::StatusOr<PeerIdentity> Authorize(const grpc::CallbackServerContext& context);
+  // Appends an "admin.refused" audit record (on the work queue).
+  void AuditRefusal(const std::string& who, const std::string& peer, const absl::Status& why);
 
   Store& store_;
   AuditLog& audit_;
@@ -80,6 +88,8 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   const Clock& clock_;
   const AdminServiceOptions options_;
   SequenceGenerator generator_;
+  const ControllerMetrics own_metrics_;
+  const ControllerMetrics& metrics_;
 };
 
 }  // namespace sesame::controller

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "controller/controller_metrics.h"
 #include "controller/wire_convert.h"
 
 namespace sesame::controller {
@@ -46,7 +47,8 @@ class AgentServiceImpl::SessionReactor final
     : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>,
       public AgentLink {
  public:
-  SessionReactor(AgentServiceImpl& service, std::string name) : service_(service), name_(std::move(name)) {}
+  SessionReactor(AgentServiceImpl& service, std::string name, std::string peer)
+      : service_(service), name_(std::move(name)), peer_(std::move(peer)) {}
 
   void Start() { IssueRead(); }
 
@@ -285,7 +287,8 @@ class AgentServiceImpl::SessionReactor final
       audit.where = audit.who;
       audit.details = {{"version", record_.version},
                        {"last_revision", absl::StrCat(hello.last_revision())},
-                       {"spool_depth", absl::StrCat(hello.spool_depth())}};
+                       {"spool_depth", absl::StrCat(hello.spool_depth())},
+                       {"peer", peer_}};
       if (absl::Status s = service_.store_.PutAgent(record_, {std::move(audit)}); !s.ok()) {
         Fail(s);
         WorkDone();
@@ -293,7 +296,22 @@ class AgentServiceImpl::SessionReactor final
       }
       AgentLink* replaced = service_.hub_.Attach(this, service_.options_.heartbeat_interval);
       attached_ = true;
-      if (replaced != nullptr) replaced->Close(absl::AbortedError("replaced by a newer session of the same agent"));
+      if (replaced != nullptr) {
+        // Two sessions of one name: a restarted agent, or a second holder of
+        // its certificate. The newer one wins either way, never silently.
+        replaced->Close(absl::AbortedError("replaced by a newer session of the same agent"));
+        LogWarning(absl::StrCat("agent ", name_, ": a new session from ", peer_, " replaced the one before"));
+        AuditEntry replace;
+        replace.time = service_.clock_.Now();
+        replace.who = absl::StrCat("agent:", name_);
+        replace.what = "agent.session_replaced";
+        replace.where = "controller";
+        replace.details = {{"peer", peer_}};
+        absl::StatusOr<std::vector<AuditRecord>> r = service_.store_.AppendAudit({std::move(replace)});
+        if (!r.ok()) {
+          LogWarning(absl::StrCat("agent ", name_, ": cannot audit the replaced session: ", r.status().message()));
+        }
+      }
       IssueRead();
       WorkDone();
     });
@@ -317,19 +335,31 @@ class AgentServiceImpl::SessionReactor final
     }
   }
 
+  ControllerMetrics* metrics() const { return service_.options_.metrics; }
+
+  // Runs a durable store write, timing it for the metrics.
+  template <typename Write>
+  auto Timed(Write&& write) {
+    const absl::Time start = absl::Now();
+    auto result = write();
+    if (metrics() != nullptr) metrics()->StoreWrite(absl::Now() - start);
+    return result;
+  }
+
   // On the bookkeeping thread, in order with hello and disconnect.
   void HandleBookkeeping(const v1::AgentMessage& message) {
     absl::Status s;
     if (message.has_ack()) {
       record_.acked_revision = std::max(record_.acked_revision, message.ack().revision());
-      s = service_.store_.AckRevision(name_, message.ack().revision());
+      s = Timed([&] { return service_.store_.AckRevision(name_, message.ack().revision()); });
     } else {
       const v1::Heartbeat& hb = message.heartbeat();
       record_.last_heartbeat = service_.clock_.Now();
       record_.reserve_left = static_cast<int>(hb.reserve_left());
       record_.spool_depth = static_cast<int>(hb.spool_depth());
       record_.last_error = hb.last_error().substr(0, kMaxText);
-      s = service_.store_.PutAgent(record_, {});
+      s = Timed([&] { return service_.store_.PutAgent(record_, {}); });
+      if (metrics() != nullptr) metrics()->AgentHeartbeat(name_, hb.metrics());
     }
     if (!s.ok()) Fail(s);
   }
@@ -368,6 +398,7 @@ class AgentServiceImpl::SessionReactor final
         audit.who = source ? source->ToString() : "invalid-address";
         audit.details = {{"distinct_ports", absl::StrCat(s.distinct_ports())},
                          {"window", absl::FormatDuration(FromWireDuration(s.window()))}};
+        if (metrics() != nullptr) metrics()->ScannerReported();
         return Record(id, std::move(audit));
       }
       case v1::AgentMessage::kAudit: {
@@ -397,13 +428,14 @@ class AgentServiceImpl::SessionReactor final
   }
 
   void Record(const std::string& id, AuditEntry audit) {
-    absl::StatusOr<std::vector<AuditRecord>> r = service_.store_.AppendAudit({std::move(audit)});
+    absl::StatusOr<std::vector<AuditRecord>> r =
+        Timed([&] { return service_.store_.AppendAudit({std::move(audit)}); });
     if (!r.ok()) return Fail(r.status());
     Receipt(id);
   }
 
   void GrantReport(const std::string& id, uint64_t grant_id, const GrantAgentStatus& status, AuditEntry audit) {
-    absl::Status s = service_.store_.SetGrantAgentState(grant_id, status, {std::move(audit)});
+    absl::Status s = Timed([&] { return service_.store_.SetGrantAgentState(grant_id, status, {std::move(audit)}); });
     if (absl::IsNotFound(s) || absl::IsInvalidArgument(s)) {
       LogWarning(absl::StrCat("agent ", name_, ": report ", id, " about grant ", grant_id, ": ", s.message()));
     } else if (!s.ok()) {
@@ -420,6 +452,7 @@ class AgentServiceImpl::SessionReactor final
     absl::StatusOr<std::vector<Knock>> knocks = FromWireKnocks(k.knocks(), "knocks");
     if (!source || !knocks.ok() || (k.sequence_id() == 0 && knocks->empty())) {
       LogWarning(absl::StrCat("agent ", name_, ": knock report ", id, " is malformed"));
+      if (metrics() != nullptr) metrics()->KnockReported(ConsumeOutcome::kUnknown);
       verdict->set_outcome(v1::KNOCK_OUTCOME_UNKNOWN);
       Send(std::move(reply));
       return;
@@ -433,15 +466,18 @@ class AgentServiceImpl::SessionReactor final
     request.offline = k.offline();
     // An offline reserve knock already opened the door on the agent.
     request.order_grant = !k.offline();
-    absl::StatusOr<ConsumeResult> result = service_.store_.Consume(request);
+    absl::StatusOr<ConsumeResult> result = Timed([&] { return service_.store_.Consume(request); });
     if (!result.ok()) {
       if (absl::IsInvalidArgument(result.status())) {
+        if (metrics() != nullptr) metrics()->KnockReported(ConsumeOutcome::kUnknown);
         verdict->set_outcome(v1::KNOCK_OUTCOME_UNKNOWN);
         Send(std::move(reply));
         return;
       }
       return Fail(result.status());
     }
+    // A resent report gets the first answer again: counted once.
+    if (metrics() != nullptr && !result->repeated) metrics()->KnockReported(result->outcome);
     verdict->set_outcome(ToWire(result->outcome));
     verdict->set_sequence_id(result->sequence_id);
     if (result->outcome == ConsumeOutcome::kReplay) verdict->set_first_agent(result->first_agent);
@@ -451,6 +487,7 @@ class AgentServiceImpl::SessionReactor final
 
   AgentServiceImpl& service_;
   const std::string name_;
+  const std::string peer_;    // the TCP peer, for the audit
   v1::AgentMessage in_;       // the read chain's buffer
   v1::ControllerMessage current_;  // the write chain's buffer
   AgentRecord record_;        // bookkeeping thread only
@@ -481,7 +518,7 @@ grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* AgentServiceIm
     who = absl::PermissionDeniedError(
         absl::StrCat("AgentService needs an agent certificate; ", who->principal(), " is not one"));
   }
-  auto* session = new SessionReactor(*this, who.ok() ? who->name : std::string());
+  auto* session = new SessionReactor(*this, who.ok() ? who->name : std::string(), context->peer().substr(0, 256));
   if (!who.ok()) {
     session->Refuse(who.status());
   } else {

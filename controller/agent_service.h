@@ -14,7 +14,8 @@
 //                    the verdict is sent
 //   GrantResult, RevokeApplied -> per-bastion grant state + audit record
 //   ScannerSeen, AuditEvent    -> audit record
-//   Heartbeat     -> the agent's record (last heartbeat, reserve, spool)
+//   Heartbeat     -> the agent's record (last heartbeat, reserve, spool);
+//                    its metrics to ControllerMetrics (when given)
 // Every message except Ack and Heartbeat is confirmed by a Receipt (or the
 // verdict) once durable; audit records carry origin "agent:NAME/ID", so a
 // resent message is never recorded twice.
@@ -23,7 +24,9 @@
 // pauses beyond), at most max_queued messages waiting to be written (the
 // session is ended with RESOURCE_EXHAUSTED beyond; the agent reconnects and
 // gets a fresh snapshot). A second session of the same agent replaces the
-// first, which ends with ABORTED.
+// first, which ends with ABORTED; the replacement is logged and audited
+// ("agent.session_replaced", with the new session's peer address, which
+// every "agent.connected" record also carries).
 #pragma once
 
 #include <memory>
@@ -37,10 +40,15 @@
 
 namespace sesame::controller {
 
+class ControllerMetrics;
+
 struct AgentServiceOptions {
   absl::Duration heartbeat_interval = absl::Seconds(10);
   size_t max_pending = 256;
   size_t max_queued = 65536;
+  // Counts knock outcomes, scanners and store write latency, keeps the
+  // agents' heartbeat metrics. Optional; must outlive the service.
+  ControllerMetrics* metrics = nullptr;
 };
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {

@@ -2,14 +2,20 @@
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "common/file_util.h"
 #include "common/log.h"
+#include "common/prometheus_text.h"
 #include "common/status_macros.h"
 #include "controller/admin_service.h"
 #include "controller/agent_service.h"
 #include "controller/audit_log.h"
+#include "controller/controller_metrics.h"
 #include "controller/fleet_hub.h"
 #include "controller/sqlite_store.h"
 #include "controller/work_queue.h"
@@ -42,17 +48,29 @@ absl::StatusOr<std::unique_ptr<ControllerDaemon>> ControllerDaemon::Start(const 
   store_options.state_dir = config.state_dir;
   store_options.clock = &clock;
   ASSIGN_OR_RETURN(d->store_, SqliteStore::Open(store_options));
+  struct stat db {};
+  if (stat(d->store_->path().c_str(), &db) != 0) {
+    return absl::InternalError(absl::StrCat("cannot stat ", d->store_->path(), ": ", std::strerror(errno)));
+  }
+  d->db_device_ = db.st_dev;
+  d->db_inode_ = db.st_ino;
+  SqliteStore* store = d->store_.get();
+  d->metrics_ = std::make_unique<ControllerMetrics>([store] { return store->commit_stats(); });
   RETURN_IF_ERROR(d->SyncDoors(config));
+  RETURN_IF_ERROR(d->CloseStaleSessions());
   ASSIGN_OR_RETURN(AuditSigningKey key, AuditSigningKey::LoadOrCreate(config.audit_key));
   d->audit_ = std::make_unique<AuditLog>(*d->store_, std::move(key), clock);
   ASSIGN_OR_RETURN(d->hub_, FleetHub::Create(*d->store_, clock));
   d->work_ = std::make_unique<WorkQueue>(kWorkers);
   AgentServiceOptions agent_options;
   agent_options.heartbeat_interval = config.heartbeat_interval;
+  agent_options.metrics = d->metrics_.get();
   d->agent_service_ = std::make_unique<AgentServiceImpl>(*d->store_, *d->hub_, *d->work_, TlsIdentityResolver(),
                                                          clock, agent_options);
-  d->admin_service_ =
-      std::make_unique<AdminServiceImpl>(*d->store_, *d->audit_, *d->work_, TlsIdentityResolver(), clock);
+  AdminServiceOptions admin_options;
+  admin_options.metrics = d->metrics_.get();
+  d->admin_service_ = std::make_unique<AdminServiceImpl>(*d->store_, *d->audit_, *d->work_, TlsIdentityResolver(),
+                                                         clock, admin_options);
 
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, MakeServerCredentials(config.tls));
   grpc::EnableDefaultHealthCheckService(true);
@@ -76,6 +94,26 @@ absl::StatusOr<std::unique_ptr<ControllerDaemon>> ControllerDaemon::Start(const 
                        config.state_dir));
   d->Tick();
   return d;
+}
+
+// A controller that was killed could not record its agents' disconnects:
+// no session survives a restart, so every agent starts disconnected until it
+// says Hello again.
+absl::Status ControllerDaemon::CloseStaleSessions() {
+  ASSIGN_OR_RETURN(std::vector<AgentRecord> agents, store_->ListAgents());
+  for (AgentRecord& agent : agents) {
+    if (!agent.connected) continue;
+    agent.connected = false;
+    agent.disconnected_at = clock_.Now();
+    AuditEntry audit;
+    audit.time = agent.disconnected_at;
+    audit.who = absl::StrCat("agent:", agent.name);
+    audit.what = "agent.disconnected";
+    audit.where = audit.who;
+    audit.details["reason"] = "controller restarted without a clean shutdown";
+    RETURN_IF_ERROR(store_->PutAgent(agent, {std::move(audit)}));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ControllerDaemon::SyncDoors(const ControllerConfig& config) {
@@ -102,13 +140,7 @@ absl::Status ControllerDaemon::ReloadDoors(const ControllerConfig& config) {
 void ControllerDaemon::Tick() {
   if (store_ == nullptr) return;
   const absl::Time now = clock_.Now();
-  // Health: SERVING only while the store answers.
-  const bool usable = store_->CurrentRevision().ok();
-  if (server_ != nullptr && usable != serving_) {
-    server_->GetHealthCheckService()->SetServingStatus(usable);
-    serving_ = usable;
-    if (!usable) LogError("the store does not answer: health is NOT_SERVING");
-  }
+  UpdateHealth();
   if (now - last_checkpoint_ >= config_.checkpoint_interval) {
     absl::StatusOr<AuditCheckpoint> c = audit_->Checkpoint();
     if (c.ok()) {
@@ -137,28 +169,50 @@ void ControllerDaemon::ExpireGrants() {
   }
 }
 
+absl::Status ControllerDaemon::CheckStore() {
+  if (absl::StatusOr<uint64_t> r = store_->CurrentRevision(); !r.ok()) {
+    return absl::UnavailableError(absl::StrCat("the store does not answer: ", r.status().message()));
+  }
+  struct stat db {};
+  if (stat(store_->path().c_str(), &db) != 0 || db.st_dev != db_device_ || db.st_ino != db_inode_) {
+    return absl::UnavailableError(
+        absl::StrCat("the database file ", store_->path(), " was removed or replaced since the start"));
+  }
+  struct statvfs fs {};
+  if (statvfs(config_.state_dir.c_str(), &fs) != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot stat ", config_.state_dir, ": ", std::strerror(errno)));
+  }
+  if ((fs.f_flag & ST_RDONLY) != 0) {
+    return absl::UnavailableError(absl::StrCat("the state directory ", config_.state_dir, " is on a read-only filesystem"));
+  }
+  const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  if (free_bytes < kMinFreeBytes) {
+    return absl::UnavailableError(
+        absl::StrCat("the state directory ", config_.state_dir, " has ", free_bytes, " bytes free (less than ",
+                     kMinFreeBytes, "): commits may fail"));
+  }
+  return absl::OkStatus();
+}
+
+void ControllerDaemon::UpdateHealth() {
+  const absl::Status usable = CheckStore();
+  if (!usable.ok() && usable.message() != unusable_) {
+    LogError(absl::StrCat(usable.message(), ": health is NOT_SERVING"));
+  }
+  unusable_ = usable.ok() ? "" : std::string(usable.message());
+  metrics_->SetStoreUsable(usable.ok());
+  if (server_ == nullptr || (health_set_ && usable.ok() == serving_)) return;
+  server_->GetHealthCheckService()->SetServingStatus(usable.ok());
+  if (health_set_ && usable.ok()) LogInfo("the store is usable again: health is SERVING");
+  serving_ = usable.ok();
+  health_set_ = true;
+}
+
 void ControllerDaemon::WriteMetrics() {
-  std::string out;
-  auto gauge = [&out](const char* name, const char* help, double value) {
-    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " gauge\n", name, " ", value, "\n");
-  };
-  auto counter = [&out](const char* name, const char* help, double value) {
-    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " counter\n", name, " ", value, "\n");
-  };
-  gauge("sesame_controller_sessions", "Agent sessions open.", static_cast<double>(hub_->sessions()));
-  gauge("sesame_controller_revision", "The store's revision.", static_cast<double>(hub_->revision()));
-  gauge("sesame_controller_up", "1 while the store answers.", serving_ ? 1 : 0);
-  if (absl::StatusOr<AuditHead> head = store_->GetAuditHead(); head.ok()) {
-    gauge("sesame_controller_audit_records", "Records in the audit chain.", static_cast<double>(head->record_count));
-  }
-  if (absl::StatusOr<std::vector<GrantRecord>> open = store_->ListGrants(GrantFilter{}); open.ok()) {
-    gauge("sesame_controller_grants_open", "Grants open.", static_cast<double>(open->size()));
-  }
-  const GroupCommitStats stats = store_->commit_stats();
-  counter("sesame_controller_store_commits_total", "Store transactions committed.", static_cast<double>(stats.batches));
-  counter("sesame_controller_store_operations_total", "Store writes committed.", static_cast<double>(stats.operations));
-  absl::Status s = WriteFileAtomically(config_.metrics_file, out, 0644);
-  if (!s.ok()) LogWarning(absl::StrCat("metrics: ", s.message()));
+  absl::Status s = WritePrometheusFile(config_.metrics_file, metrics_->Collect(*store_));
+  if (!s.ok() && s.message() != metrics_error_) LogWarning(absl::StrCat("metrics: ", s.message()));
+  if (s.ok() && !metrics_error_.empty()) LogInfo(absl::StrCat("metrics: ", config_.metrics_file, " written again"));
+  metrics_error_ = s.ok() ? "" : std::string(s.message());
 }
 
 void ControllerDaemon::Shutdown() {

@@ -3,6 +3,17 @@
 // periodic work (Tick): signed audit checkpoints, closing expired grants,
 // the health status and the Prometheus text file.
 //
+// Health: SERVING only while the store is usable, which Tick checks each
+// time: the store answers a read, its database file is still the one it
+// opened (deleted or replaced under it, commits would land in a file that
+// is gone at the next start), and the state directory's filesystem is
+// writable with at least kMinFreeBytes free. NOT_SERVING is logged with the
+// reason once, and so is the recovery.
+//
+// Metrics (controller_metrics.h): one ControllerMetrics shared by
+// AgentService (counts), AdminService (GetStats, GetAgent) and the file
+// written every [metrics] Interval.
+//
 // Start order: store (doors from the configuration are written there, each
 // change audited), audit key, hub, services, server. Shutdown: the server
 // first (sessions end, agents reconnect with backoff elsewhere or later),
@@ -10,6 +21,10 @@
 #pragma once
 
 #include <memory>
+
+#include <sys/types.h>
+
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "common/clock.h"
@@ -24,6 +39,7 @@ namespace sesame::controller {
 class AdminServiceImpl;
 class AgentServiceImpl;
 class AuditLog;
+class ControllerMetrics;
 class FleetHub;
 class SqliteStore;
 class WorkQueue;
@@ -37,21 +53,32 @@ class ControllerDaemon {
   // The port actually bound (for Listen = ADDR:0).
   int port() const { return port_; }
 
+  // Below this much free space in the state directory the store is not
+  // usable: the next commits may fail.
+  static constexpr uint64_t kMinFreeBytes = 1 << 20;
+
   // Periodic work; call every second or so.
   void Tick();
+  // Whether the store is usable now (see the top); the reason when not.
+  absl::Status CheckStore();
   // Re-reads the doors of the configuration file (SIGHUP).
   absl::Status ReloadDoors(const ControllerConfig& config);
   void Shutdown();
 
  private:
   ControllerDaemon(const ControllerConfig& config, const Clock& clock);
+  absl::Status CloseStaleSessions();
   absl::Status SyncDoors(const ControllerConfig& config);
   void ExpireGrants();
   void WriteMetrics();
+  void UpdateHealth();
 
   ControllerConfig config_;
   const Clock& clock_;
   std::unique_ptr<SqliteStore> store_;
+  dev_t db_device_ = 0;  // the database file as opened
+  ino_t db_inode_ = 0;
+  std::unique_ptr<ControllerMetrics> metrics_;
   std::unique_ptr<AuditLog> audit_;
   std::unique_ptr<FleetHub> hub_;
   std::unique_ptr<WorkQueue> work_;
@@ -62,6 +89,9 @@ class ControllerDaemon {
   absl::Time last_checkpoint_ = absl::InfinitePast();
   absl::Time last_metrics_ = absl::InfinitePast();
   bool serving_ = false;
+  bool health_set_ = false;  // serving_ has been told to the health service
+  std::string unusable_;       // why the store was last found unusable
+  std::string metrics_error_;  // the metrics file's last error, said once
 };
 
 }  // namespace sesame::controller

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/file_util.h"
+#include "common/prometheus_text.h"
 #include "controller/audit_key.h"
 #include "controller/audit_verifier.h"
 #include "controller/tls_credentials.h"
@@ -211,6 +213,19 @@ int Health(Ctl& ctl) {
   return serving ? kExitOk : kExitFailure;
 }
 
+// name{label="value",...}, labels sorted, as Prometheus shows a series.
+std::string MetricName(const v1::Metric& m) {
+  if (m.labels().empty()) return m.name();
+  std::map<std::string, std::string> labels(m.labels().begin(), m.labels().end());
+  std::string out = absl::StrCat(m.name(), "{");
+  bool comma = false;
+  for (const auto& [k, v] : labels) {
+    absl::StrAppend(&out, comma ? "," : "", k, "=\"", v, "\"");
+    comma = true;
+  }
+  return out + "}";
+}
+
 void AgentRow(Table& t, const v1::AgentInfo& a) {
   t.Add({a.name(), a.connected() ? "yes" : "no", a.version().empty() ? "-" : a.version(), Time(a.last_heartbeat()),
          absl::StrCat(a.acked_revision(), "/", a.revision()), absl::StrCat(a.reserve_left()),
@@ -247,7 +262,14 @@ int AgentsShow(Ctl& ctl, const std::string& name) {
     << "spool depth:     " << a.spool_depth() << "\n"
     << "last error:      " << (a.last_error().empty() ? "-" : a.last_error()) << "\n"
     << "knock hosts:     " << (a.advertise_hosts().empty() ? "-" : absl::StrJoin(a.advertise_hosts(), ", ")) << "\n";
-  for (const v1::Metric& m : a.metrics()) o << "  " << m.name() << " " << m.value() << "\n";
+  if (a.metrics().empty()) {
+    o << "metrics:         - (none since the controller started; heartbeats bring them)\n";
+    return kExitOk;
+  }
+  o << "metrics (last heartbeat):\n";
+  Table t({"  METRIC", "VALUE"});
+  for (const v1::Metric& m : a.metrics()) t.Add({absl::StrCat("  ", MetricName(m)), FormatMetricValue(m.value())});
+  t.Print(o);
   return kExitOk;
 }
 
@@ -503,7 +525,7 @@ int Stats(Ctl& ctl) {
   if (!s.ok()) return ctl.Fail(s);
   if (ctl.json()) return ctl.Json(r), kExitOk;
   Table t({"METRIC", "VALUE"});
-  for (const v1::Metric& m : r.metrics()) t.Add({m.name(), absl::StrCat(m.value())});
+  for (const v1::Metric& m : r.metrics()) t.Add({MetricName(m), FormatMetricValue(m.value())});
   t.Print(ctl.out());
   return kExitOk;
 }

@@ -451,7 +451,8 @@ TEST(ParseConfigErrorsTest, ExactMessagesAndLines) {
        "HostsAllow_Table, HostsAllow_Service, Nft_Table, Iptables_Chain"},
       {"[options]\nlogfle = /x\n" + ok_door,
        "k.conf:2: unknown key \"logfle\" in [options]; expected one of UseSyslog, LogFile, PidFile, Interface, "
-       "StateDir, ResetMode, MaxSources, ScanThreshold, ScanWindow, ScanBan, MaxChildren, CommandTimeLimit"},
+       "StateDir, ResetMode, MaxSources, ScanThreshold, ScanWindow, ScanBan, MaxChildren, CommandTimeLimit, "
+       "MetricsFile, MetricsInterval"},
       {"[options]\nsequence = 1\n", "k.conf:2: Sequence belongs in a door section, not in [options]"},
       {ok_door + "logfile = /x\n", "k.conf:4: LogFile belongs in [options], not in door [d]"},
       {"[options]\nUseSyslog = yes\n", "k.conf:2: UseSyslog takes no value; write it alone on its line"},

@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/file_util.h"
 #include "controller/controller_config.h"
+#include "controller/sqlite_store.h"
 #include "controller/tls_credentials.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -258,6 +259,46 @@ TEST_F(ControllerDaemonTest, ARestartKeepsBurntSequencesBurnt) {
   v1::VerifyAuditResponse verified;
   ASSERT_TRUE(admin2->VerifyAudit(Context().get(), v1::VerifyAuditRequest(), &verified).ok());
   EXPECT_TRUE(verified.ok()) << verified.problem();
+}
+
+// A controller killed with its agents connected left them "connected" in
+// the store; the next start closes those sessions and says why.
+TEST_F(ControllerDaemonTest, AStartAfterACrashClosesTheSessionsItCouldNotRecord) {
+  daemon_.reset();
+  {
+    SqliteStoreOptions options;
+    options.state_dir = state_.path();
+    absl::StatusOr<std::unique_ptr<SqliteStore>> store = SqliteStore::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    AgentRecord b1;
+    b1.name = "b1";
+    b1.version = "0.1.0";
+    b1.connected = true;
+    b1.connected_at = absl::Now();
+    ASSERT_TRUE((*store)->PutAgent(b1, {}).ok());
+  }
+  StartDaemon();
+  auto admin = v1::AdminService::NewStub(Channel("alice"));
+  v1::GetAgentRequest get;
+  get.set_name("b1");
+  v1::AgentInfo info;
+  ASSERT_TRUE(admin->GetAgent(Context().get(), get, &info).ok());
+  EXPECT_FALSE(info.connected());
+  v1::TailAuditRequest tail;
+  tail.set_from_end(true);
+  tail.set_from_index(20);
+  auto context = Context();
+  auto reader = admin->TailAudit(context.get(), tail);
+  v1::AuditRecord record;
+  int disconnects = 0;
+  while (reader->Read(&record)) {
+    if (record.what() == "agent.disconnected" && record.who() == "agent:b1") {
+      ++disconnects;
+      EXPECT_EQ(record.details().at("reason"), "controller restarted without a clean shutdown");
+    }
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(disconnects, 1);
 }
 
 TEST(ControllerConfigTest, ParsesTheExampleShapeAndReportsErrorsWithLines) {
