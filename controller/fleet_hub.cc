@@ -125,11 +125,21 @@ void FleetHub::DispatchLoop() {
       auto send = [&out](const Attached& a) {
         if (out.revision > a.snapshot_revision) a.link->Send(out.message);
       };
-      if (!out.only_agent.empty()) {
-        auto it = links_.find(out.only_agent);
-        if (it != links_.end()) send(it->second);
-      } else {
+      if (out.only_agent.empty()) {
         for (const auto& [name, a] : links_) send(a);
+        continue;
+      }
+      // The others get the revision alone, so that every agent acknowledges
+      // every revision and "acknowledged = the controller's revision" means
+      // in step, whatever concerned whom.
+      v1::ControllerMessage marker;
+      marker.mutable_delta()->set_revision(out.revision);
+      for (const auto& [name, a] : links_) {
+        if (name == out.only_agent) {
+          send(a);
+        } else if (out.revision > a.snapshot_revision) {
+          a.link->Send(marker);
+        }
       }
     }
     batch.clear();

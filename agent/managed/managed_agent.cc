@@ -24,11 +24,40 @@ std::string Key(const std::string& door, const IpAddress& address) {
   return absl::StrCat(door, "|", address.ToString());
 }
 
-v1::Metric Gauge(const std::string& name, double value, bool counter = false) {
+v1::Metric ToWire(const MetricSample& sample) {
   v1::Metric m;
-  m.set_name(name);
-  m.set_value(value);
-  m.set_counter(counter);
+  m.set_name(sample.name);
+  m.mutable_labels()->insert(sample.labels.begin(), sample.labels.end());
+  m.set_value(sample.value);
+  m.set_counter(sample.kind == MetricKind::kCounter);
+  return m;
+}
+
+std::vector<MetricSample> ManagedMetrics(const ManagedStatus& s, int reserve_size) {
+  auto n = [](uint64_t v) { return static_cast<double>(v); };
+  std::vector<MetricSample> m = {
+      Gauge("sesame_agent_controller_connected", "1 while a session with the controller is up.", s.online ? 1 : 0),
+      Gauge("sesame_agent_revision", "Highest controller revision applied.", n(s.revision)),
+      Gauge("sesame_agent_managed_sequences", "Managed sequences held (fleet and offline reserve).", n(s.sequences)),
+      Gauge("sesame_agent_reserve_left", "Unused offline-reserve sequences held.", n(s.reserve_left)),
+      Gauge("sesame_agent_spool_depth", "Reports spooled and not yet confirmed by the controller.", n(s.spool_depth)),
+      Counter("sesame_agent_knocks_reported_total", "Managed knocks reported to the controller.",
+              n(s.knocks_reported)),
+      Counter("sesame_agent_offline_admitted_total", "Knocks admitted through the offline reserve.",
+              n(s.offline_admitted)),
+      Counter("sesame_agent_replays_total", "Reported knocks the controller refused as replays.", n(s.replays)),
+      Counter("sesame_agent_unknown_sequences_total", "Reported knocks the controller did not know.",
+              n(s.unknown_verdicts)),
+      Counter("sesame_agent_reports_confirmed_total", "Spooled reports the controller confirmed.", n(s.confirmed)),
+      Counter("sesame_agent_sessions_total", "Sessions started with the controller.", n(s.link.sessions)),
+      Counter("sesame_agent_connect_failures_total", "Attempts to reach the controller that failed.",
+              n(s.link.connect_failures)),
+  };
+  if (reserve_size > 0) {
+    // The contract has no field for it yet: the wish travels as a gauge.
+    m.push_back(Gauge("sesame_agent_reserve_wanted", "Offline-reserve sequences wished for (ReserveSize).",
+                      reserve_size));
+  }
   return m;
 }
 
@@ -155,10 +184,12 @@ void ManagedAgent::Reconfigure(const AgentConfig& config) { Post(NewConfig{confi
 
 void ManagedAgent::StandaloneOpened(const Grant& grant) { Post(StandaloneGrant{grant}); }
 
-void ManagedAgent::SetMetrics(std::vector<v1::Metric> metrics) {
+void ManagedAgent::SetMetrics(std::vector<MetricSample> metrics) {
   absl::MutexLock lock(&mu_);
   metrics_ = std::move(metrics);
 }
+
+std::vector<MetricSample> ManagedAgent::Metrics() const { return ManagedMetrics(status(), options_.reserve_size); }
 
 ManagedStatus ManagedAgent::status() const {
   ManagedStatus s;
@@ -354,10 +385,12 @@ void ManagedAgent::HandleVerdict(const v1::KnockVerdict& v) {
       }
       break;
     case v1::KNOCK_OUTCOME_REPLAY:
+      ++replays_;
       LogWarning(absl::StrCat("controller: sequence ", v.sequence_id(), " is a replay",
                               v.first_agent().empty() ? "" : absl::StrCat(" (first used on ", v.first_agent(), ")")));
       break;
     default:
+      if (v.outcome() == v1::KNOCK_OUTCOME_UNKNOWN) ++unknown_verdicts_;
       LogWarning(absl::StrCat("controller: knock ", v.reply_to(), ": ", OutcomeName(v.outcome()), " sequence"));
       break;
   }
@@ -479,6 +512,16 @@ void ManagedAgent::HandleCompleted(const CompletedKnock& k) {
   km->set_source(k.source.ToString());
   *km->mutable_matched_at() = ToProtoTime(k.time);
   ++knocks_reported_;
+  if (k.spent) {
+    // A replay (the matcher's replay watch): the controller judges and
+    // audits it; nothing opens here, online or not, reserve or not. Spooled
+    // like an online report (synced within kSaveDelay).
+    LogWarning(absl::StrCat(k.source.ToString(), ": ", k.door, ": sequence ", k.sequence_id,
+                            " knocked again after it was spent here: replay, reported to the controller"));
+    if (session_ != 0) link_->Send(session_, m);
+    if (absl::Status s = spool_->Append(m, /*sync=*/false); !s.ok()) NoteError(absl::StrCat("spool: ", s.message()));
+    return;
+  }
   if (online_ && session_ != 0) {
     // The controller first: the knocker is waiting. The spool follows at
     // once; a crash in between loses a report the controller already has.
@@ -635,19 +678,10 @@ void ManagedAgent::SendHeartbeat() {
   h->set_spool_depth(static_cast<uint32_t>(spool_->depth()));
   {
     absl::MutexLock lock(&mu_);
-    for (const v1::Metric& metric : metrics_) *h->add_metrics() = metric;
+    for (const MetricSample& metric : metrics_) *h->add_metrics() = ToWire(metric);
   }
-  const LinkStats link = link_->stats();
-  *h->add_metrics() = Gauge("sesame_agent_managed_sequences", static_cast<double>(state_.sequences().size()));
-  *h->add_metrics() = Gauge("sesame_agent_reserve_left", static_cast<double>(state_.reserve_left()));
-  *h->add_metrics() = Gauge("sesame_agent_spool_depth", static_cast<double>(spool_->depth()));
-  *h->add_metrics() = Gauge("sesame_agent_knocks_reported_total", static_cast<double>(knocks_reported_), true);
-  *h->add_metrics() = Gauge("sesame_agent_offline_admitted_total", static_cast<double>(offline_admitted_), true);
-  *h->add_metrics() = Gauge("sesame_agent_sessions_total", static_cast<double>(link.sessions), true);
-  *h->add_metrics() = Gauge("sesame_agent_connect_failures_total", static_cast<double>(link.connect_failures), true);
-  if (options_.reserve_size > 0) {
-    // The contract has no field for it yet: the wish travels as a gauge.
-    *h->add_metrics() = Gauge("sesame_agent_reserve_wanted", options_.reserve_size);
+  for (const MetricSample& metric : ManagedMetrics(LiveStatus(), options_.reserve_size)) {
+    *h->add_metrics() = ToWire(metric);
   }
   h->set_last_error(last_error_);
   SendNow(std::move(m));
@@ -665,17 +699,27 @@ void ManagedAgent::NoteError(const std::string& error) {
   last_error_ = error.substr(0, kMaxErrorLength);
 }
 
+ManagedStatus ManagedAgent::LiveStatus() const {
+  ManagedStatus s;
+  s.online = online_;
+  s.revision = state_.revision();
+  s.sequences = state_.sequences().size();
+  s.reserve_left = state_.reserve_left();
+  s.spool_depth = spool_->depth();
+  s.knocks_reported = knocks_reported_;
+  s.offline_admitted = offline_admitted_;
+  s.confirmed = confirmed_;
+  s.replays = replays_;
+  s.unknown_verdicts = unknown_verdicts_;
+  s.last_error = last_error_;
+  if (link_) s.link = link_->stats();
+  return s;
+}
+
 void ManagedAgent::PublishStatus() {
+  ManagedStatus s = LiveStatus();
   absl::MutexLock lock(&mu_);
-  status_.online = online_;
-  status_.revision = state_.revision();
-  status_.sequences = state_.sequences().size();
-  status_.reserve_left = state_.reserve_left();
-  status_.spool_depth = spool_->depth();
-  status_.knocks_reported = knocks_reported_;
-  status_.offline_admitted = offline_admitted_;
-  status_.confirmed = confirmed_;
-  status_.last_error = last_error_;
+  status_ = std::move(s);
 }
 
 }  // namespace sesame

@@ -20,7 +20,7 @@
 //                  serves a restart while the controller is unreachable)
 //   Delta       -> applied, Ack(highest revision) likewise; a burn reaches
 //                  the matcher before anything else happens
-//   knock       -> sequence disabled at once; online: KnockMatched sent, then
+//   knock       -> sequence spent at once; online: KnockMatched sent, then
 //                  spooled (synced within kSaveDelay: the controller has it
 //                  already); the KnockVerdict confirms it and, when OPENED,
 //                  carries the grant (applied then, and again harmlessly
@@ -30,6 +30,10 @@
 //                  crash cannot make it usable twice; a fleet sequence is
 //                  only spooled, and the controller decides when it hears
 //                  of it. "Online" means a session whose Snapshot arrived.
+//   replay      -> a spent sequence completed again (the matcher's replay
+//                  watch): KnockMatched sent and spooled as online, never
+//                  admitted here (not even offline, from the reserve); the
+//                  controller answers REPLAY and audits knock.replay
 //   grants      -> GrantResult when the backend applied or refused one,
 //                  RevokeApplied when it closed (revoked, or expired)
 //   heartbeats  -> every Snapshot.heartbeat_interval, with counters
@@ -56,6 +60,7 @@
 #include "agent/managed/managed_matcher.h"
 #include "agent/managed/managed_state.h"
 #include "common/clock.h"
+#include "common/prometheus_text.h"
 
 namespace sesame {
 
@@ -87,6 +92,8 @@ struct ManagedStatus {
   uint64_t confirmed = 0;  // spooled reports the controller confirmed
   uint64_t knocks_reported = 0;
   uint64_t offline_admitted = 0;
+  uint64_t replays = 0;           // reported knocks the controller called a replay
+  uint64_t unknown_verdicts = 0;  // ... or an unknown sequence
   std::string last_error;
   LinkStats link;
 };
@@ -122,7 +129,11 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   // A standalone door opened (sent to the controller as an audit event).
   void StandaloneOpened(const Grant& grant);
   // Counters of the rest of the agent, sent with every heartbeat.
-  void SetMetrics(std::vector<v1::Metric> metrics);
+  void SetMetrics(std::vector<MetricSample> metrics);
+  // The managed side's own counters and gauges (link, spool, reserve,
+  // reports and verdicts), as of the last published status; heartbeats
+  // carry these after SetMetrics' ones. Any thread.
+  std::vector<MetricSample> Metrics() const;
 
   ManagedStatus status() const;
 
@@ -191,6 +202,7 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   void NoteError(const std::string& error);
   void Confirm(const std::vector<std::string>& ids);
   void PublishStatus();
+  ManagedStatus LiveStatus() const;  // worker thread
 
   // Fixed at construction.
   const ManagedAgentOptions options_;
@@ -207,7 +219,7 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   mutable absl::Mutex mu_;
   std::deque<Event> inbox_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<v1::Metric> metrics_ ABSL_GUARDED_BY(mu_);
+  std::vector<MetricSample> metrics_ ABSL_GUARDED_BY(mu_);
   std::vector<DoorConfig> door_configs_shared_ ABSL_GUARDED_BY(mu_);
   ManagedStatus status_ ABSL_GUARDED_BY(mu_);
 
@@ -233,6 +245,8 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   uint64_t knocks_reported_ = 0;
   uint64_t offline_admitted_ = 0;
   uint64_t confirmed_ = 0;
+  uint64_t replays_ = 0;
+  uint64_t unknown_verdicts_ = 0;
 };
 
 }  // namespace sesame

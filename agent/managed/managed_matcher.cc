@@ -1,12 +1,15 @@
 #include "agent/managed/managed_matcher.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 
 namespace sesame {
 
-ManagedMatcher::ManagedMatcher(const MatcherOptions& options, ManagedKnockSink& sink, size_t max_shards)
-    : options_(options), sink_(sink), max_shards_(max_shards) {}
+ManagedMatcher::ManagedMatcher(const MatcherOptions& options, ManagedKnockSink& sink, size_t max_shards,
+                               ReplayWatch watch)
+    : options_(options), sink_(sink), max_shards_(max_shards), watch_(watch) {}
 
 void ManagedMatcher::Publish(std::vector<LiveSequence> live) {
   absl::MutexLock lock(&mu_);
@@ -39,28 +42,42 @@ std::vector<MatcherDoor> ManagedMatcher::FreeDoors(const MatchParams& params) co
   return doors;
 }
 
-ManagedMatcher::Shard* ManagedMatcher::ShardFor(const MatchParams& params, size_t* index) {
-  for (size_t i = 0; i < shards_.size(); ++i) {
-    Shard& s = *shards_[i];
-    if (s.params == params && s.used < kSlotsPerShard) {
-      *index = i;
-      return &s;
-    }
-  }
-  // An empty shard of other parameters is taken over (it has no progress to
-  // lose), else a new one is made.
-  for (size_t i = 0; i < shards_.size(); ++i) {
-    Shard& s = *shards_[i];
-    if (s.used != 0) continue;
-    if (absl::Status st = s.matcher->SetDoors(FreeDoors(params)); !st.ok()) {
-      LogError(absl::StrCat("managed matcher: ", st.ToString()));
-      return nullptr;
-    }
-    s.params = params;
-    s.fresh = true;
+ManagedMatcher::Shard* ManagedMatcher::ShardFor(const MatchParams& params, size_t* index, size_t* slot) {
+  auto found = [&](size_t i, size_t j) {
     *index = i;
-    return &s;
+    *slot = j;
+    return shards_[i].get();
+  };
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    Shard& s = *shards_[i];
+    if (s.params != params || s.used == kSlotsPerShard) continue;
+    for (size_t j = 0; j < s.slots.size(); ++j) {
+      if (s.slots[j].id == 0) return found(i, j);
+    }
   }
+  // No free slot: the oldest spent sequence of these parameters gives way.
+  std::optional<std::pair<size_t, size_t>> oldest;
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    const Shard& s = *shards_[i];
+    if (s.params != params || s.live == s.used) continue;
+    for (size_t j = 0; j < s.slots.size(); ++j) {
+      const Slot& sl = s.slots[j];
+      if (sl.id == 0 || !sl.spent) continue;
+      if (!oldest || sl.spent_at < shards_[oldest->first]->slots[oldest->second].spent_at) oldest = {i, j};
+    }
+  }
+  if (oldest) {
+    Free(oldest->first, oldest->second);
+    return found(oldest->first, oldest->second);
+  }
+  // A shard without live sequences (empty, or only watching spent ones) is
+  // taken over before a new one is made: the replay watch never costs a
+  // shard of its own.
+  std::optional<size_t> idle;
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    if (shards_[i]->live == 0 && (!idle || shards_[i]->used < shards_[*idle]->used)) idle = i;
+  }
+  if (idle) return TakeOver(*idle, params) ? found(*idle, 0) : nullptr;
   if (shards_.size() >= max_shards_) return nullptr;
   absl::StatusOr<std::unique_ptr<KnockMatcher>> matcher = KnockMatcher::Create(options_, FreeDoors(params));
   if (!matcher.ok()) {
@@ -84,32 +101,46 @@ ManagedMatcher::Shard* ManagedMatcher::ShardFor(const MatchParams& params, size_
     sink_.OnScanner(std::move(r));
   });
   shards_.push_back(std::move(shard));
-  *index = shards_.size() - 1;
-  return shards_.back().get();
+  return found(shards_.size() - 1, 0);
+}
+
+bool ManagedMatcher::TakeOver(size_t index, const MatchParams& params) {
+  Shard& s = *shards_[index];
+  // Its spent sequences (if any) stop being watched; it has no progress
+  // worth keeping.
+  for (Slot& sl : s.slots) {
+    if (sl.id != 0) where_.erase(sl.id);
+    sl = Slot{};
+  }
+  s.used = 0;
+  if (absl::Status st = s.matcher->SetDoors(FreeDoors(params)); !st.ok()) {
+    LogError(absl::StrCat("managed matcher: ", st.ToString()));
+    return false;
+  }
+  s.params = params;
+  s.fresh = true;
+  return true;
 }
 
 bool ManagedMatcher::Add(const LiveSequence& sequence) {
   size_t index = 0;
-  Shard* shard = ShardFor(sequence.params, &index);
-  if (shard == nullptr) return false;
   size_t slot = 0;
-  while (shard->slots[slot].id != 0) ++slot;
-  if (shard->fresh) {
-    shard->slots[slot] = Slot{sequence.id, sequence};
-    ++shard->used;
-    where_[sequence.id] = {index, slot};
-    return true;
-  }
-  absl::Status s = shard->matcher->SetSequence(slot, sequence.knocks);
-  if (s.ok()) s = shard->matcher->SetDoorEnabled(slot, true);
-  if (!s.ok()) {
-    LogError(absl::StrCat("managed sequence ", sequence.id, " (door ", sequence.door,
-                          ") cannot be recognised: ", s.message()));
-    (void)shard->matcher->SetDoorEnabled(slot, false);
-    return true;  // not a capacity problem
+  Shard* shard = ShardFor(sequence.params, &index, &slot);
+  if (shard == nullptr) return false;
+  if (!shard->fresh) {
+    absl::Status s = shard->matcher->SetSequence(slot, sequence.knocks);
+    if (s.ok()) s = shard->matcher->SetDoorEnabled(slot, true);
+    if (!s.ok()) {
+      LogError(absl::StrCat("managed sequence ", sequence.id, " (door ", sequence.door,
+                            ") cannot be recognised: ", s.message()));
+      (void)shard->matcher->SetDoorEnabled(slot, false);
+      return true;  // not a capacity problem
+    }
   }
   shard->slots[slot] = Slot{sequence.id, sequence};
   ++shard->used;
+  ++shard->live;
+  ++live_;
   where_[sequence.id] = {index, slot};
   return true;
 }
@@ -124,25 +155,51 @@ void ManagedMatcher::Fill(size_t index) {
     doors[i].enabled = true;
   }
   if (shard.matcher->SetDoors(std::move(doors)).ok()) return;
-  // Some sequence is not acceptable: find it the slow way.
+  // Some sequence is not acceptable: find it the slow way. (A fresh shard
+  // holds live sequences only: they were all added by this Apply.)
   std::vector<Slot> slots;
   slots.swap(shard.slots);
   shard.slots.resize(kSlotsPerShard);
+  live_ -= shard.live;
   shard.used = 0;
+  shard.live = 0;
   (void)shard.matcher->SetDoors(FreeDoors(shard.params));
   for (const Slot& slot : slots) {
     if (slot.id == 0) continue;
     where_.erase(slot.id);
-    (void)Add(slot.sequence);
+    if (!slot.spent) (void)Add(slot.sequence);
   }
 }
 
 void ManagedMatcher::Free(size_t shard_index, size_t slot) {
   Shard& shard = *shards_[shard_index];
+  Slot& s = shard.slots[slot];
   (void)shard.matcher->SetDoorEnabled(slot, false);  // drops that sequence's progress only
-  where_.erase(shard.slots[slot].id);
-  shard.slots[slot] = Slot{};
+  where_.erase(s.id);
+  if (!s.spent) {
+    --shard.live;
+    --live_;
+  }
+  s = Slot{};
   --shard.used;
+}
+
+void ManagedMatcher::Spend(size_t shard_index, size_t slot, absl::Time at) {
+  // The slot stays enabled, progress included: only the flag changes.
+  Shard& shard = *shards_[shard_index];
+  Slot& s = shard.slots[slot];
+  s.spent = true;
+  s.spent_at = at;
+  s.reports = 0;
+  --shard.live;
+  --live_;
+}
+
+void ManagedMatcher::Revive(size_t shard_index, size_t slot) {
+  Shard& shard = *shards_[shard_index];
+  shard.slots[slot].spent = false;
+  ++shard.live;
+  ++live_;
 }
 
 void ManagedMatcher::Apply(const std::vector<LiveSequence>& live) {
@@ -154,14 +211,26 @@ void ManagedMatcher::Apply(const std::vector<LiveSequence>& live) {
     if (!wanted.contains(*it)) consumed_.erase(it);
     it = next;
   }
-  bool changed = false;
-  std::vector<std::pair<size_t, size_t>> to_free;
+  std::vector<std::pair<size_t, size_t>> to_free, to_spend, to_revive;
   for (const auto& [id, at] : where_) {
+    const Slot& slot = shards_[at.first]->slots[at.second];
     auto w = wanted.find(id);
-    if (w == wanted.end() || !(*w->second == shards_[at.first]->slots[at.second].sequence)) to_free.push_back(at);
+    if (w == wanted.end()) {
+      if (!slot.spent) to_spend.push_back(at);  // burnt, or otherwise no longer live
+      continue;
+    }
+    const bool same = *w->second == slot.sequence;
+    if (slot.spent) {
+      if (consumed_.contains(id)) continue;  // listed by a publisher that has not caught up
+      (same ? to_revive : to_free).push_back(at);
+    } else if (!same) {
+      to_free.push_back(at);  // changed: added again below
+    }
   }
   for (const auto& [shard, slot] : to_free) Free(shard, slot);
-  changed = !to_free.empty();
+  for (const auto& [shard, slot] : to_spend) Spend(shard, slot, latest_);
+  for (const auto& [shard, slot] : to_revive) Revive(shard, slot);
+  bool changed = !to_free.empty();
   over_capacity_ = 0;
   for (const LiveSequence& s : live) {
     if (where_.contains(s.id) || consumed_.contains(s.id)) continue;
@@ -181,6 +250,25 @@ void ManagedMatcher::Apply(const std::vector<LiveSequence>& live) {
   if (changed) ++generation_;
 }
 
+void ManagedMatcher::Report(size_t shard_index, size_t slot, const Packet& packet) {
+  Slot& s = shards_[shard_index]->slots[slot];
+  ++replays_;
+  if (s.reports >= watch_.max_reports) {
+    ++replays_unreported_;
+    return;
+  }
+  ++s.reports;
+  CompletedKnock done;
+  done.sequence_id = s.id;
+  done.door = s.sequence.door;
+  done.knocks = s.sequence.knocks;
+  done.reserve = s.sequence.reserve;
+  done.spent = true;
+  done.source = packet.source;
+  done.time = packet.time;
+  sink_.OnCompleted(std::move(done));
+}
+
 void ManagedMatcher::OnPacket(const Packet& packet) {
   if (has_pending_.load(std::memory_order_acquire)) Adopt();
   for (size_t i = 0; i < shards_.size(); ++i) {
@@ -189,25 +277,49 @@ void ManagedMatcher::OnPacket(const Packet& packet) {
     const MatchResult result = shard.matcher->Process(packet);
     if (result.completed.empty()) continue;
     result.completed.ForEach([&](size_t slot) {
-      if (shard.slots[slot].id == 0) return;
+      const Slot& s = shard.slots[slot];
+      if (s.id == 0) return;
+      if (s.spent) return Report(i, slot, packet);
       CompletedKnock done;
-      done.sequence_id = shard.slots[slot].id;
-      done.door = shard.slots[slot].sequence.door;
-      done.knocks = shard.slots[slot].sequence.knocks;
-      done.reserve = shard.slots[slot].sequence.reserve;
+      done.sequence_id = s.id;
+      done.door = s.sequence.door;
+      done.knocks = s.sequence.knocks;
+      done.reserve = s.sequence.reserve;
       done.source = packet.source;
       done.time = packet.time;
       consumed_.insert(done.sequence_id);
-      Free(i, slot);
-      ++generation_;
+      latest_ = std::max(latest_, packet.time);
+      Spend(i, slot, packet.time);
       sink_.OnCompleted(std::move(done));
     });
   }
 }
 
 void ManagedMatcher::Tick(absl::Time now) {
+  latest_ = std::max(latest_, now);
   if (has_pending_.load(std::memory_order_acquire)) Adopt();
   for (auto& shard : shards_) shard->matcher->Expire(now);
+  ExpireSpent(now);
+}
+
+void ManagedMatcher::ExpireSpent(absl::Time now) {
+  if (where_.size() == live_) return;
+  bool changed = false;
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    Shard& shard = *shards_[i];
+    if (shard.live == shard.used) continue;
+    for (size_t j = 0; j < shard.slots.size(); ++j) {
+      Slot& s = shard.slots[j];
+      if (s.id == 0 || !s.spent) continue;
+      // Spent before any time was known, or the clock was set back: the
+      // retention counts from now.
+      if (s.spent_at == absl::InfinitePast() || s.spent_at > now) s.spent_at = now;
+      if (now - s.spent_at < watch_.retention) continue;
+      Free(i, j);
+      changed = true;
+    }
+  }
+  if (changed) ++generation_;  // fewer knocks for the capture filter
 }
 
 void ManagedMatcher::SetLocalAddresses(const std::vector<IpAddress>& addresses) {
@@ -230,6 +342,16 @@ bool ManagedMatcher::AnyStrict() const {
     if (shard->used > 0 && shard->params.reset_mode == ResetMode::kStrict) return true;
   }
   return false;
+}
+
+bool ManagedMatcher::IsLive(uint64_t id) const {
+  auto it = where_.find(id);
+  return it != where_.end() && !shards_[it->second.first]->slots[it->second.second].spent;
+}
+
+bool ManagedMatcher::IsSpent(uint64_t id) const {
+  auto it = where_.find(id);
+  return it != where_.end() && shards_[it->second.first]->slots[it->second.second].spent;
 }
 
 MatcherCounters ManagedMatcher::counters() const {

@@ -118,28 +118,37 @@ TEST_F(ManagedLinkTest, HelloSnapshotDeltasAcksHeartbeatsKnockGrantRevoke) {
   EXPECT_EQ(Of(controller_.received(), v1::AgentMessage::kGrantResult).size(), 1u);
 }
 
-TEST_F(ManagedLinkTest, ABurnDeltaStopsMatchingAtOnce) {
+TEST_F(ManagedLinkTest, ABurnDeltaStopsAdmittingAtOnceAndTheRestIsAReplay) {
   controller_.set_snapshot(SnapshotAt(10, {Seq(1, {7001, 7002, 7003}), Seq(3, {9001, 9002})}));
   Agent agent(state_dir_.path(), pki_, server_.port(), firewall_);
   ASSERT_TRUE(controller_.WaitFor(HasAck(10)));
   ASSERT_TRUE(agent.WaitLive(1, true));
 
   agent.KnockOn({7001, 7002}, kKnocker);  // two knocks in
+  controller_.MarkBurnt(1);
   v1::Delta burn;
   burn.set_revision(11);
   burn.mutable_sequence_burnt()->set_sequence_id(1);
   burn.mutable_sequence_burnt()->set_door("ssh");
   ASSERT_TRUE(controller_.SendDelta(burn));
-  // Acknowledged means applied: the very next packet cannot complete it.
+  // Acknowledged means applied: the very next packet cannot complete it as
+  // live; it completes as a replay, reported for the controller to audit.
   ASSERT_TRUE(controller_.WaitFor(HasAck(11)));
   agent.KnockOn({7003}, kKnocker);
   EXPECT_FALSE(agent.managed().matcher().IsLive(1));
-  // Reports are in order: the next one is sequence 3, never 1.
+  EXPECT_TRUE(agent.managed().matcher().IsSpent(1));
+  EXPECT_EQ(agent.managed().matcher().replays(), 1u);
+  ASSERT_TRUE(agent.WaitStatus([](const ManagedStatus& s) { return s.replays == 1; }));
+  EXPECT_FALSE(firewall_.IsOpen("ssh", kKnocker));
+  // Reports are in order: the replay, then sequence 3, which opens.
   agent.KnockOn({9001, 9002}, kKnocker);
-  ASSERT_TRUE(controller_.WaitFor(Count(v1::AgentMessage::kKnockMatched, 1)));
+  ASSERT_TRUE(controller_.WaitFor(Count(v1::AgentMessage::kKnockMatched, 2)));
   const auto knocks = Of(controller_.received(), v1::AgentMessage::kKnockMatched);
-  ASSERT_EQ(knocks.size(), 1u);
-  EXPECT_EQ(knocks[0].knock_matched().sequence_id(), 3u);
+  ASSERT_EQ(knocks.size(), 2u);
+  EXPECT_EQ(knocks[0].knock_matched().sequence_id(), 1u);
+  EXPECT_FALSE(knocks[0].knock_matched().offline());
+  EXPECT_EQ(knocks[1].knock_matched().sequence_id(), 3u);
+  ASSERT_TRUE(firewall_.WaitOpen("ssh", kKnocker, true));
 }
 
 TEST_F(ManagedLinkTest, ReconnectsAfterTheControllerRestarts) {
@@ -200,6 +209,39 @@ TEST_F(ManagedLinkTest, OfflineReserveAdmitsWhileTheControllerIsDownAndReportsLa
   EXPECT_FALSE(agent.managed().matcher().IsLive(1));
   // The fleet sequence won late: its grant opens now.
   ASSERT_TRUE(firewall_.WaitOpen("ssh", other, true));
+}
+
+TEST_F(ManagedLinkTest, AReplayIsNeverAdmittedOfflineNotEvenFromTheReserve) {
+  controller_.set_snapshot(SnapshotAt(10, {Seq(50, {7601, 7602, 7603}, /*reserve=*/true)}));
+  Agent agent(state_dir_.path(), pki_, server_.port(), firewall_);
+  ASSERT_TRUE(controller_.WaitFor(HasAck(10)));
+  ASSERT_TRUE(agent.WaitLive(50, true));
+
+  server_.Stop();
+  ASSERT_TRUE(agent.WaitStatus([](const ManagedStatus& s) { return !s.online; }));
+  agent.KnockOn({7601, 7602, 7603}, kKnocker);
+  ASSERT_TRUE(firewall_.WaitOpen("ssh", kKnocker, true));
+  // The same reserve sequence again, from elsewhere: spooled, not admitted.
+  const IpAddress other = *IpAddress::Parse("2001:db8::77");
+  agent.KnockOn({7601, 7602, 7603}, other);
+  ASSERT_TRUE(agent.WaitStatus([](const ManagedStatus& s) { return s.spool_depth >= 2; }));
+  EXPECT_FALSE(firewall_.IsOpen("ssh", other));
+  EXPECT_EQ(agent.managed().status().offline_admitted, 1u);
+  EXPECT_EQ(agent.managed().matcher().replays(), 1u);
+
+  // Back: the controller hears of the admission, then of the replay.
+  controller_.set_snapshot(SnapshotAt(11, {}));
+  server_.Start();
+  ASSERT_TRUE(controller_.WaitFor(Count(v1::AgentMessage::kKnockMatched, 2)));
+  const auto knocks = Of(controller_.received(), v1::AgentMessage::kKnockMatched);
+  ASSERT_EQ(knocks.size(), 2u);
+  EXPECT_TRUE(knocks[0].knock_matched().offline());
+  EXPECT_EQ(knocks[0].knock_matched().source(), kKnocker.ToString());
+  EXPECT_EQ(knocks[1].knock_matched().sequence_id(), 50u);
+  EXPECT_FALSE(knocks[1].knock_matched().offline());  // the agent opened nothing for it
+  EXPECT_EQ(knocks[1].knock_matched().source(), other.ToString());
+  ASSERT_TRUE(agent.WaitStatus([](const ManagedStatus& s) { return s.replays == 1 && s.spool_depth == 0; }));
+  EXPECT_FALSE(firewall_.IsOpen("ssh", other));
 }
 
 TEST_F(ManagedLinkTest, TheSpoolSurvivesAnAgentRestartWithoutDuplicates) {

@@ -1,5 +1,7 @@
 // ManagedMatcher: many live sequences per door in shards of 64, adopted from
-// another thread before the next packet, disabled at once when completed.
+// another thread before the next packet, spent at once when completed, and
+// spent sequences watched for replays (reported as spent, never as live)
+// for a bounded time in room live sequences do not need.
 #include "agent/managed/managed_matcher.h"
 
 #include <thread>
@@ -65,13 +67,23 @@ TEST_F(ManagedMatcherTest, RecognisesPublishedSequencesAndSpendsThemOnce) {
   EXPECT_EQ(sink_.completed[0].sequence_id, 1u);
   EXPECT_EQ(sink_.completed[0].door, "ssh");
   EXPECT_EQ(sink_.completed[0].source, kSource);
+  EXPECT_FALSE(sink_.completed[0].spent);
   EXPECT_FALSE(matcher_.IsLive(1));
-  // Spent: the same knocks again complete nothing, even from elsewhere.
-  KnockOn({7001, 7002, 7003}, *IpAddress::Parse("2001:db8::9"));
-  EXPECT_EQ(sink_.completed.size(), 1u);
-  KnockOn({8001, 8002});
+  EXPECT_TRUE(matcher_.IsSpent(1));
+  // Spent: the same knocks again are a replay, from anywhere.
+  const IpAddress elsewhere = *IpAddress::Parse("2001:db8::9");
+  KnockOn({7001, 7002, 7003}, elsewhere);
   ASSERT_EQ(sink_.completed.size(), 2u);
-  EXPECT_TRUE(sink_.completed[1].reserve);
+  EXPECT_EQ(sink_.completed[1].sequence_id, 1u);
+  EXPECT_TRUE(sink_.completed[1].spent);
+  EXPECT_EQ(sink_.completed[1].source, elsewhere);
+  KnockOn({8001, 8002});
+  ASSERT_EQ(sink_.completed.size(), 3u);
+  EXPECT_TRUE(sink_.completed[2].reserve);
+  EXPECT_FALSE(sink_.completed[2].spent);
+  EXPECT_EQ(matcher_.replays(), 1u);
+  EXPECT_EQ(matcher_.live(), 0u);
+  EXPECT_EQ(matcher_.spent(), 2u);
 }
 
 TEST_F(ManagedMatcherTest, APublishComputedBeforeTheCompletionDoesNotRevive) {
@@ -81,24 +93,186 @@ TEST_F(ManagedMatcherTest, APublishComputedBeforeTheCompletionDoesNotRevive) {
   ASSERT_EQ(sink_.completed.size(), 1u);
   matcher_.Publish(stale);  // the worker has not heard of the completion yet
   KnockOn({7001, 7002});
-  EXPECT_EQ(sink_.completed.size(), 1u);
-  // Once the publisher has caught up, the id is forgotten.
+  ASSERT_EQ(sink_.completed.size(), 2u);
+  EXPECT_TRUE(sink_.completed[1].spent);
+  EXPECT_FALSE(matcher_.IsLive(1));
+  // Once the publisher has caught up, the id is forgotten; the sequence is
+  // still watched.
   matcher_.Publish({Live(2, {7101, 7102})});
   matcher_.Tick(now_);
   EXPECT_EQ(matcher_.live(), 1u);
+  EXPECT_TRUE(matcher_.IsSpent(1));
 }
 
-TEST_F(ManagedMatcherTest, BurnDropsOnlyThatSequencesProgress) {
+TEST_F(ManagedMatcherTest, ABurnSpendsTheSequenceAndKeepsEveryonesProgress) {
   matcher_.Publish({Live(1, {7001, 7002, 7003}), Live(2, {9001, 9002, 9003})});
   const IpAddress other = *IpAddress::Parse("203.0.113.4");
   KnockOn({7001, 7002});
   KnockOn({9001, 9002}, other);
   matcher_.Publish({Live(2, {9001, 9002, 9003})});  // 1 burnt elsewhere
-  KnockOn({7003});
-  EXPECT_TRUE(sink_.completed.empty());
-  KnockOn({9003}, other);  // the other knocker's progress survived the burn
+  KnockOn({7003});  // half-way when the burn came: completes, as a replay
   ASSERT_EQ(sink_.completed.size(), 1u);
-  EXPECT_EQ(sink_.completed[0].sequence_id, 2u);
+  EXPECT_EQ(sink_.completed[0].sequence_id, 1u);
+  EXPECT_TRUE(sink_.completed[0].spent);
+  KnockOn({9003}, other);  // the other knocker's progress survived the burn
+  ASSERT_EQ(sink_.completed.size(), 2u);
+  EXPECT_EQ(sink_.completed[1].sequence_id, 2u);
+  EXPECT_FALSE(sink_.completed[1].spent);
+}
+
+TEST_F(ManagedMatcherTest, TwoKnockersOfOneSequenceOnlyTheFirstIsLive) {
+  matcher_.Publish({Live(1, {7001, 7002, 7003})});
+  const IpAddress second = *IpAddress::Parse("203.0.113.4");
+  KnockOn({7001});
+  KnockOn({7001}, second);
+  KnockOn({7002});
+  KnockOn({7002}, second);
+  KnockOn({7003});
+  KnockOn({7003}, second);
+  ASSERT_EQ(sink_.completed.size(), 2u);
+  EXPECT_EQ(sink_.completed[0].source, kSource);
+  EXPECT_FALSE(sink_.completed[0].spent);
+  EXPECT_EQ(sink_.completed[1].source, second);
+  EXPECT_TRUE(sink_.completed[1].spent);
+}
+
+TEST_F(ManagedMatcherTest, ASpentReserveSequenceIsReportedAsSpent) {
+  // The agent must not admit a spent reserve sequence offline: the flag
+  // says so, whatever `reserve` says.
+  matcher_.Publish({Live(5, {8001, 8002}, /*reserve=*/true)});
+  KnockOn({8001, 8002});
+  matcher_.Publish({});  // the worker dropped it from the reserve
+  KnockOn({8001, 8002});
+  ASSERT_EQ(sink_.completed.size(), 2u);
+  EXPECT_FALSE(sink_.completed[0].spent);
+  EXPECT_TRUE(sink_.completed[1].spent);
+  EXPECT_TRUE(sink_.completed[1].reserve);
+}
+
+TEST_F(ManagedMatcherTest, ASequenceListedAgainAfterItsBurnIsLiveAgain) {
+  matcher_.Publish({Live(1, {7001, 7002})});
+  matcher_.Tick(now_);
+  matcher_.Publish({});  // left out (a door the agent stopped serving, say)
+  matcher_.Tick(now_);
+  EXPECT_TRUE(matcher_.IsSpent(1));
+  matcher_.Publish({Live(1, {7001, 7002})});
+  matcher_.Tick(now_);
+  EXPECT_TRUE(matcher_.IsLive(1));
+  KnockOn({7001, 7002});
+  ASSERT_EQ(sink_.completed.size(), 1u);
+  EXPECT_FALSE(sink_.completed[0].spent);
+}
+
+TEST_F(ManagedMatcherTest, ReplayReportsPerSequenceAreCapped) {
+  ReplayWatch watch;
+  watch.max_reports = 2;
+  ManagedMatcher matcher(Options(), sink_, 4, watch);
+  matcher.Publish({Live(1, {7001, 7002})});
+  for (int i = 0; i < 5; ++i) {
+    for (uint16_t p : {7001, 7002}) {
+      Packet packet;
+      now_ += absl::Milliseconds(10);
+      packet.time = now_;
+      packet.source = kSource;
+      packet.destination = kLocal;
+      packet.protocol = Protocol::kTcp;
+      packet.destination_port = p;
+      packet.tcp_flags = tcp_flags::kSyn;
+      matcher.OnPacket(packet);
+    }
+  }
+  ASSERT_EQ(sink_.completed.size(), 3u);  // the live one, then 2 replays
+  EXPECT_EQ(matcher.replays(), 4u);
+  EXPECT_EQ(matcher.replays_unreported(), 2u);
+}
+
+TEST_F(ManagedMatcherTest, SpentSequencesAreWatchedForTheRetentionOnly) {
+  matcher_.Publish({Live(1, {7001, 7002}), Live(2, {7101, 7102})});
+  matcher_.Tick(now_);
+  KnockOn({7001, 7002});
+  const absl::Time spent_at = now_;
+  matcher_.Publish({});  // 2 burnt by the controller: spent from the last Tick on
+  matcher_.Tick(spent_at);
+  EXPECT_EQ(matcher_.spent(), 2u);
+  EXPECT_EQ(matcher_.CurrentKnocks().size(), 4u);  // the capture filter keeps them
+  const uint64_t generation = matcher_.generation();
+  matcher_.Tick(spent_at + ReplayWatch().retention - absl::Seconds(1));
+  EXPECT_EQ(matcher_.spent(), 2u);
+  matcher_.Tick(spent_at + ReplayWatch().retention);
+  EXPECT_EQ(matcher_.spent(), 0u);
+  EXPECT_TRUE(matcher_.CurrentKnocks().empty());
+  EXPECT_GT(matcher_.generation(), generation);
+  now_ = spent_at + ReplayWatch().retention;
+  KnockOn({7001, 7002});
+  EXPECT_EQ(sink_.completed.size(), 1u);
+}
+
+TEST_F(ManagedMatcherTest, RetentionCountsFromTheFirstTickWhenNoTimeWasKnown) {
+  // Adopted by packets (a port of no sequence) before any Tick: no time is
+  // known when 1 is spent.
+  matcher_.Publish({Live(1, {7001, 7002})});
+  KnockOn({5555});
+  matcher_.Publish({});
+  KnockOn({5555});
+  EXPECT_TRUE(matcher_.IsSpent(1));
+  matcher_.Tick(now_);
+  matcher_.Tick(now_ + ReplayWatch().retention - absl::Seconds(1));
+  EXPECT_TRUE(matcher_.IsSpent(1));
+  matcher_.Tick(now_ + ReplayWatch().retention);
+  EXPECT_FALSE(matcher_.IsSpent(1));
+}
+
+TEST_F(ManagedMatcherTest, SpentSlotsGiveWayToLiveOnesOldestFirst) {
+  ManagedMatcher matcher(Options(), sink_, /*max_shards=*/1);
+  std::vector<LiveSequence> live;
+  for (uint64_t i = 1; i <= 64; ++i) {
+    live.push_back(Live(i, {static_cast<uint16_t>(10000 + i), static_cast<uint16_t>(20000 + i)}));
+  }
+  matcher.Publish(live);
+  matcher.Tick(now_);
+  EXPECT_EQ(matcher.live(), 64u);
+  // 1 and then 2 burnt: the shard is full, two of it spent.
+  live.erase(live.begin());
+  matcher.Publish(live);
+  matcher.Tick(now_);
+  live.erase(live.begin());
+  matcher.Publish(live);
+  matcher.Tick(now_ + absl::Seconds(1));
+  EXPECT_EQ(matcher.live(), 62u);
+  EXPECT_EQ(matcher.spent(), 2u);
+  // A new live sequence takes the oldest spent slot.
+  live.push_back(Live(100, {30001, 30002}));
+  matcher.Publish(live);
+  matcher.Tick(now_ + absl::Seconds(2));
+  EXPECT_EQ(matcher.over_capacity(), 0u);
+  EXPECT_TRUE(matcher.IsLive(100));
+  EXPECT_FALSE(matcher.IsSpent(1));
+  EXPECT_TRUE(matcher.IsSpent(2));
+  // And the next one the last; a third finds no room: live ones stay.
+  live.push_back(Live(101, {30101, 30102}));
+  live.push_back(Live(102, {30201, 30202}));
+  matcher.Publish(live);
+  matcher.Tick(now_ + absl::Seconds(3));
+  EXPECT_EQ(matcher.live(), 64u);
+  EXPECT_EQ(matcher.spent(), 0u);
+  EXPECT_EQ(matcher.over_capacity(), 1u);
+  for (uint64_t i = 3; i <= 64; ++i) EXPECT_TRUE(matcher.IsLive(i)) << i;
+}
+
+TEST_F(ManagedMatcherTest, AShardWatchingOnlySpentSequencesIsTakenOver) {
+  ManagedMatcher matcher(Options(), sink_, /*max_shards=*/1);
+  LiveSequence slow = Live(1, {7001, 7002});
+  slow.params.seq_timeout = absl::Seconds(60);
+  matcher.Publish({slow});
+  matcher.Tick(now_);
+  matcher.Publish({});
+  matcher.Tick(now_);
+  EXPECT_TRUE(matcher.IsSpent(1));
+  matcher.Publish({Live(2, {7101, 7102})});  // other parameters, no shard left
+  matcher.Tick(now_);
+  EXPECT_TRUE(matcher.IsLive(2));
+  EXPECT_FALSE(matcher.IsSpent(1));
+  EXPECT_EQ(matcher.shards(), 1u);
 }
 
 TEST_F(ManagedMatcherTest, HoldsMoreThanSixtyFourSequencesInShards) {

@@ -114,6 +114,12 @@ class FakeController final : public v1::AgentService::Service {
     absl::MutexLock lock(&mu_);
     grant_ttl_ = ttl;
   }
+  // A sequence consumed elsewhere: a knock reporting it is a replay (as the
+  // real controller answers; the test sends the burn Delta itself).
+  void MarkBurnt(uint64_t sequence_id) {
+    absl::MutexLock lock(&mu_);
+    consumed_.try_emplace(sequence_id, "elsewhere");
+  }
 
   // Waits until pred(received) holds.
   bool WaitFor(const std::function<bool(const std::vector<v1::AgentMessage>&)>& pred,
