@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 
@@ -65,6 +66,49 @@ absl::StatusOr<Pems> Load(const TlsFiles& files) {
   return p;
 }
 
+// gRPC lets a handshake through when OpenSSL finds no CRL for the CA (its
+// verify callback ignores X509_V_ERR_UNABLE_TO_GET_CRL), so a CRL under the
+// wrong name would silently turn revocation off; and an expired CRL makes
+// OpenSSL refuse every client. OpenSSL's hashed-directory lookup reads
+// DIR/HASH.r0 as PEM, HASH being the CA subject's hash (`openssl x509
+// -hash`): that file must exist, be a CRL the CA signed, and be current.
+absl::Status CheckCrlDirectory(const std::string& dir, const Pems& p) {
+  struct stat st;
+  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat("CRL directory ", dir, ": not a directory"));
+  }
+  BIO* ca_bio = BIO_new_mem_buf(p.ca.data(), static_cast<int>(p.ca.size()));
+  X509* ca = PEM_read_bio_X509(ca_bio, nullptr, nullptr, nullptr);
+  BIO_free(ca_bio);
+  if (ca == nullptr) return absl::InvalidArgumentError("CA certificate: not PEM");  // CheckPair said so already
+  const unsigned long hash = X509_NAME_hash_ex(X509_get_subject_name(ca), nullptr, nullptr, nullptr);
+  const std::string path = absl::StrFormat("%s/%08lx.r0", dir, hash);
+  absl::Status status;
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  X509_CRL* crl = nullptr;
+  if (!text.ok()) {
+    status = absl::InvalidArgumentError(absl::StrCat("CRL directory ", dir, " holds no CRL of the CA (expected ", path,
+                                                     ", as `sesame-pki crl` writes it): ", text.status().message()));
+  } else {
+    BIO* bio = BIO_new_mem_buf(text->data(), static_cast<int>(text->size()));
+    crl = PEM_read_bio_X509_CRL(bio, nullptr, nullptr, nullptr);
+    BIO_free(bio);
+    if (crl == nullptr) {
+      status = absl::InvalidArgumentError(absl::StrCat(path, ": not a PEM CRL"));
+    } else if (X509_CRL_verify(crl, X509_get0_pubkey(ca)) != 1) {
+      status = absl::InvalidArgumentError(absl::StrCat(path, ": not signed by the CA"));
+    } else if (const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl);
+               next != nullptr && X509_cmp_current_time(next) <= 0) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat(path, ": the CRL has expired (past its nextUpdate; re-sign it with `sesame-pki crl`)"));
+    }
+  }
+  ERR_clear_error();
+  X509_CRL_free(crl);
+  X509_free(ca);
+  return status;
+}
+
 std::shared_ptr<grpc::experimental::StaticDataCertificateProvider> Provider(const Pems& p) {
   std::vector<grpc::experimental::IdentityKeyCertPair> pairs = {{p.key, p.cert}};
   return std::make_shared<grpc::experimental::StaticDataCertificateProvider>(p.ca, pairs);
@@ -79,10 +123,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(c
   options.watch_identity_key_cert_pairs();
   options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   if (!files.crl_dir.empty()) {
-    struct stat st;
-    if (stat(files.crl_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      return absl::InvalidArgumentError(absl::StrCat("CRL directory ", files.crl_dir, ": not a directory"));
-    }
+    RETURN_IF_ERROR(CheckCrlDirectory(files.crl_dir, pems));
     options.set_crl_directory(files.crl_dir);
   }
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::experimental::TlsServerCredentials(options);

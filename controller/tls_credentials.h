@@ -23,7 +23,10 @@ struct TlsFiles {
   std::string cert;     // PEM: our certificate
   std::string key;      // PEM: its private key
   // Server only: OpenSSL hashed directory of CRLs (HASH.r0), as sesame-pki
-  // writes it; empty: no revocation check.
+  // writes it; empty: no revocation check. The CA's CRL must be there,
+  // signed by it and current (checked up front: gRPC would silently skip
+  // the check without it). Read at the first handshake and kept: a new CRL
+  // takes effect when the controller restarts.
   std::string crl_dir;
 };
 

@@ -321,8 +321,11 @@ TEST(LiveCaptureTest, CraftedFramesOnAVeth) {
   EXPECT_EQ(o.tcp_flags, tcp_flags::kSyn);
   EXPECT_EQ(o.destination_port, 7000);
   EXPECT_EQ(by_source_port[1004].destination_port, 8000);
-  // Nothing to 7001 got through the kernel.
-  EXPECT_EQ((*source)->Stats().frames, 5u);
+  // Nothing to 7001 came through. (The kernel's frame count may be higher
+  // than five: the filter hands every IPv6 frame with extension headers to
+  // user space, and the veth's own MLD reports carry a hop-by-hop header.)
+  for (const Packet& p : c.packets) EXPECT_NE(p.destination_port, 7001);
+  EXPECT_GE((*source)->Stats().frames, 5u);
 }
 
 TEST(LiveCaptureTest, MissingInterfaceIsNamedInTheError) {

@@ -4,13 +4,24 @@
 // learn them, a knock on one wins and the other stops recognising it at
 // once, an operator's revocation closes the door; with the controller down
 // a reserve sequence admits on its own and is reported (and burnt) once the
-// controller is back.
+// controller is back. A bastion cut off from the controller while a
+// sequence is burnt elsewhere no longer recognises it once it is back.
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <memory>
 #include <string>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "controller/controller_config.h"
 #include "controller/controller_daemon.h"
 #include "gtest/gtest.h"
@@ -24,6 +35,150 @@ namespace {
 using namespace managed_testing;  // NOLINT: test support
 
 const IpAddress kKnocker = *IpAddress::Parse("198.51.100.40");
+
+// A TCP forwarder on loopback between one agent and the controller that
+// the test can cut (every connection closed, new ones closed as soon as
+// they are accepted) and restore: a network partition of one bastion while
+// the others stay connected. TLS passes through untouched.
+class Partition {
+ public:
+  explicit Partition(int upstream_port) : upstream_port_(upstream_port) {
+    listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a = Loopback(0);
+    socklen_t size = sizeof(a);
+    EXPECT_EQ(bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    EXPECT_EQ(listen(listener_, 16), 0);
+    EXPECT_EQ(getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &size), 0);
+    port_ = ntohs(a.sin_port);
+    EXPECT_EQ(pipe2(wake_, O_CLOEXEC | O_NONBLOCK), 0);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~Partition() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    Wake();
+    thread_.join();
+    for (const auto& [a, b] : pairs_) {
+      close(a);
+      close(b);
+    }
+    close(listener_);
+    close(wake_[0]);
+    close(wake_[1]);
+  }
+
+  int port() const { return port_; }
+
+  // Returns once every forwarded connection is closed.
+  void Cut() {
+    absl::MutexLock lock(&mu_);
+    cut_ = true;
+    const uint64_t target = ++cut_requests_;
+    Wake();
+    auto done = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return cuts_done_ >= target; };
+    mu_.Await(absl::Condition(&done));
+  }
+  void Restore() {
+    absl::MutexLock lock(&mu_);
+    cut_ = false;
+  }
+
+ private:
+  static sockaddr_in Loopback(int port) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return a;
+  }
+  void Wake() { (void)!write(wake_[1], "x", 1); }
+
+  void Run() {
+    for (;;) {
+      bool cut;
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopping_) return;
+        cut = cut_;
+        if (cuts_done_ < cut_requests_) {
+          for (const auto& [a, b] : pairs_) {
+            close(a);
+            close(b);
+          }
+          pairs_.clear();
+          cuts_done_ = cut_requests_;
+        }
+      }
+      std::vector<pollfd> fds = {{wake_[0], POLLIN, 0}, {listener_, POLLIN, 0}};
+      for (const auto& [a, b] : pairs_) {
+        fds.push_back({a, POLLIN, 0});
+        fds.push_back({b, POLLIN, 0});
+      }
+      if (poll(fds.data(), fds.size(), 1000) <= 0) continue;
+      if (fds[0].revents != 0) {
+        char drain[64];
+        (void)!read(wake_[0], drain, sizeof(drain));
+      }
+      if (fds[1].revents != 0) Accept(cut);
+      std::vector<size_t> broken;
+      for (size_t i = 0; i < pairs_.size(); ++i) {
+        const auto [a, b] = pairs_[i];
+        const bool ok = (fds[2 + 2 * i].revents == 0 || Forward(a, b)) &&
+                        (fds[3 + 2 * i].revents == 0 || Forward(b, a));
+        if (!ok) broken.push_back(i);
+      }
+      for (auto it = broken.rbegin(); it != broken.rend(); ++it) {
+        close(pairs_[*it].first);
+        close(pairs_[*it].second);
+        pairs_.erase(pairs_.begin() + static_cast<std::ptrdiff_t>(*it));
+      }
+    }
+  }
+
+  void Accept(bool cut) {
+    const int client = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (client < 0) return;
+    if (cut) {
+      close(client);
+      return;
+    }
+    const int upstream = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const sockaddr_in a = Loopback(upstream_port_);
+    if (connect(upstream, reinterpret_cast<const sockaddr*>(&a), sizeof(a)) != 0) {
+      close(client);
+      close(upstream);
+      return;
+    }
+    pairs_.emplace_back(client, upstream);
+  }
+
+  // Copies what `from` has to `to`; false when either side is done.
+  static bool Forward(int from, int to) {
+    char buf[16384];
+    const ssize_t n = read(from, buf, sizeof(buf));
+    if (n <= 0) return false;
+    for (ssize_t done = 0; done < n;) {
+      const ssize_t w = write(to, buf + done, static_cast<size_t>(n - done));
+      if (w <= 0) return false;
+      done += w;
+    }
+    return true;
+  }
+
+  const int upstream_port_;
+  int listener_ = -1;
+  int port_ = 0;
+  int wake_[2] = {-1, -1};
+  std::vector<std::pair<int, int>> pairs_;  // (agent side, controller side); the thread's
+  std::thread thread_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool cut_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t cut_requests_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t cuts_done_ ABSL_GUARDED_BY(mu_) = 0;
+};
 
 std::vector<uint16_t> Ports(const v1::IssuedSequence& s) {
   std::vector<uint16_t> out;
@@ -154,6 +309,52 @@ TEST_F(ManagedAgentControllerTest, TheOfflineReserveWorksWhileTheControllerIsDow
   EXPECT_EQ(StateOf(reserve[0].id()), v1::SEQUENCE_STATE_BURNT);
   EXPECT_EQ(b1.managed().status().offline_admitted, 1u);
   EXPECT_FALSE(b1.managed().matcher().IsLive(reserve[0].id()));
+}
+
+TEST_F(ManagedAgentControllerTest, ABastionCutOffWhileASequenceIsBurntNoLongerRecognisesItOnReturn) {
+  Partition partition(port_);
+  Agent b1(agent1_dir_.path(), pki_, port_, firewall1_, "", "bastion1");
+  Agent b2(agent2_dir_.path(), pki_, partition.port(), firewall2_, "", "bastion2");
+  ASSERT_TRUE(b1.WaitStatus([](const ManagedStatus& s) { return s.online; }));
+  ASSERT_TRUE(b2.WaitStatus([](const ManagedStatus& s) { return s.online; }));
+  const std::vector<v1::IssuedSequence> issued = Issue(2);
+  ASSERT_EQ(issued.size(), 2u);
+  for (const v1::IssuedSequence& s : issued) {
+    ASSERT_TRUE(b1.WaitLive(s.id(), true));
+    ASSERT_TRUE(b2.WaitLive(s.id(), true));
+  }
+
+  // bastion2 is cut off; the sequence is used on bastion1 meanwhile.
+  partition.Cut();
+  ASSERT_TRUE(b2.WaitStatus([](const ManagedStatus& s) { return !s.online; }));
+  b1.KnockOn(Ports(issued[0]), kKnocker);
+  ASSERT_TRUE(firewall1_.WaitOpen("ssh", kKnocker, true));
+  EXPECT_EQ(StateOf(issued[0].id()), v1::SEQUENCE_STATE_BURNT);
+  // bastion2 cannot know yet.
+  EXPECT_TRUE(b2.managed().matcher().IsLive(issued[0].id()));
+
+  // Back: the snapshot is published to the matcher before the agent counts
+  // as online, and the capture thread adopts it before its next packet, so
+  // no knock processed once it is online can use the burnt sequence. It is
+  // still watched, as spent: knocking it is a replay the controller audits.
+  const uint64_t sessions_before = b2.managed().status().link.sessions;
+  partition.Restore();
+  ASSERT_TRUE(b2.WaitStatus(
+      [&](const ManagedStatus& s) { return s.online && s.link.sessions > sessions_before; }));
+  b2.managed().matcher().Tick(absl::Now());  // what the capture thread does before its next packet
+  EXPECT_FALSE(b2.managed().matcher().IsLive(issued[0].id()));
+  EXPECT_TRUE(b2.managed().matcher().IsSpent(issued[0].id()));
+  const uint64_t replays = b2.managed().status().replays;
+  b2.KnockOn(Ports(issued[0]), kKnocker);
+  ASSERT_TRUE(b2.WaitStatus([&](const ManagedStatus& s) { return s.replays == replays + 1; }));
+  EXPECT_FALSE(firewall2_.IsOpen("ssh", kKnocker));
+
+  // What it did not miss still works there.
+  const IpAddress other = *IpAddress::Parse("198.51.100.41");
+  EXPECT_TRUE(b2.managed().matcher().IsLive(issued[1].id()));
+  b2.KnockOn(Ports(issued[1]), other);
+  ASSERT_TRUE(firewall2_.WaitOpen("ssh", other, true));
+  EXPECT_FALSE(firewall2_.IsOpen("ssh", kKnocker));
 }
 
 }  // namespace
