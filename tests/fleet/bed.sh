@@ -112,7 +112,9 @@ table inet host {
 }
 NFT
   record pidfile "$run/$b-sshd.pid"
-  in_ns "$b" python3 -c '
+  # exec, here and for the controller: $! is then the process itself, not a
+  # subshell whose kill would leave it running.
+  (exec ip netns exec "$prefix$b" python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_INET6)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -124,7 +126,7 @@ while True:
     try: c.sendall(greeting)
     except OSError: pass
     c.close()
-' "$b" "$ssh_port" >"$run/$b-sshd.log" 2>&1 &
+' "$b" "$ssh_port" >"$run/$b-sshd.log" 2>&1) &
   echo $! >"$run/$b-sshd.pid"
 }
 
@@ -151,8 +153,8 @@ ctl() {
 start_controller() {
   local root=$run/hosts/controller1
   record pidfile "$run/controller.pid"
-  in_ns ctl setsid "$root/usr/sbin/sesame-controller" -c "$root/etc/sesame/controller.conf" \
-    >>"$run/controller.log" 2>&1 </dev/null &
+  (exec ip netns exec "${prefix}ctl" setsid "$root/usr/sbin/sesame-controller" -c "$root/etc/sesame/controller.conf" \
+    >>"$run/controller.log" 2>&1 </dev/null) &
   echo $! >"$run/controller.pid"
   for _ in $(seq 300); do
     if ctl health >/dev/null 2>&1; then return 0; fi

@@ -98,7 +98,8 @@ class Fleet:
         self.hosts = os.path.join(run_dir, "hosts")
         self.controller_root = os.path.join(self.hosts, "controller1")
         self.pki = os.path.join(self.controller_root, "var/lib/sesame-pki")
-        self.knockgen = os.path.join(self.build_dir, "bench/tools/knockgen")
+        # Not "knockgen": that name is the method below.
+        self.knockgen_path = os.path.join(self.build_dir, "bench/tools/knockgen")
 
     # --- life cycle -------------------------------------------------------
 
@@ -200,6 +201,22 @@ class Fleet:
         [response] = self.sesamectl_json("grants", "list")
         return response.get("grants", [])
 
+    def sequences(self, *filters):
+        """`sequences list` (FILTERS: e.g. "--state", "burnt"): dicts keyed
+        by sequence id (int)."""
+        [response] = self.sesamectl_json("sequences", "list", *filters)
+        return {int(s["id"]): s for s in response.get("sequences", [])}
+
+    def revision(self):
+        """The controller's store revision now (`stats`)."""
+        [response] = self.sesamectl_json("stats")
+        return int(response.get("revision", 0))
+
+    def acked_revision(self, bastion):
+        """The highest revision bastion's agent acknowledged (`agents show`)."""
+        [response] = self.sesamectl_json("agents", "show", AGENT_NAME[bastion])
+        return int(response.get("acked_revision", 0))
+
     def audit(self, last=100000):
         """The audit log's records (dicts, oldest first)."""
         return self.sesamectl_json("audit", "tail", "-n", str(last))
@@ -231,7 +248,7 @@ class Fleet:
 
     def knockgen(self, client, bastion, mode, *args, max_seconds=60):
         """Raw packets from client's eth0 to bastion (knockgen MODE ARGS)."""
-        argv = [self.knockgen, mode, "-i", "eth0", "--dst", self.address(bastion), "--dst-mac", self.mac(bastion),
+        argv = [self.knockgen_path, mode, "-i", "eth0", "--dst", self.address(bastion), "--dst-mac", self.mac(bastion),
                 "--max-seconds", str(max_seconds)] + list(args)
         result = self.exec_in(client, argv, timeout=max_seconds + 30)
         check(result.returncode == 0, f"knockgen {mode} failed: {result.stderr.strip()}")
@@ -259,6 +276,19 @@ class Fleet:
                              f"{client} shut out of {bastion}:22")
         log(f"{client} -> {bastion}:22 closed after {took:.2f} s")
         return took
+
+    def check_shut(self, client, bastion, seconds, why):
+        """Fails if client reaches bastion:22 at any probe during the next
+        `seconds` (a door that must stay shut, e.g. after a refused knock)."""
+        deadline = time.monotonic() + seconds
+        probes = 0
+        while True:
+            check(not self.can_connect(client, bastion), f"{client} reaches {bastion}:22: {why}")
+            probes += 1
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        log(f"{client} -> {bastion}:22 stayed shut for {seconds} s ({probes} probes)")
 
     # --- faults -------------------------------------------------------------
 
@@ -293,6 +323,21 @@ class Fleet:
 
         _, took = wait_until(all_connected, timeout, f"agents {', '.join(names)} connected", interval=0.2)
         log(f"{', '.join(names)} connected after {took:.2f} s")
+
+    def wait_synced(self, bastions=BASTIONS, timeout=30):
+        """Waits until the bastions' agents acknowledged the controller's
+        revision as of this call (an agent acknowledges once its matcher has
+        what it was sent): a sequence issued before is recognised there.
+        Returns the seconds it took."""
+        names = [AGENT_NAME[b] for b in bastions]
+        target = max(int(a.get("revision", 0)) for a in self.agents().values())
+
+        def synced():
+            agents = self.agents()
+            return all(int(agents.get(n, {}).get("acked_revision", 0)) >= target for n in names)
+
+        _, took = wait_until(synced, timeout, f"agents {', '.join(names)} at revision {target}", interval=0.02)
+        return took
 
     def set_link(self, bastion, up):
         """Plugs a bastion into the bridge, or pulls it out."""
