@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine, as root: installs what
 # is needed, builds, runs every test (unit, namespace-isolated firewall and
-# capture tests, integration), then each fuzz target for a bounded time.
+# capture tests, integration, Ansible), then the fleet scenarios (tests/fleet:
+# a controller, three bastions and clients in namespaces), then each fuzz
+# target for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +12,10 @@ cd "$(dirname "$0")/.."
 
 # Tests create and remove their own network namespaces; nothing touches the
 # host's firewall. -j2: the machine has two cores.
-ctest --test-dir build --output-on-failure -j"$(nproc)" --timeout 900
+status=0
+ctest --test-dir build --output-on-failure -j"$(nproc)" --timeout 900 -LE fleet || status=1
+ctest --test-dir build --output-on-failure -j"$(nproc)" --timeout 900 -L fleet || status=1
+[ "$status" -eq 0 ] || { echo "tests failed" >&2; exit 1; }
 
 # Fuzzing, bounded: SESAME_FUZZ_SECONDS per target (0 skips).
 fuzz_seconds=${SESAME_FUZZ_SECONDS:-30}

@@ -137,6 +137,14 @@ class Ctl {
     switch (s.error_code()) {
       case grpc::StatusCode::UNAVAILABLE:
       case grpc::StatusCode::DEADLINE_EXCEEDED:
+        // A TLS alert means the controller answered and refused the
+        // certificate (unknown CA, revoked), or ours did not trust it.
+        if (s.error_message().find("Ssl handshake failed") != std::string::npos ||
+            s.error_message().find("SSL_ERROR_SSL") != std::string::npos) {
+          code = kExitRefused;
+          what = "refused in the TLS handshake (certificate)";
+          break;
+        }
         code = kExitUnreachable;
         what = "controller unreachable";
         break;

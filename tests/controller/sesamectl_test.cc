@@ -46,12 +46,12 @@ class SesamectlTest : public ::testing::Test {
   }
 
   Result Ctl(std::vector<std::string> args, const std::string& who = "alice", int port = 0,
-             const std::string& timeout = "20s") {
+             const std::string& timeout = "20s", const std::string& ca = "") {
     std::vector<std::string> argv = {"sesamectl",
                                      "--controller",
                                      absl::StrCat("127.0.0.1:", port == 0 ? daemon_->port() : port),
                                      "--ca-cert",
-                                     pki_.File("ca.crt"),
+                                     ca.empty() ? pki_.File("ca.crt") : ca,
                                      "--cert",
                                      pki_.File(who + ".crt"),
                                      "--key",
@@ -158,6 +158,14 @@ TEST_F(SesamectlTest, ExitCodes) {
   EXPECT_EQ(Ctl({"frobnicate"}).code, kExitUsage);
   Result r = Ctl({"health"}, "alice", /*port=*/1, "2s");
   EXPECT_EQ(r.code, kExitUnreachable) << r.err;
+  // A controller whose certificate this client does not trust: the TLS
+  // handshake fails on our side, and sesamectl says it is a certificate
+  // matter, not an unreachable controller.
+  testing::TempDir other;
+  ASSERT_TRUE(testing::MakeTestPki(other.path(), {{"x", "admin"}}).ok());
+  r = Ctl({"health"}, "alice", 0, "5s", other.File("ca.crt"));
+  EXPECT_EQ(r.code, kExitRefused) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("TLS handshake"));
 }
 
 }  // namespace
