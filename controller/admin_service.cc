@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/log.h"
+#include "common/metric_wire.h"
 #include "common/status_macros.h"
 #include "controller/audit_export.h"
 #include "controller/sequence_issuer.h"

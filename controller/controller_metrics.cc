@@ -154,14 +154,4 @@ std::vector<MetricSample> ControllerMetrics::Collect(Store& store) const {
   }
   return out;
 }
-
-v1::Metric ToWireMetric(const MetricSample& sample) {
-  v1::Metric m;
-  m.set_name(sample.name);
-  m.mutable_labels()->insert(sample.labels.begin(), sample.labels.end());
-  m.set_value(sample.value);
-  m.set_counter(sample.kind == MetricKind::kCounter);
-  return m;
-}
-
 }  // namespace sesame::controller

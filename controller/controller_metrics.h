@@ -74,7 +74,4 @@ class ControllerMetrics {
   absl::flat_hash_map<std::string, std::vector<v1::Metric>> agents_ ABSL_GUARDED_BY(mu_);
 };
 
-// MetricSample -> the wire's Metric (GetStats).
-v1::Metric ToWireMetric(const MetricSample& sample);
-
 }  // namespace sesame::controller

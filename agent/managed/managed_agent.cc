@@ -11,6 +11,7 @@
 #include "agent/managed/tls_identity.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/metric_wire.h"
 #include "common/status_macros.h"
 
 namespace sesame {
@@ -22,15 +23,6 @@ constexpr absl::Duration kSaveDelay = absl::Milliseconds(50);
 
 std::string Key(const std::string& door, const IpAddress& address) {
   return absl::StrCat(door, "|", address.ToString());
-}
-
-v1::Metric ToWire(const MetricSample& sample) {
-  v1::Metric m;
-  m.set_name(sample.name);
-  m.mutable_labels()->insert(sample.labels.begin(), sample.labels.end());
-  m.set_value(sample.value);
-  m.set_counter(sample.kind == MetricKind::kCounter);
-  return m;
 }
 
 std::vector<MetricSample> ManagedMetrics(const ManagedStatus& s, int reserve_size) {
@@ -678,10 +670,10 @@ void ManagedAgent::SendHeartbeat() {
   h->set_spool_depth(static_cast<uint32_t>(spool_->depth()));
   {
     absl::MutexLock lock(&mu_);
-    for (const MetricSample& metric : metrics_) *h->add_metrics() = ToWire(metric);
+    for (const MetricSample& metric : metrics_) *h->add_metrics() = ToWireMetric(metric);
   }
   for (const MetricSample& metric : ManagedMetrics(LiveStatus(), options_.reserve_size)) {
-    *h->add_metrics() = ToWire(metric);
+    *h->add_metrics() = ToWireMetric(metric);
   }
   h->set_last_error(last_error_);
   SendNow(std::move(m));
