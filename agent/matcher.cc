@@ -403,8 +403,10 @@ MatchResult KnockMatcher::StartSource(const SourceKey& key, const SourceTable::H
     }
   }
   const uint64_t completed = first & single_;
-  if (completed == 0) return {};
-  return Complete(completed, packet, knock);
+  MatchResult result;
+  if (completed != 0) result = Complete(completed, packet, knock);
+  result.right_knock = true;  // first != 0: it starts or completes a door
+  return result;
 }
 
 MatchResult KnockMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, uint64_t knock_doors,
@@ -487,14 +489,32 @@ MatchResult KnockMatcher::Track(int32_t index, const Packet& packet, uint32_t kn
   }
   StoreGroups(e, out, n);
 
+  bool wrong = false;
   if (advanced != 0 || starts != 0 || completed != 0) {
     ++counters_.knocks;
-  } else if (!repeated && CountWrongKnock(e, knock, now)) {
-    Ban(e, now, packet.source, packet.time);
+  } else if (!repeated) {
+    wrong = true;
+    if (!options_.defer_wrong_knocks && CountWrongKnock(e, knock, now)) Ban(e, now, packet.source, packet.time);
   }
   table_->set_rank(index, RankOf(e));
-  if (completed == 0) return {};
-  return Complete(completed, packet, knock);
+  MatchResult result;
+  if (completed != 0) result = Complete(completed, packet, knock);
+  result.right_knock = !wrong;
+  result.wrong_knock = wrong;
+  return result;
+}
+
+bool KnockMatcher::CountWrongKnock(const Packet& packet) {
+  const SourceKey key = SourceKey::From(packet.source);
+  const int32_t index = table_->Find(key, table_->Hash(key));
+  if (index == SourceTable::kNone) return false;
+  SourceEntry& e = table_->entry(index);
+  if (e.flags & kBanned) return false;
+  const Tick now = ToTick(packet.time);
+  if (!CountWrongKnock(e, KnockKey(packet.protocol, packet.destination_port), now)) return false;
+  Ban(e, now, packet.source, packet.time);
+  table_->set_rank(index, RankOf(e));
+  return true;
 }
 
 void KnockMatcher::StoreGroups(SourceEntry& e, Group* groups, int n) {

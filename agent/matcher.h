@@ -125,6 +125,11 @@ struct MatcherOptions {
   // this stage. The default, 2, leaves out lone first knocks (what a spoofed
   // flood is made of); they are still counted. knockd logs from stage 1.
   int min_event_stage = 2;
+  // Process only reports wrong knocks (MatchResult::wrong_knock); the caller
+  // counts those it judges wrong with CountWrongKnock. For a caller that
+  // spreads its doors over several matchers (agent/managed/managed_matcher.h):
+  // a knock that is wrong for this matcher's doors may be right for another's.
+  bool defer_wrong_knocks = false;
   // Hash key seed; 0 (the default) draws random keys. Tests fix it.
   uint64_t hash_seed = 0;
 };
@@ -151,6 +156,13 @@ class DoorSet {
 
 struct MatchResult {
   DoorSet completed;  // doors this packet completed for packet.source
+  // The packet started, advanced or completed a door, or repeated a door's
+  // previous knock (a retransmission): a right knock here.
+  bool right_knock = false;
+  // The packet was a wrong knock from a source tracked here (see Scanners).
+  // Counted towards the scanner threshold by Process, unless
+  // MatcherOptions::defer_wrong_knocks.
+  bool wrong_knock = false;
 };
 
 enum class MatcherEventKind : uint8_t {
@@ -212,6 +224,12 @@ class KnockMatcher {
   // (every 100 ms to 1 s): it walks the whole table, about 0.4 ms for a full
   // 65,536-source table.
   size_t Expire(absl::Time now);
+
+  // With defer_wrong_knocks: counts `packet`, which Process reported as a
+  // wrong knock, towards its source's scanner threshold, and bans the
+  // source (kScannerFlagged) when it reaches it. Returns whether it did.
+  // Nothing for a source not tracked or already banned.
+  bool CountWrongKnock(const Packet& packet);
 
   // Replaces every door; all progress is dropped (scanner state is kept).
   absl::Status SetDoors(std::vector<MatcherDoor> doors);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 
@@ -79,7 +80,11 @@ ManagedMatcher::Shard* ManagedMatcher::ShardFor(const MatchParams& params, size_
   }
   if (idle) return TakeOver(*idle, params) ? found(*idle, 0) : nullptr;
   if (shards_.size() >= max_shards_) return nullptr;
-  absl::StatusOr<std::unique_ptr<KnockMatcher>> matcher = KnockMatcher::Create(options_, FreeDoors(params));
+  // Scanners are judged across shards (OnPacket): a knock wrong for this
+  // shard's sequences may be right for another's.
+  MatcherOptions options = options_;
+  options.defer_wrong_knocks = true;
+  absl::StatusOr<std::unique_ptr<KnockMatcher>> matcher = KnockMatcher::Create(options, FreeDoors(params));
   if (!matcher.ok()) {
     LogError(absl::StrCat("managed matcher: cannot make a shard: ", matcher.status().ToString()));
     return nullptr;
@@ -271,10 +276,16 @@ void ManagedMatcher::Report(size_t shard_index, size_t slot, const Packet& packe
 
 void ManagedMatcher::OnPacket(const Packet& packet) {
   if (has_pending_.load(std::memory_order_acquire)) Adopt();
+  // A knock is wrong (scanner-like) only if no shard took it: one knocker
+  // working through sequences of several shards is not scanning any of them.
+  bool right = false;
+  absl::InlinedVector<uint32_t, 16> wrong;  // shards that tracked the source and found the knock wrong
   for (size_t i = 0; i < shards_.size(); ++i) {
     Shard& shard = *shards_[i];
     if (shard.used == 0) continue;
     const MatchResult result = shard.matcher->Process(packet);
+    right = right || result.right_knock;
+    if (result.wrong_knock) wrong.push_back(static_cast<uint32_t>(i));
     if (result.completed.empty()) continue;
     result.completed.ForEach([&](size_t slot) {
       const Slot& s = shard.slots[slot];
@@ -293,6 +304,8 @@ void ManagedMatcher::OnPacket(const Packet& packet) {
       sink_.OnCompleted(std::move(done));
     });
   }
+  if (right) return;
+  for (uint32_t i : wrong) shards_[i]->matcher->CountWrongKnock(packet);
 }
 
 void ManagedMatcher::Tick(absl::Time now) {

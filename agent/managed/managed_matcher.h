@@ -14,6 +14,15 @@
 // finds nothing costs a few nanoseconds per shard); memory is one source
 // table per shard (MatcherOptions::max_sources entries of 72 bytes).
 //
+// Scanners. A shard knows only its own sequences, so a knock that advances
+// a sequence of one shard is a wrong knock for every other shard that
+// tracks the source (e.g. one where it knocked a first port by chance, or
+// whose sequences it knocked earlier). Shards therefore only report wrong
+// knocks (MatcherOptions::defer_wrong_knocks), and a knock counts towards
+// the scanner threshold, in each shard that reported it, only when no shard
+// took it as a right knock: an operator working through sequences spread
+// over several shards is never banned for it.
+//
 // Threads. Publish() (any thread; the managed agent's worker) hands over the
 // complete set of sequences that should be live; the capture thread adopts
 // it before the next packet it processes (one atomic load per packet when

@@ -298,6 +298,48 @@ TEST_F(ManagedMatcherTest, HoldsMoreThanSixtyFourSequencesInShards) {
   EXPECT_EQ(matcher_.over_capacity(), 299u - 256u);
 }
 
+// Bug 128 (the managed knock-to-open bench stopped at sequence 129): one
+// operator knocking sequences of shards 0 and 1 in turn, whose first knock
+// happens to be the first knock of a sequence in shard 2, was tracked there
+// and every later knock counted as wrong for shard 2: banned as a scanner
+// in it, its knocks of shard 2's sequences were then ignored.
+TEST_F(ManagedMatcherTest, KnockingSequencesOfOtherShardsIsNotScanning) {
+  std::vector<LiveSequence> live;
+  for (uint64_t i = 1; i <= 150; ++i) {
+    live.push_back(Live(i, {static_cast<uint16_t>(10000 + i), static_cast<uint16_t>(20000 + i),
+                            static_cast<uint16_t>(30000 + i), static_cast<uint16_t>(40000 + i)}));
+  }
+  live[129].knocks[0] = live[0].knocks[0];  // sequence 130 (shard 2) starts like sequence 1 (shard 0)
+  matcher_.Publish(live);
+  matcher_.Tick(now_);
+  ASSERT_EQ(matcher_.shards(), 3u);
+  for (uint64_t id : {1, 65, 2, 66, 3, 67, 4, 68, 130}) {
+    std::vector<uint16_t> ports;
+    for (const Knock& k : live[id - 1].knocks) ports.push_back(k.port);
+    KnockOn(ports);
+    ASSERT_EQ(sink_.completed.size(), matcher_.spent()) << "sequence " << id;
+    EXPECT_EQ(sink_.completed.back().sequence_id, id);
+  }
+  EXPECT_TRUE(sink_.scanners.empty());
+  EXPECT_EQ(matcher_.counters().scanners, 0u);
+}
+
+TEST_F(ManagedMatcherTest, AScannerIsStillFlagged) {
+  std::vector<LiveSequence> live;
+  for (uint64_t i = 1; i <= 100; ++i) {
+    live.push_back(Live(i, {static_cast<uint16_t>(10000 + i), static_cast<uint16_t>(20000 + i)}));
+  }
+  matcher_.Publish(live);
+  // A first knock of a sequence in each shard, then a sweep of other ports.
+  std::vector<uint16_t> sweep = {10001, 10065};
+  for (uint16_t p = 50000; p < 50040; ++p) sweep.push_back(p);
+  KnockOn(sweep);
+  ASSERT_FALSE(sink_.scanners.empty());
+  EXPECT_EQ(sink_.scanners[0].source, kSource);
+  KnockOn({20001, 20065});  // ignored: banned in both shards
+  EXPECT_TRUE(sink_.completed.empty());
+}
+
 TEST_F(ManagedMatcherTest, DifferentTimeoutsGoToDifferentShards) {
   LiveSequence slow = Live(1, {7001, 7002});
   slow.params.seq_timeout = absl::Seconds(60);
