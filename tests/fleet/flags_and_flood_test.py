@@ -30,7 +30,10 @@ def scenario(fleet):
     first_port = seq["knocks"][0]
     out = fleet.knockgen("c2", "b1", "flood", "--count", "200000", "--port", first_port, "--knockers", "1",
                          "--src-base", c2, "--sequence", knocks, "--random-prefix", "10.99.0.0/16", "--pps", "100000",
-                         max_seconds=60)
+                         # 20,000 flood packets between two knocks: fewer than the
+                         # matcher's table holds (MaxSources 65,536), so the flood
+                         # cannot evict the knocker's first knock (a documented limit).
+                         "--knock-spacing", "20000", max_seconds=60)
     log(out)
     fleet.wait_open("c2", "b1")
     check(not fleet.can_connect("c1", "b1"), "the flood's knocker opened b1 for c1")
