@@ -20,6 +20,7 @@
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "tests/agent/managed_test_support.h"
+#include "tests/support/eventually.h"
 #include "tests/support/namespace_sandbox.h"
 #include "tests/support/temp_dir.h"
 
@@ -27,30 +28,9 @@ namespace sesame {
 namespace {
 
 using namespace managed_testing;  // NOLINT: test support
+using testing::Eventually;
 
 const std::string kAgent = SESAME_BINARY_DIR "/agent/sesame-agent";
-
-void SendUdp(uint16_t port) {
-  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(port);
-  inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-  const ssize_t sent = sendto(fd, "k", 1, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
-  close(fd);
-  ASSERT_EQ(sent, 1) << std::strerror(errno);
-}
-
-template <typename F>
-bool Eventually(F&& condition) {
-  const absl::Time deadline = absl::Now() + kPatience;
-  while (absl::Now() < deadline) {
-    if (condition()) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return condition();
-}
 
 class ManagedDaemonTest : public ::testing::Test {
  protected:

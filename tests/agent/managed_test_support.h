@@ -4,7 +4,14 @@
 // thread). Header-only, for the managed_*_test.cc files.
 #pragma once
 
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <functional>
 #include <map>
@@ -29,6 +36,19 @@
 namespace sesame::managed_testing {
 
 inline constexpr absl::Duration kPatience = absl::Seconds(30);  // generous: a loaded 2-core machine
+
+// One UDP datagram to 127.0.0.1:port (a knock on loopback).
+inline void SendUdp(uint16_t port) {
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+  const ssize_t sent = sendto(fd, "k", 1, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  close(fd);
+  ASSERT_EQ(sent, 1) << std::strerror(errno);
+}
 
 // ---------------------------------------------------------------------------
 // A throwaway PKI (tests/support/test_pki.h): a CA, the controller's

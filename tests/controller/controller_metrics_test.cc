@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "sesame/v1/admin.grpc.pb.h"
 #include "sesame/v1/agent.grpc.pb.h"
+#include "tests/support/eventually.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_pki.h"
 
@@ -28,18 +29,8 @@ namespace sesame::controller {
 namespace {
 
 using ::testing::HasSubstr;
+using sesame::testing::Eventually;
 
-constexpr absl::Duration kWait = absl::Seconds(30);  // generous: a loaded 2-core machine
-
-template <typename F>
-bool Eventually(F&& condition) {
-  const absl::Time deadline = absl::Now() + kWait;
-  while (absl::Now() < deadline) {
-    if (condition()) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return condition();
-}
 
 // An agent's session collecting what the controller sends.
 class Agent {
