@@ -20,7 +20,7 @@
 
 #include "absl/status/status.h"
 #include "agent/agent_options.h"
-#include "agent/config.h"
+#include "agent/config/config.h"
 
 namespace sesame {
 

@@ -1,9 +1,9 @@
 #include "agent/config_check.h"
 
-#include "agent/backends/backend_factory.h"
-#include "agent/config.h"
-#include "agent/one_time_sequences.h"
-#include "agent/process_runner.h"
+#include "agent/config/config.h"
+#include "agent/grants/backends/backend_factory.h"
+#include "agent/grants/process_runner.h"
+#include "agent/match/one_time_sequences.h"
 #include "common/status_macros.h"
 
 namespace sesame {

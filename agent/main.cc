@@ -11,7 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "agent/agent_daemon.h"
-#include "agent/config.h"
+#include "agent/config/config.h"
 #include "agent/config_check.h"
 #include "agent/pcap_replay.h"
 

@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "agent/knock_pipeline.h"
-#include "agent/pcap_source.h"
+#include "agent/capture/pcap_source.h"
+#include "agent/match/knock_pipeline.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 

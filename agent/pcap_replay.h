@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "agent/agent_options.h"
-#include "agent/config.h"
+#include "agent/config/config.h"
 
 namespace sesame {
 

@@ -35,7 +35,7 @@
 #include "common/file_util.h"
 #include "controller/controller_config.h"
 #include "controller/controller_daemon.h"
-#include "controller/tls_credentials.h"
+#include "controller/service/tls_credentials.h"
 #include "sesame/v1/admin.grpc.pb.h"
 #include "sesame/v1/agent.grpc.pb.h"
 

@@ -25,7 +25,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "controller/sqlite_store.h"
+#include "controller/store/sqlite/sqlite_store.h"
 
 namespace sesame::controller {
 namespace {

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "agent/decoder.h"
+#include "agent/packet/decoder.h"
 #include "benchmark/benchmark.h"
 
 namespace sesame {

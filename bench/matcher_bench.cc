@@ -16,7 +16,7 @@
 #include <random>
 #include <vector>
 
-#include "agent/matcher.h"
+#include "agent/match/matcher.h"
 #include "benchmark/benchmark.h"
 
 namespace sesame {

@@ -15,7 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "agent/backends/nftables_backend.h"
+#include "agent/grants/backends/nftables_backend.h"
 #include "benchmark/benchmark.h"
 
 extern char** environ;

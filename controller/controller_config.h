@@ -21,8 +21,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "controller/model.h"
-#include "controller/tls_credentials.h"
+#include "controller/model/model.h"
+#include "controller/service/tls_credentials.h"
 
 namespace sesame::controller {
 

@@ -12,13 +12,13 @@
 #include "common/log.h"
 #include "common/prometheus_text.h"
 #include "common/status_macros.h"
-#include "controller/admin_service.h"
-#include "controller/agent_service.h"
-#include "controller/audit_log.h"
-#include "controller/controller_metrics.h"
-#include "controller/fleet_hub.h"
-#include "controller/sqlite_store.h"
-#include "controller/work_queue.h"
+#include "controller/audit/audit_log.h"
+#include "controller/service/admin_service.h"
+#include "controller/service/agent_service.h"
+#include "controller/service/controller_metrics.h"
+#include "controller/service/fleet_hub.h"
+#include "controller/service/work_queue.h"
+#include "controller/store/sqlite/sqlite_store.h"
 
 namespace sesame::controller {
 namespace {

@@ -15,7 +15,7 @@
 #include "common/log.h"
 #include "controller/controller_config.h"
 #include "controller/controller_daemon.h"
-#include "controller/tls_credentials.h"
+#include "controller/service/tls_credentials.h"
 
 namespace {
 

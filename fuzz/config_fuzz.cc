@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "agent/config.h"
+#include "agent/config/config.h"
 
 namespace {
 

@@ -14,7 +14,7 @@
 #include <cstring>
 #include <memory>
 
-#include "agent/decoder.h"
+#include "agent/packet/decoder.h"
 
 namespace {
 

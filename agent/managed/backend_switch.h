@@ -17,8 +17,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "agent/config.h"
-#include "agent/grant_manager.h"
+#include "agent/config/config.h"
+#include "agent/grants/grant_manager.h"
 
 namespace sesame {
 

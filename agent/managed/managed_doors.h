@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/config.h"
+#include "agent/config/config.h"
 #include "agent/managed/managed_matcher.h"
 #include "sesame/v1/common.pb.h"
 

@@ -66,8 +66,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "agent/matcher.h"
-#include "agent/packet.h"
+#include "agent/match/matcher.h"
+#include "agent/packet/packet.h"
 
 namespace sesame {
 

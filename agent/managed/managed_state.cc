@@ -1,7 +1,7 @@
 #include "agent/managed/managed_state.h"
 
 #include "absl/strings/str_cat.h"
-#include "agent/config.h"
+#include "agent/config/config.h"
 #include "agent/managed/proto_convert.h"
 #include "common/file_util.h"
 

@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
-#include "agent/firewall.h"
+#include "agent/grants/firewall.h"
 
 namespace sesame {
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "agent/config.h"
+#include "agent/config/config.h"
 #include "grpcpp/security/credentials.h"
 
 namespace sesame {

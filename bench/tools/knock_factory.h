@@ -10,9 +10,9 @@
 #include <span>
 
 #include "absl/status/statusor.h"
-#include "agent/packet.h"
 #include "bench/tools/knock_frame.h"
 #include "common/ip_address.h"
+#include "common/knock.h"
 
 namespace sesame::bench {
 

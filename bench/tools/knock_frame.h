@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "agent/packet.h"
 #include "common/ip_address.h"
+#include "common/knock.h"
 
 namespace sesame::bench {
 

@@ -17,10 +17,10 @@
 #include "absl/time/time.h"
 #include "common/file_util.h"
 #include "common/prometheus_text.h"
-#include "controller/audit_key.h"
-#include "controller/audit_verifier.h"
-#include "controller/tls_credentials.h"
-#include "controller/wire_convert.h"
+#include "controller/audit/audit_key.h"
+#include "controller/audit/audit_verifier.h"
+#include "controller/service/tls_credentials.h"
+#include "controller/service/wire_convert.h"
 #include "sesame/v1/admin.grpc.pb.h"
 
 namespace sesame::controller {

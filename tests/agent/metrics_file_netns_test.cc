@@ -22,7 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
-#include "tests/agent/managed_test_support.h"
+#include "tests/agent/managed/managed_test_support.h"
 #include "tests/support/eventually.h"
 #include "tests/support/temp_dir.h"
 

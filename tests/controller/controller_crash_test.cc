@@ -34,7 +34,7 @@
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "sesame/v1/admin.grpc.pb.h"
-#include "tests/agent/managed_test_support.h"
+#include "tests/agent/managed/managed_test_support.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_pki.h"
 

@@ -26,7 +26,7 @@
 #include "controller/controller_daemon.h"
 #include "gtest/gtest.h"
 #include "sesame/v1/admin.grpc.pb.h"
-#include "tests/agent/managed_test_support.h"
+#include "tests/agent/managed/managed_test_support.h"
 #include "tests/support/temp_dir.h"
 
 namespace sesame {

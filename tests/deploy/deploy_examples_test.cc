@@ -15,7 +15,7 @@
 #include <string>
 
 #include "absl/strings/str_replace.h"
-#include "agent/config.h"
+#include "agent/config/config.h"
 #include "agent/config_check.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -1,0 +1,670 @@
+#include "agent/match/matcher.h"
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace sesame {
+namespace {
+
+constexpr absl::Duration kMaxDuration = absl::Hours(24 * 10);
+constexpr size_t kMaxSources = size_t{1} << 24;
+constexpr int kMaxScanThreshold = 32;
+
+// Ticks stay below kRebaseAt: past it the epoch moves so that now is
+// kRebaseKeep (12 days, more than any duration the matcher accepts).
+constexpr uint64_t kRebaseAt = uint64_t{1} << 31;
+constexpr uint64_t kRebaseKeep = uint64_t{1} << 30;
+// The epoch is this long before the first time seen.
+constexpr int64_t kEpochMarginNs = int64_t{3600} * 1000 * 1000 * 1000;
+// Matcher time never goes backwards. A time up to this much older than the
+// latest seen (packets from another interface, a capture delivered late
+// next to Expire's clock) counts as the latest; further back, the clock was
+// stepped back, and matcher time carries on from the latest.
+constexpr uint64_t kReorderMs = 5000;
+
+enum EntryFlags : uint8_t {
+  kBanned = 1,      // scan_mark is the end of the ban
+  kScanWindow = 2,  // scan_mark is the start of the scan window
+};
+
+constexpr uint32_t KnockKey(Protocol protocol, uint16_t port) { return (static_cast<uint32_t>(protocol) << 16) | port; }
+Knock KnockFromKey(uint32_t key) {
+  return Knock{static_cast<uint16_t>(key & 0xffff), static_cast<Protocol>(key >> 16)};
+}
+constexpr int ProtocolIndex(Protocol protocol) { return protocol == Protocol::kUdp ? 1 : 0; }
+uint64_t Bit(size_t door) { return uint64_t{1} << door; }
+int Popcount(uint64_t x) { return __builtin_popcountll(x); }
+int LowestDoor(uint64_t x) { return __builtin_ctzll(x); }
+
+uint64_t Mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  return x ^ (x >> 33);
+}
+
+Tick ToMillis(absl::Duration d) { return static_cast<Tick>(absl::ToInt64Milliseconds(d)); }
+
+Tick Elapsed(Tick now, Tick since) { return now > since ? now - since : 0; }
+
+}  // namespace
+
+std::vector<size_t> DoorSet::ToVector() const {
+  std::vector<size_t> out;
+  ForEach([&](size_t d) { out.push_back(d); });
+  return out;
+}
+
+const char* MatcherEventKindName(MatcherEventKind kind) {
+  switch (kind) {
+    case MatcherEventKind::kStage:
+      return "stage";
+    case MatcherEventKind::kCompleted:
+      return "completed";
+    case MatcherEventKind::kTimeout:
+      return "timeout";
+    case MatcherEventKind::kReset:
+      return "reset";
+    case MatcherEventKind::kScannerFlagged:
+      return "scanner flagged";
+    case MatcherEventKind::kScannerReleased:
+      return "scanner released";
+  }
+  return "?";
+}
+
+absl::StatusOr<std::unique_ptr<KnockMatcher>> KnockMatcher::Create(const MatcherOptions& options,
+                                                                   std::vector<MatcherDoor> doors) {
+  if (options.max_sources == 0 || options.max_sources > kMaxSources) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_sources must be between 1 and ", kMaxSources, ", not ", options.max_sources));
+  }
+  if (options.scan_threshold > 0) {
+    if (options.scan_window <= absl::ZeroDuration() || options.scan_window > kMaxDuration) {
+      return absl::InvalidArgumentError("scan window must be positive and at most 10 days");
+    }
+    if (options.scan_ban < absl::ZeroDuration() || options.scan_ban > kMaxDuration) {
+      return absl::InvalidArgumentError("scan ban must be between 0 and 10 days");
+    }
+  }
+  std::unique_ptr<SourceTable> table = SourceTable::Create(options.max_sources, options.hash_seed);
+  if (table == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat("no memory for a table of ", options.max_sources, " sources"));
+  }
+  std::unique_ptr<KnockMatcher> matcher(new KnockMatcher(options, std::move(table)));
+  if (absl::Status s = matcher->SetDoors(std::move(doors)); !s.ok()) return s;
+  return matcher;
+}
+
+KnockMatcher::KnockMatcher(const MatcherOptions& options, std::unique_ptr<SourceTable> table)
+    : options_(options), table_(std::move(table)) {
+  if (options.scan_threshold > 0) {
+    // A sketch bit per distinct wrong knock (collisions aside): asking for
+    // threshold bits never flags a source below the threshold, and flags it
+    // after about threshold + threshold^2 / 128 distinct knocks.
+    scan_bits_threshold_ = std::min(options.scan_threshold, kMaxScanThreshold);
+    scan_window_ = ToMillis(options.scan_window);
+    scan_ban_ = ToMillis(options.scan_ban);
+  }
+  if (options.hash_seed == 0) {
+    absl::BitGen gen;  // keyed like the table, so a sweep cannot pick ports that share sketch bits
+    scan_key_ = absl::Uniform<uint64_t>(gen);
+  } else {
+    scan_key_ = Mix(options.hash_seed ^ 0x5ca77e4ULL);
+  }
+}
+
+absl::Status KnockMatcher::Validate(const MatcherDoor& door, size_t index) {
+  const std::string name = door.name.empty() ? absl::StrCat("#", index) : absl::StrCat("'", door.name, "'");
+  if (door.enabled && door.sequence.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("door ", name, ": an enabled door needs a knock sequence"));
+  }
+  if (door.sequence.size() > kMaxSequenceLength) {
+    return absl::InvalidArgumentError(absl::StrCat("door ", name, ": sequence has ", door.sequence.size(),
+                                                   " knocks, at most ", kMaxSequenceLength, " are allowed"));
+  }
+  for (const Knock& k : door.sequence) {
+    if (k.protocol != Protocol::kTcp && k.protocol != Protocol::kUdp) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("door ", name, ": knock on port ", k.port, " has a protocol other than tcp or udp"));
+    }
+  }
+  if (door.seq_timeout < absl::Milliseconds(1) || door.seq_timeout > kMaxDuration) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "door ", name, ": seq_timeout must be between 1 ms and 10 days, not ", absl::FormatDuration(door.seq_timeout)));
+  }
+  if ((door.tcp_flags_set & door.tcp_flags_clear) != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("door %s: tcp flags 0x%02x are both required and forbidden", name,
+                                                      door.tcp_flags_set & door.tcp_flags_clear));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KnockMatcher::SetDoors(std::vector<MatcherDoor> doors) {
+  if (doors.size() > kMaxDoors) {
+    return absl::InvalidArgumentError(absl::StrCat(doors.size(), " doors, at most ", kMaxDoors, " are allowed"));
+  }
+  for (size_t i = 0; i < doors.size(); ++i) {
+    if (absl::Status s = Validate(doors[i], i); !s.ok()) return s;
+  }
+  doors_ = std::move(doors);
+  Rebuild();
+  DropProgress(~uint64_t{0});
+  return absl::OkStatus();
+}
+
+absl::Status KnockMatcher::SetSequence(size_t door, std::vector<Knock> sequence) {
+  if (door >= doors_.size()) return absl::OutOfRangeError(absl::StrCat("no door ", door));
+  MatcherDoor changed = doors_[door];
+  changed.sequence = std::move(sequence);
+  if (absl::Status s = Validate(changed, door); !s.ok()) return s;
+  doors_[door] = std::move(changed);
+  Rebuild();
+  DropProgress(Bit(door));
+  return absl::OkStatus();
+}
+
+absl::Status KnockMatcher::SetDoorEnabled(size_t door, bool enabled) {
+  if (door >= doors_.size()) return absl::OutOfRangeError(absl::StrCat("no door ", door));
+  MatcherDoor changed = doors_[door];
+  changed.enabled = enabled;
+  if (absl::Status s = Validate(changed, door); !s.ok()) return s;
+  doors_[door].enabled = enabled;
+  Rebuild();
+  if (!enabled) DropProgress(Bit(door));
+  return absl::OkStatus();
+}
+
+void KnockMatcher::SetLocalAddresses(const std::vector<IpAddress>& addresses) {
+  any_destination_ = false;
+  local_.clear();
+  local_.insert(addresses.begin(), addresses.end());
+  dst_cache_valid_ = false;
+}
+
+void KnockMatcher::AcceptAnyDestination() {
+  any_destination_ = true;
+  local_.clear();
+  dst_cache_valid_ = false;
+}
+
+void KnockMatcher::Rebuild() {
+  enabled_ = strict_ = untargeted_ = udp_shape_ = 0;
+  single_ = 0;
+  std::fill(std::begin(length_doors_), std::end(length_doors_), 0);
+  targets_.clear();
+  std::fill(std::begin(tcp_shape_), std::end(tcp_shape_), 0);
+  for (auto& bits : port_bits_) std::fill(std::begin(bits), std::end(bits), 0);
+  min_timeout_ = std::numeric_limits<Tick>::max();
+  door_state_.assign(doors_.size(), DoorState{});
+
+  absl::flat_hash_map<uint32_t, IndexSlot> index;
+  for (size_t i = 0; i < doors_.size(); ++i) {
+    const MatcherDoor& door = doors_[i];
+    DoorState& state = door_state_[i];
+    state.length = static_cast<uint32_t>(door.sequence.size());
+    for (size_t k = 0; k < door.sequence.size(); ++k) {
+      state.knocks[k] = KnockKey(door.sequence[k].protocol, door.sequence[k].port);
+    }
+    state.timeout = ToMillis(door.seq_timeout);
+    state.strict = door.reset_mode == ResetMode::kStrict;
+    if (!door.enabled || door.sequence.empty()) continue;
+
+    const uint64_t bit = Bit(i);
+    enabled_ |= bit;
+    if (state.strict) strict_ |= bit;
+    if (state.length == 1) single_ |= bit;
+    length_doors_[state.length] |= bit;
+    min_timeout_ = std::min(min_timeout_, state.timeout);
+    if (door.target.has_value()) {
+      auto it = std::find_if(targets_.begin(), targets_.end(), [&](const auto& t) { return t.first == *door.target; });
+      if (it == targets_.end()) {
+        targets_.emplace_back(*door.target, bit);
+      } else {
+        it->second |= bit;
+      }
+    } else {
+      untargeted_ |= bit;
+    }
+    udp_shape_ |= bit;  // UDP knocks carry no flags
+    for (int flags = 0; flags < 256; ++flags) {
+      if ((flags & door.tcp_flags_set) == door.tcp_flags_set && (flags & door.tcp_flags_clear) == 0) {
+        tcp_shape_[flags] |= bit;
+      }
+    }
+    for (size_t k = 0; k < door.sequence.size(); ++k) {
+      const Knock& knock = door.sequence[k];
+      port_bits_[ProtocolIndex(knock.protocol)][knock.port / 64] |= uint64_t{1} << (knock.port % 64);
+      IndexSlot& slot = index[state.knocks[k]];
+      slot.key = state.knocks[k];
+      slot.in_sequence |= bit;
+      if (k == 0) slot.first |= bit;
+    }
+  }
+  if (min_timeout_ == std::numeric_limits<Tick>::max()) min_timeout_ = 0;
+
+  size_t size = 16;
+  while (size < 2 * index.size()) size *= 2;
+  index_.assign(size, IndexSlot{});
+  for (const auto& [key, slot] : index) {
+    size_t i = Mix(key) & (size - 1);
+    while (index_[i].key != 0) i = (i + 1) & (size - 1);
+    index_[i] = slot;
+  }
+  dst_cache_valid_ = false;
+}
+
+void KnockMatcher::DropProgress(uint64_t doors) {
+  table_->ForEachOccupied([&](int32_t index) {
+    if (table_->rank(index) == 0) return;  // nothing in progress
+    SourceEntry& e = table_->entry(index);
+    for (int g = 0; g < kGroupsPerSource; ++g) e.group_doors[g] &= ~doors;
+    table_->set_rank(index, RankOf(e));
+  });
+}
+
+uint64_t KnockMatcher::DestinationDoors(const IpAddress& destination) {
+  if (dst_cache_valid_ && destination == dst_cache_key_) return dst_cache_doors_;
+  uint64_t doors = 0;
+  if (any_destination_ || local_.contains(destination)) doors |= untargeted_;
+  for (const auto& [target, target_doors] : targets_) {
+    if (target == destination) doors |= target_doors;
+  }
+  dst_cache_valid_ = true;
+  dst_cache_key_ = destination;
+  dst_cache_doors_ = doors;
+  return doors;
+}
+
+Tick KnockMatcher::ToTick(absl::Time t) {
+  const int64_t ns = absl::ToUnixNanos(t);
+  if (!epoch_set_) {
+    epoch_ns_ = ns - kEpochMarginNs;
+    epoch_set_ = true;
+  }
+  uint64_t ms = ns <= epoch_ns_ ? 0 : (static_cast<uint64_t>(ns) - static_cast<uint64_t>(epoch_ns_)) / 1000000;
+  if (ms < latest_) {
+    if (latest_ - ms <= kReorderMs) return latest_;  // reordered or delayed: time stands still
+    // The clock was stepped back: carry on from where matcher time was.
+    epoch_ns_ -= static_cast<int64_t>(latest_ - ms) * 1000000;
+    return latest_;
+  }
+  if (ms >= kRebaseAt) {
+    const uint64_t shift = ms - kRebaseKeep;
+    epoch_ns_ += static_cast<int64_t>(shift) * 1000000;
+    ms -= shift;
+    Rebase(static_cast<Tick>(std::min<uint64_t>(shift, std::numeric_limits<Tick>::max())));
+  }
+  latest_ = static_cast<Tick>(ms);
+  return latest_;
+}
+
+void KnockMatcher::Rebase(Tick shift) {
+  const auto sub = [shift](Tick& t) { t = t > shift ? t - shift : 0; };
+  latest_ = latest_ > shift ? latest_ - shift : 0;
+  table_->ForEachOccupied([&](int32_t index) {
+    SourceEntry& e = table_->entry(index);
+    for (Tick& t : e.group_start) sub(t);
+    sub(e.scan_mark);
+  });
+}
+
+const KnockMatcher::IndexSlot& KnockMatcher::Lookup(uint32_t knock) const {
+  const size_t mask = index_.size() - 1;
+  size_t i = Mix(knock) & mask;
+  while (index_[i].key != knock) {
+    if (index_[i].key == 0) return index_[i];  // not there: an empty slot has no doors
+    i = (i + 1) & mask;
+  }
+  return index_[i];
+}
+
+MatchResult KnockMatcher::Process(const Packet& packet) {
+  ++counters_.packets;
+  const uint64_t shape = packet.protocol == Protocol::kUdp ? udp_shape_ : tcp_shape_[packet.tcp_flags];
+  if (shape == 0) return {};
+  const uint64_t knock_doors = shape & DestinationDoors(packet.destination);
+  if (knock_doors == 0) return {};
+
+  const uint32_t knock = KnockKey(packet.protocol, packet.destination_port);
+  uint64_t in_sequence = 0;
+  uint64_t first = 0;
+  const uint16_t port = packet.destination_port;
+  if ((port_bits_[ProtocolIndex(packet.protocol)][port / 64] >> (port % 64)) & 1) {
+    const IndexSlot& slot = Lookup(knock);
+    in_sequence = slot.in_sequence & knock_doors;
+    first = slot.first & knock_doors;
+  }
+
+  const SourceKey key = SourceKey::From(packet.source);
+  const SourceTable::Hashed h = table_->Hash(key);
+  const int32_t index = table_->Find(key, h);
+  if (index == SourceTable::kNone) {
+    if (first == 0) return {};  // untracked sources matter only from a first knock on
+    return StartSource(key, h, packet, knock, first, ToTick(packet.time));
+  }
+  return Track(index, packet, knock, knock_doors, in_sequence, first, ToTick(packet.time));
+}
+
+bool KnockMatcher::PrefetchBucket(const Packet& packet, SourceTable::Hashed* h) {
+  const uint64_t shape = packet.protocol == Protocol::kUdp ? udp_shape_ : tcp_shape_[packet.tcp_flags];
+  if (shape == 0 || (shape & DestinationDoors(packet.destination)) == 0) return false;
+  *h = table_->Hash(SourceKey::From(packet.source));
+  table_->Prefetch(*h);
+  return true;
+}
+
+void KnockMatcher::ProcessBatch(absl::Span<const Packet> packets, absl::Span<MatchResult> results) {
+  // Two stages of prefetching: a packet's bucket kFar packets ahead, its
+  // entry kNear packets ahead (by then the bucket is in cache).
+  constexpr size_t kFar = 16;
+  constexpr size_t kNear = 8;
+  SourceTable::Hashed hashes[kFar];
+  bool wanted[kFar];
+  const size_t n = std::min(packets.size(), results.size());
+  for (size_t j = 0; j < std::min(n, kFar); ++j) wanted[j] = PrefetchBucket(packets[j], &hashes[j]);
+  for (size_t i = 0; i < n; ++i) {
+    if (const size_t j = i + kNear; j < n && wanted[j % kFar]) {
+      table_->PrefetchEntry(hashes[j % kFar], /*max_victim_rank=*/1);
+    }
+    if (const size_t j = i + kFar; j < n) wanted[j % kFar] = PrefetchBucket(packets[j], &hashes[j % kFar]);
+    results[i] = Process(packets[i]);
+  }
+}
+
+MatchResult KnockMatcher::StartSource(const SourceKey& key, const SourceTable::Hashed& h, const Packet& packet,
+                                      uint32_t knock, uint64_t first, Tick now) {
+  ++counters_.knocks;
+  const uint64_t starts = first & ~single_;
+  if (starts != 0) {
+    SourceTable::Victim victim;
+    const int32_t index = table_->Insert(key, h, /*rank=*/1, /*max_victim_rank=*/1, &victim);
+    if (victim.occupied) {
+      ++counters_.evictions;
+      if (victim.rank > 0) ++counters_.evicted_progress;
+    }
+    if (index == SourceTable::kNone) {
+      ++counters_.insert_failures;
+    } else {
+      SourceEntry& e = table_->entry(index);
+      e.group_doors[0] = starts;
+      e.group_start[0] = now;
+      e.group_stage[0] = 1;
+      if (options_.report_stages && Reporting()) {
+        EmitPerDoor(MatcherEventKind::kStage, starts, packet.time, packet.source, 1, KnockFromKey(knock));
+      }
+    }
+  }
+  const uint64_t completed = first & single_;
+  MatchResult result;
+  if (completed != 0) result = Complete(completed, packet, knock);
+  result.right_knock = true;  // first != 0: it starts or completes a door
+  return result;
+}
+
+MatchResult KnockMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, uint64_t knock_doors,
+                                uint64_t in_sequence, uint64_t first, Tick now) {
+  SourceEntry& e = table_->entry(index);
+  table_->Touch(index);
+  if (e.flags & kBanned) {
+    if (now < e.scan_mark) {
+      if (e.ignored_packets != std::numeric_limits<uint32_t>::max()) ++e.ignored_packets;
+      ++counters_.scanner_packets_ignored;
+      return {};
+    }
+    ReleaseBan(e, packet.source, packet.time);
+  }
+  ExpireGroups(e, now, packet.source, packet.time);
+
+  // Each group splits into the doors this knock advances and the doors it
+  // leaves alone; reset doors drop out. Starts add one more group.
+  Group out[2 * kGroupsPerSource + 1];
+  int n = 0;
+  uint64_t advanced = 0;  // incl. completed
+  uint64_t completed = 0;
+  uint64_t reset = 0;
+  uint64_t in_progress = 0;
+  bool repeated = false;
+  // Wrong knocks reset strict doors always, compat doors when the knock is a
+  // port of some sequence (knockd only ever sees those).
+  const uint64_t resettable = in_sequence != 0 ? ~uint64_t{0} : strict_;
+  for (int g = 0; g < kGroupsPerSource; ++g) {
+    const uint64_t doors = e.group_doors[g];
+    if (doors == 0) continue;
+    const uint8_t stage = e.group_stage[g];
+    const Tick start = e.group_start[g];
+
+    uint64_t next = 0;
+    for (uint64_t c = doors & in_sequence; c != 0; c &= c - 1) {
+      const int d = LowestDoor(c);
+      if (door_state_[d].knocks[stage] == knock) next |= Bit(d);
+    }
+    const uint64_t others = doors & ~next & knock_doors;  // a knock for them, not their next
+    uint64_t dropped = 0;
+    if (others != 0) {
+      // Doors of a group share their knocks so far: any door's previous knock will do.
+      if (door_state_[LowestDoor(doors)].knocks[stage - 1] == knock) {
+        repeated = true;  // a retransmission: leave them be
+      } else {
+        dropped = others & resettable;
+      }
+    }
+    if (next != 0) {
+      advanced |= next;
+      if (options_.report_stages && Reporting()) {
+        EmitPerDoor(MatcherEventKind::kStage, next, packet.time, packet.source, stage + 1, KnockFromKey(knock));
+      }
+      const uint64_t done = next & length_doors_[stage + 1];
+      completed |= done;
+      if (next & ~done) out[n++] = Group{next & ~done, start, static_cast<uint8_t>(stage + 1)};
+    }
+    if (const uint64_t kept = doors & ~next & ~dropped; kept != 0) out[n++] = Group{kept, start, stage};
+    if (dropped != 0) {
+      reset |= dropped;
+      counters_.resets += Popcount(dropped);
+      if (stage >= options_.min_event_stage && Reporting()) {
+        EmitPerDoor(MatcherEventKind::kReset, dropped, packet.time, packet.source, stage, KnockFromKey(knock));
+      }
+    }
+  }
+  for (int i = 0; i < n; ++i) in_progress |= out[i].doors;
+
+  // Doors this knock starts: not already going, not just completed, and not
+  // compat doors it has just reset (knockd spends the knock on the reset).
+  uint64_t starts = first & ~in_progress & ~completed & ~(reset & ~strict_);
+  completed |= starts & single_;
+  starts &= ~single_;
+  if (starts != 0) {
+    out[n++] = Group{starts, now, 1};
+    if (options_.report_stages && Reporting()) {
+      EmitPerDoor(MatcherEventKind::kStage, starts, packet.time, packet.source, 1, KnockFromKey(knock));
+    }
+  }
+  StoreGroups(e, out, n);
+
+  bool wrong = false;
+  if (advanced != 0 || starts != 0 || completed != 0) {
+    ++counters_.knocks;
+  } else if (!repeated) {
+    wrong = true;
+    if (!options_.defer_wrong_knocks && CountWrongKnock(e, knock, now)) Ban(e, now, packet.source, packet.time);
+  }
+  table_->set_rank(index, RankOf(e));
+  MatchResult result;
+  if (completed != 0) result = Complete(completed, packet, knock);
+  result.right_knock = !wrong;
+  result.wrong_knock = wrong;
+  return result;
+}
+
+bool KnockMatcher::CountWrongKnock(const Packet& packet) {
+  const SourceKey key = SourceKey::From(packet.source);
+  const int32_t index = table_->Find(key, table_->Hash(key));
+  if (index == SourceTable::kNone) return false;
+  SourceEntry& e = table_->entry(index);
+  if (e.flags & kBanned) return false;
+  const Tick now = ToTick(packet.time);
+  if (!CountWrongKnock(e, KnockKey(packet.protocol, packet.destination_port), now)) return false;
+  Ban(e, now, packet.source, packet.time);
+  table_->set_rank(index, RankOf(e));
+  return true;
+}
+
+void KnockMatcher::StoreGroups(SourceEntry& e, Group* groups, int n) {
+  // Furthest first; among equals the most recent start (the most time left).
+  std::sort(groups, groups + n,
+            [](const Group& a, const Group& b) { return a.stage != b.stage ? a.stage > b.stage : a.start > b.start; });
+  for (int g = 0; g < kGroupsPerSource; ++g) {
+    e.group_doors[g] = g < n ? groups[g].doors : 0;
+    e.group_start[g] = g < n ? groups[g].start : 0;
+    e.group_stage[g] = g < n ? groups[g].stage : 0;
+  }
+  for (int g = kGroupsPerSource; g < n; ++g) counters_.progress_dropped += Popcount(groups[g].doors);
+}
+
+uint64_t KnockMatcher::ExpireGroups(SourceEntry& e, Tick now, const IpAddress& source, absl::Time time) {
+  uint64_t count = 0;
+  for (int g = 0; g < kGroupsPerSource; ++g) {
+    const uint64_t doors = e.group_doors[g];
+    if (doors == 0) continue;
+    const Tick elapsed = Elapsed(now, e.group_start[g]);
+    if (elapsed < min_timeout_) continue;
+    uint64_t expired = 0;
+    for (uint64_t c = doors; c != 0; c &= c - 1) {
+      const int d = LowestDoor(c);
+      if (elapsed >= door_state_[d].timeout) expired |= Bit(d);  // knockd: >= too
+    }
+    if (expired == 0) continue;
+    e.group_doors[g] &= ~expired;
+    count += Popcount(expired);
+    if (e.group_stage[g] >= options_.min_event_stage && Reporting()) {
+      EmitPerDoor(MatcherEventKind::kTimeout, expired, time, source, e.group_stage[g], Knock{});
+    }
+  }
+  counters_.timeouts += count;
+  return count;
+}
+
+bool KnockMatcher::CountWrongKnock(SourceEntry& e, uint32_t knock, Tick now) {
+  if (scan_bits_threshold_ == 0) return false;
+  if (!(e.flags & kScanWindow) || Elapsed(now, e.scan_mark) >= scan_window_) {
+    e.scan_ports = 0;
+    e.scan_mark = now;
+    e.flags |= kScanWindow;
+  }
+  e.scan_ports |= uint64_t{1} << (Mix(knock ^ scan_key_) >> 58);
+  return Popcount(e.scan_ports) >= scan_bits_threshold_;
+}
+
+void KnockMatcher::Ban(SourceEntry& e, Tick now, const IpAddress& source, absl::Time time) {
+  for (int g = 0; g < kGroupsPerSource; ++g) {
+    e.group_doors[g] = 0;
+    e.group_stage[g] = 0;
+  }
+  e.flags = kBanned;
+  e.scan_mark = now + scan_ban_;  // both below 2^31
+  e.scan_ports = 0;
+  e.ignored_packets = 0;
+  ++counters_.scanners;
+  if (Reporting()) Emit(MatcherEventKind::kScannerFlagged, time, source, -1, 0, Knock{});
+}
+
+void KnockMatcher::ReleaseBan(SourceEntry& e, const IpAddress& source, absl::Time time) {
+  if (Reporting()) Emit(MatcherEventKind::kScannerReleased, time, source, -1, 0, Knock{}, e.ignored_packets);
+  e.flags = 0;
+  e.scan_ports = 0;
+  e.ignored_packets = 0;
+}
+
+uint8_t KnockMatcher::RankOf(const SourceEntry& e) const {
+  if (e.flags & kBanned) return 1;
+  uint8_t rank = 0;
+  for (int g = 0; g < kGroupsPerSource; ++g) {
+    if (e.group_doors[g] != 0) rank = std::max(rank, e.group_stage[g]);
+  }
+  return rank;
+}
+
+MatchResult KnockMatcher::Complete(uint64_t doors, const Packet& packet, uint32_t knock) {
+  counters_.completions += Popcount(doors);
+  if (Reporting()) {
+    for (uint64_t c = doors; c != 0; c &= c - 1) {
+      const int d = LowestDoor(c);
+      Emit(MatcherEventKind::kCompleted, packet.time, packet.source, d, static_cast<int>(door_state_[d].length),
+           KnockFromKey(knock));
+    }
+  }
+  return MatchResult{DoorSet(doors)};
+}
+
+size_t KnockMatcher::Expire(absl::Time now) {
+  const Tick t = ToTick(now);
+  size_t dropped = 0;
+  // Without progress or a ban, an entry only remembers wrong knocks, and
+  // only for the scan window.
+  const auto idle = [&](const SourceEntry& e) {
+    return !(e.flags & kScanWindow) || Elapsed(t, e.scan_mark) >= scan_window_;
+  };
+  table_->ForEachOccupied([&](int32_t index) {
+    SourceEntry& e = table_->entry(index);
+    if (table_->rank(index) == 0) {
+      if (idle(e)) table_->Erase(index);
+      return;
+    }
+    const IpAddress source = SourceKey{e.key_lo, e.key_hi, e.family}.ToAddress();
+    if (e.flags & kBanned) {
+      if (t < e.scan_mark) return;
+      ReleaseBan(e, source, now);
+    } else {
+      dropped += ExpireGroups(e, t, source, now);
+    }
+    const uint8_t rank = RankOf(e);
+    table_->set_rank(index, rank);
+    if (rank == 0 && idle(e)) table_->Erase(index);
+  });
+  return dropped;
+}
+
+int KnockMatcher::StageOf(const IpAddress& source, size_t door) const {
+  const SourceKey key = SourceKey::From(source);
+  const int32_t index = table_->Find(key, table_->Hash(key));
+  if (index == SourceTable::kNone || door >= kMaxDoors) return 0;
+  const SourceEntry& e = table_->entry(index);
+  for (int g = 0; g < kGroupsPerSource; ++g) {
+    if (e.group_doors[g] & Bit(door)) return e.group_stage[g];
+  }
+  return 0;
+}
+
+bool KnockMatcher::IsBanned(const IpAddress& source) const {
+  const SourceKey key = SourceKey::From(source);
+  const int32_t index = table_->Find(key, table_->Hash(key));
+  return index != SourceTable::kNone && (table_->entry(index).flags & kBanned) != 0;
+}
+
+void KnockMatcher::Emit(MatcherEventKind kind, absl::Time time, const IpAddress& source, int door, int stage,
+                        const Knock& knock, uint64_t ignored) {
+  MatcherEvent event;
+  event.kind = kind;
+  event.time = time;
+  event.source = source;
+  event.door = door;
+  event.stage = stage;
+  event.knock = knock;
+  event.ignored_packets = ignored;
+  observer_(event);
+}
+
+void KnockMatcher::EmitPerDoor(MatcherEventKind kind, uint64_t doors, absl::Time time, const IpAddress& source,
+                               int stage, const Knock& knock) {
+  for (uint64_t c = doors; c != 0; c &= c - 1) Emit(kind, time, source, LowestDoor(c), stage, knock);
+}
+
+}  // namespace sesame

@@ -1,0 +1,36 @@
+// Issuing sequences: generate fresh ones for a door and store them, in one
+// step that holds even when several operators issue at once (the store
+// re-checks freshness inside its transaction; a clash is retried with a
+// fresh view).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "controller/model/model.h"
+#include "controller/sequences/sequence_generator.h"
+#include "controller/store/store.h"
+
+namespace sesame::controller {
+
+struct IssueRequest {
+  std::string door;
+  size_t count = 1;            // 1..kMaxIssueCount
+  std::string issued_to;       // recorded with each sequence
+  std::string reserve_agent;   // empty: fleet sequences
+  std::string actor;           // audit "who", e.g. "admin:alice"
+};
+
+inline constexpr size_t kMaxIssueCount = 1000;
+
+// Audited as "sequences.issued" (who = actor, where = "controller", details:
+// door, count, issued_to, reserve_agent when set, sequences = the ids), in
+// the transaction that stores them. The knocks themselves never reach the
+// audit log.
+absl::StatusOr<std::vector<Sequence>> IssueSequences(Store& store, SequenceGenerator& generator,
+                                                     const IssueRequest& request, const Clock& clock);
+
+}  // namespace sesame::controller

@@ -1,0 +1,14 @@
+#include "controller/store/store.h"
+
+namespace sesame::controller {
+
+const char* ConsumeOutcomeName(ConsumeOutcome outcome) {
+  switch (outcome) {
+    case ConsumeOutcome::kWon: return "won";
+    case ConsumeOutcome::kReplay: return "replay";
+    case ConsumeOutcome::kUnknown: return "unknown";
+  }
+  return "?";
+}
+
+}  // namespace sesame::controller

@@ -1,0 +1,349 @@
+// The managed agent against an in-process fake AgentService over real mutual
+// TLS on loopback (a throwaway CA and certificates made with the openssl
+// command line): hello, snapshot, deltas and acks; reconnect after the
+// controller restarts; burns; the offline reserve; the spool across agent
+// restarts; revocations. The agent's grants go through the real GrantWorker
+// and GrantBook into a fake firewall.
+#include <grpcpp/grpcpp.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "agent/config/config.h"
+#include "agent/grants/grant_manager.h"
+#include "agent/managed/backend_switch.h"
+#include "agent/managed/controller_link.h"
+#include "agent/managed/managed_agent.h"
+#include "agent/managed/proto_convert.h"
+#include "agent/managed/tls_identity.h"
+#include "common/file_util.h"
+#include "gtest/gtest.h"
+#include "sesame/v1/agent.grpc.pb.h"
+#include "tests/agent/managed/managed_test_support.h"
+#include "tests/support/temp_dir.h"
+
+namespace sesame {
+namespace {
+
+using namespace managed_testing;  // NOLINT: test support
+
+const IpAddress kKnocker = *IpAddress::Parse("198.51.100.23");
+
+class ManagedLinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pki_ = MakePki(pki_dir_.path());
+    server_.Start();
+  }
+
+  testing::TempDir pki_dir_;
+  testing::TempDir state_dir_;
+  Pki pki_;
+  FakeController controller_;
+  TestServer server_{controller_, pki_};
+  FakeFirewall firewall_;
+};
+
+TEST_F(ManagedLinkTest, HelloSnapshotDeltasAcksHeartbeatsKnockGrantRevoke) {
+  controller_.set_snapshot(SnapshotAt(10, {Seq(1, {7001, 7002, 7003})}));
+  Agent agent(state_dir_.path(), pki_, server_.port(), firewall_);
+
+  ASSERT_TRUE(controller_.WaitFor(HasAck(10)));
+  std::vector<v1::AgentMessage> r = controller_.received();
+  ASSERT_TRUE(r[0].has_hello());
+  EXPECT_EQ(r[0].hello().last_revision(), 0u);
+  EXPECT_EQ(r[0].hello().version(), "0.1.0");
+  // The controller saw the agent's certificate.
+  EXPECT_EQ(controller_.peer_names().at(0), "spiffe://sesame/agent/bastion1");
+
+  v1::Delta add;
+  add.set_revision(11);
+  *add.mutable_sequence_added() = Seq(2, {8001, 8002, 8003});
+  ASSERT_TRUE(controller_.SendDelta(add));
+  ASSERT_TRUE(controller_.WaitFor(HasAck(11)));
+  ASSERT_TRUE(controller_.WaitFor([](const auto& r) {
+    for (const auto& m : r) {
+      if (m.has_heartbeat() && m.heartbeat().revision() == 11) return true;
+    }
+    return false;
+  }));
+  ASSERT_TRUE(agent.WaitLive(2, true));
+
+  // A knock: reported, won, the grant applied and its result reported.
+  agent.KnockOn({8001, 8002, 8003}, kKnocker);
+  ASSERT_TRUE(firewall_.WaitOpen("ssh", kKnocker, true));
+  ASSERT_TRUE(controller_.WaitFor(Count(v1::AgentMessage::kGrantResult, 1)));
+  r = controller_.received();
+  const auto knocks = Of(r, v1::AgentMessage::kKnockMatched);
+  ASSERT_EQ(knocks.size(), 1u);
+  EXPECT_EQ(knocks[0].knock_matched().sequence_id(), 2u);
+  EXPECT_EQ(knocks[0].knock_matched().door(), "ssh");
+  EXPECT_EQ(knocks[0].knock_matched().source(), "198.51.100.23");
+  EXPECT_FALSE(knocks[0].knock_matched().offline());
+  EXPECT_EQ(knocks[0].knock_matched().knocks_size(), 3);
+  const auto results = Of(r, v1::AgentMessage::kGrantResult);
+  EXPECT_EQ(results[0].grant_result().grant_id(), 1002u);
+  EXPECT_TRUE(results[0].grant_result().applied());
+  EXPECT_FALSE(agent.managed().matcher().IsLive(2));
+
+  // The grant's Delta after the verdict opens nothing a second time.
+  v1::Delta grant;
+  grant.set_revision(12);
+  *grant.mutable_grant() = controller_.issued(1002);
+  ASSERT_EQ(grant.grant().id(), 1002u);
+  ASSERT_TRUE(controller_.SendDelta(grant));
+  ASSERT_TRUE(controller_.WaitFor(HasAck(12)));
+  // A revoke closes now.
+  v1::Delta revoke;
+  revoke.set_revision(13);
+  revoke.mutable_revoke()->set_grant_id(1002);
+  ASSERT_TRUE(controller_.SendDelta(revoke));
+  ASSERT_TRUE(firewall_.WaitOpen("ssh", kKnocker, false));
+  ASSERT_TRUE(controller_.WaitFor(Count(v1::AgentMessage::kRevokeApplied, 1)));
+  const auto revoked = Of(controller_.received(), v1::AgentMessage::kRevokeApplied);
+  EXPECT_EQ(revoked[0].revoke_applied().grant_id(), 1002u);
+  EXPECT_FALSE(revoked[0].revoke_applied().expired());
+  EXPECT_EQ(revoked[0].revoke_applied().error(), "");
+  // Receipts and the verdict emptied the spool.
+  EXPECT_TRUE(agent.WaitStatus([](const ManagedStatus& s) {
+    return s.confirmed == 3 && s.spool_depth == 0 && s.revision == 13;
+  }));
+  EXPECT_EQ(Of(controller_.received(), v1::AgentMessage::kGrantResult).size(), 1u);
+}
+
+TEST_F(ManagedLinkTest, ABurnDeltaStopsAdmittingAtOnceAndTheRestIsAReplay) {
+  controller_.set_snapshot(SnapshotAt(10, {Seq(1, {7001, 7002, 7003}), Seq(3, {9001, 9002})}));
+  Agent agent(state_dir_.path(), pki_, server_.port(), firewall_);
+  ASSERT_TRUE(controller_.WaitFor(HasAck(10)));
+  ASSERT_TRUE(agent.WaitLive(1, true));
+
+  agent.KnockOn({7001, 7002}, kKnocker);  // two knocks in
+  controller_.MarkBurnt(1);
+  v1::Delta burn;
+  burn.set_revision(11);
+  burn.mutable_sequence_burnt()->set_sequence_id(1);
+  burn.mutable_sequence_burnt()->set_door("ssh");
+  ASSERT_TRUE(controller_.SendDelta(burn));
+  // Acknowledged means applied: the very next packet cannot complete it as
+  // live; it completes as a replay, reported for the controller to audit.
+  ASSERT_TRUE(controller_.WaitFor(HasAck(11)));
+  agent.KnockOn({7003}, kKnocker);
+  EXPECT_FALSE(agent.managed().matcher().IsLive(1));
+  EXPECT_TRUE(agent.managed().matcher().IsSpent(1));
+  EXPECT_EQ(agent.managed().matcher().replays(), 1u);
+  ASSERT_TRUE(agent.WaitStatus([](const ManagedStatus& s) { return s.replays == 1; }));
+  EXPECT_FALSE(firewall_.IsOpen("ssh", kKnocker));
+  // Reports are in order: the replay, then sequence 3, which opens.
+  agent.KnockOn({9001, 9002}, kKnocker);
+  ASSERT_TRUE(controller_.WaitFor(Count(v1::AgentMessage::kKnockMatched, 2)));
+  const auto knocks = Of(controller_.received(), v1::AgentMessage::kKnockMatched);
+  ASSERT_EQ(knocks.size(), 2u);
+  EXPECT_EQ(knocks[0].knock_matched().sequence_id(), 1u);
+  EXPECT_FALSE(knocks[0].knock_matched().offline());
+  EXPECT_EQ(knocks[1].knock_matched().sequence_id(), 3u);
+  ASSERT_TRUE(firewall_.WaitOpen("ssh", kKnocker, true));
+}
+
+TEST_F(ManagedLinkTest, ReconnectsAfterTheControllerRestarts) {
+  controller_.set_snapshot(SnapshotAt(10, {Seq(1, {7001, 7002})}));
+  Agent agent(state_dir_.path(), pki_, server_.port(), firewall_);
+  ASSERT_TRUE(controller_.WaitFor(HasAck(10)));
+
+  server_.Stop();
+  ASSERT_TRUE(agent.WaitStatus([](const ManagedStatus& s) { return !s.online; }));
+  controller_.set_snapshot(SnapshotAt(20, {Seq(1, {7001, 7002}), Seq(5, {7501, 7502})}));
+  server_.Start();
+  ASSERT_TRUE(controller_.WaitFor(HasAck(20)));
+  const auto hellos = Of(controller_.received(), v1::AgentMessage::kHello);
+  ASSERT_EQ(hellos.size(), 2u);
+  EXPECT_EQ(hellos[1].hello().last_revision(), 10u);
+  ASSERT_EQ(hellos[1].hello().sequence_ids_size(), 1);
+  EXPECT_EQ(hellos[1].hello().sequence_ids(0), 1u);
+  ASSERT_TRUE(agent.WaitLive(5, true));
+  EXPECT_GE(agent.managed().status().link.sessions, 2u);
+}
+
+TEST_F(ManagedLinkTest, OfflineReserveAdmitsWhileTheControllerIsDownAndReportsLater) {
+  controller_.set_snapshot(SnapshotAt(10, {Seq(1, {7001, 7002}), Seq(50, {7601, 7602, 7603}, /*reserve=*/true)}));
+  Agent agent(state_dir_.path(), pki_, server_.port(), firewall_);
+  ASSERT_TRUE(controller_.WaitFor(HasAck(10)));
+  ASSERT_TRUE(agent.WaitLive(50, true));
+
+  server_.Stop();
+  ASSERT_TRUE(agent.WaitStatus([](const ManagedStatus& s) { return !s.online; }));
+  // A fleet sequence is not admitted offline; the reserve one is.
+  const IpAddress other = *IpAddress::Parse("2001:db8::77");
+  agent.KnockOn({7001, 7002}, other);
+  agent.KnockOn({7601, 7602, 7603}, kKnocker);
+  ASSERT_TRUE(firewall_.WaitOpen("ssh", kKnocker, true));
+  EXPECT_FALSE(firewall_.IsOpen("ssh", other));
+  ASSERT_TRUE(agent.WaitStatus([](const ManagedStatus& s) {
+    return s.offline_admitted == 1 && s.reserve_left == 0 && s.spool_depth >= 2;
+  }));
+
+  // Back: the controller hears of both, the offline one flagged.
+  controller_.set_snapshot(SnapshotAt(11, {Seq(1, {7001, 7002}), Seq(50, {7601, 7602, 7603}, true)}));
+  server_.Start();
+  ASSERT_TRUE(controller_.WaitFor(Count(v1::AgentMessage::kKnockMatched, 2)));
+  ASSERT_TRUE(controller_.WaitFor(HasAck(11)));
+  const auto r = controller_.received();
+  const auto hellos = Of(r, v1::AgentMessage::kHello);
+  ASSERT_EQ(hellos.size(), 2u);
+  EXPECT_EQ(hellos[1].hello().sequence_ids_size(), 0);  // both spent
+  EXPECT_GE(hellos[1].hello().spool_depth(), 2u);
+  const auto knocks = Of(r, v1::AgentMessage::kKnockMatched);
+  ASSERT_EQ(knocks.size(), 2u);
+  EXPECT_EQ(knocks[0].knock_matched().sequence_id(), 1u);
+  EXPECT_FALSE(knocks[0].knock_matched().offline());
+  EXPECT_EQ(knocks[1].knock_matched().sequence_id(), 50u);
+  EXPECT_TRUE(knocks[1].knock_matched().offline());
+  // The stale snapshot (it still lists 1 and 50) did not bring them back.
+  EXPECT_FALSE(agent.managed().matcher().IsLive(50));
+  EXPECT_FALSE(agent.managed().matcher().IsLive(1));
+  // The fleet sequence won late: its grant opens now.
+  ASSERT_TRUE(firewall_.WaitOpen("ssh", other, true));
+}
+
+TEST_F(ManagedLinkTest, AReplayIsNeverAdmittedOfflineNotEvenFromTheReserve) {
+  controller_.set_snapshot(SnapshotAt(10, {Seq(50, {7601, 7602, 7603}, /*reserve=*/true)}));
+  Agent agent(state_dir_.path(), pki_, server_.port(), firewall_);
+  ASSERT_TRUE(controller_.WaitFor(HasAck(10)));
+  ASSERT_TRUE(agent.WaitLive(50, true));
+
+  server_.Stop();
+  ASSERT_TRUE(agent.WaitStatus([](const ManagedStatus& s) { return !s.online; }));
+  agent.KnockOn({7601, 7602, 7603}, kKnocker);
+  ASSERT_TRUE(firewall_.WaitOpen("ssh", kKnocker, true));
+  // The same reserve sequence again, from elsewhere: spooled, not admitted.
+  const IpAddress other = *IpAddress::Parse("2001:db8::77");
+  agent.KnockOn({7601, 7602, 7603}, other);
+  ASSERT_TRUE(agent.WaitStatus([](const ManagedStatus& s) { return s.spool_depth >= 2; }));
+  EXPECT_FALSE(firewall_.IsOpen("ssh", other));
+  EXPECT_EQ(agent.managed().status().offline_admitted, 1u);
+  EXPECT_EQ(agent.managed().matcher().replays(), 1u);
+
+  // Back: the controller hears of the admission, then of the replay.
+  controller_.set_snapshot(SnapshotAt(11, {}));
+  server_.Start();
+  ASSERT_TRUE(controller_.WaitFor(Count(v1::AgentMessage::kKnockMatched, 2)));
+  const auto knocks = Of(controller_.received(), v1::AgentMessage::kKnockMatched);
+  ASSERT_EQ(knocks.size(), 2u);
+  EXPECT_TRUE(knocks[0].knock_matched().offline());
+  EXPECT_EQ(knocks[0].knock_matched().source(), kKnocker.ToString());
+  EXPECT_EQ(knocks[1].knock_matched().sequence_id(), 50u);
+  EXPECT_FALSE(knocks[1].knock_matched().offline());  // the agent opened nothing for it
+  EXPECT_EQ(knocks[1].knock_matched().source(), other.ToString());
+  ASSERT_TRUE(agent.WaitStatus([](const ManagedStatus& s) { return s.replays == 1 && s.spool_depth == 0; }));
+  EXPECT_FALSE(firewall_.IsOpen("ssh", other));
+}
+
+TEST_F(ManagedLinkTest, TheSpoolSurvivesAnAgentRestartWithoutDuplicates) {
+  controller_.set_snapshot(SnapshotAt(10, {Seq(7, {7701, 7702})}));
+  controller_.set_answer_knocks(false);  // the report stays unconfirmed
+  std::string id;
+  {
+    Agent agent(state_dir_.path(), pki_, server_.port(), firewall_);
+    ASSERT_TRUE(controller_.WaitFor(HasAck(10)));
+    ASSERT_TRUE(agent.WaitLive(7, true));
+    agent.KnockOn({7701, 7702}, kKnocker);
+    ASSERT_TRUE(controller_.WaitFor(Count(v1::AgentMessage::kKnockMatched, 1)));
+    id = Of(controller_.received(), v1::AgentMessage::kKnockMatched)[0].id();
+  }  // the agent stops (a crash would leave the same spool: it was synced)
+
+  controller_.set_answer_knocks(true);
+  {
+    Agent agent(state_dir_.path(), pki_, server_.port(), firewall_);
+    // Resent with the same id, after the new Hello; the spent sequence stays
+    // spent although the (stale) snapshot lists it.
+    ASSERT_TRUE(controller_.WaitFor(Count(v1::AgentMessage::kKnockMatched, 2)));
+    ASSERT_TRUE(controller_.WaitFor(Count(v1::AgentMessage::kAck, 2)));  // the snapshot applied
+    ASSERT_TRUE(firewall_.WaitOpen("ssh", kKnocker, true));
+    // Confirmed: the knock by its verdict, the grant's result by a receipt.
+    EXPECT_TRUE(agent.WaitStatus([](const ManagedStatus& s) { return s.confirmed == 2 && s.spool_depth == 0; }));
+    agent.managed().matcher().Tick(absl::Now());
+    EXPECT_FALSE(agent.managed().matcher().IsLive(7));
+  }
+  {
+    Agent agent(state_dir_.path(), pki_, server_.port(), firewall_);
+    ASSERT_TRUE(controller_.WaitForSessions(3));
+    ASSERT_TRUE(controller_.WaitFor(Count(v1::AgentMessage::kAck, 3)));
+  }
+  const auto r = controller_.received();
+  const auto knocks = Of(r, v1::AgentMessage::kKnockMatched);
+  ASSERT_EQ(knocks.size(), 2u);  // once, then once again with the same id; never a third time
+  EXPECT_EQ(knocks[0].id(), id);
+  EXPECT_EQ(knocks[1].id(), id);
+  const auto hellos = Of(r, v1::AgentMessage::kHello);
+  ASSERT_EQ(hellos.size(), 3u);
+  EXPECT_EQ(hellos[1].hello().spool_depth(), 1u);
+  EXPECT_EQ(hellos[2].hello().spool_depth(), 0u);
+  EXPECT_EQ(hellos[2].hello().last_revision(), 10u);
+  // Grant results are reported once per grant.
+  EXPECT_EQ(Of(r, v1::AgentMessage::kGrantResult).size(), 1u);
+}
+
+TEST_F(ManagedLinkTest, ASecondAddressIsTriedWhenTheFirstIsDown) {
+  controller_.set_snapshot(SnapshotAt(3, {}));
+  // Nothing listens on port 1 of loopback.
+  Agent agent(state_dir_.path(), pki_, 1, firewall_,
+              absl::StrCat("Controller = 127.0.0.1:1, 127.0.0.1:", server_.port(), "\n"));
+  ASSERT_TRUE(controller_.WaitFor(HasAck(3)));
+  EXPECT_GE(agent.managed().status().link.connect_failures, 1u);
+}
+
+TEST(ManagedTlsTest, TheCertificateNamesTheAgent) {
+  testing::TempDir dir;
+  Pki pki = MakePki(dir.path());
+  ManagedOptions options;
+  options.ca_cert = pki.Path("ca.crt");
+  options.cert = pki.Path("bastion1.crt");
+  options.key = pki.Path("bastion1.key");
+  auto identity = LoadTlsIdentity(options);
+  ASSERT_TRUE(identity.ok()) << identity.status();
+  EXPECT_EQ(identity->agent_name, "bastion1");
+
+  options.agent_name = "bastion2";
+  auto wrong = LoadTlsIdentity(options);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_TRUE(absl::StrContains(wrong.status().message(), "AgentName is \"bastion2\" but the certificate"))
+      << wrong.status();
+
+  options.agent_name.clear();
+  options.key = pki.Path("controller.key");
+  auto mismatch = LoadTlsIdentity(options);
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_TRUE(absl::StrContains(mismatch.status().message(), "does not belong to the certificate")) << mismatch.status();
+
+  options.key = pki.Path("missing.key");
+  EXPECT_FALSE(LoadTlsIdentity(options).ok());
+
+  // Without a spiffe URI, the CN names the agent.
+  testing::TestLeaf plain("plain", "");
+  plain.cn = "bastion9";
+  ASSERT_TRUE(testing::IssueTestLeaf(dir.path(), plain).ok());
+  auto cn = AgentNameFromCertificate(*ReadFileToString(pki.Path("plain.crt")));
+  ASSERT_TRUE(cn.ok());
+  EXPECT_EQ(*cn, "bastion9");
+}
+
+TEST_F(ManagedLinkTest, AControllerSignedByAnotherCaIsRefused) {
+  testing::TempDir other_dir;
+  ASSERT_TRUE(testing::MakeTestCa(other_dir.path(), "ca").ok());
+  // The agent trusts another CA than the one that signed the controller.
+  ASSERT_TRUE(WriteFileAtomically(pki_.Path("other-ca.crt"), *ReadFileToString(other_dir.path() + "/ca.crt")).ok());
+  Agent agent(state_dir_.path(), pki_, server_.port(), firewall_,
+              absl::StrCat("CaCert = ", pki_.Path("other-ca.crt"), "\n"));
+  ASSERT_TRUE(agent.WaitStatus([](const ManagedStatus& s) { return s.link.connect_failures >= 2; }));
+  EXPECT_EQ(agent.managed().status().link.sessions, 0u);
+  EXPECT_EQ(controller_.sessions(), 0);
+}
+
+}  // namespace
+}  // namespace sesame
