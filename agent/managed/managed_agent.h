@@ -173,34 +173,50 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   using Event = std::variant<SessionStarted, Received, SessionEnded, CompletedKnock, ScannerReport, GrantOutcome,
                              StandaloneGrant, NewConfig>;
 
+  // Error text sent to the controller (GrantResult, RevokeApplied,
+  // Heartbeat.last_error) is cut to this length.
+  static constexpr size_t kMaxErrorLength = 512;
+  // "door|address": how awaiting_open_, revoking_ and local_opens_ name a grant.
+  static std::string Key(const std::string& door, const IpAddress& address);
+
+  // Worker thread (or Create, before the thread starts), except Post: any
+  // thread. By file:
+  // managed_agent.cc: the inbox and the worker's loop.
   ManagedAgent(const AgentConfig& config, ManagedAgentOptions options);
   void Post(Event event);
   void Run();
   void Handle(Event& event);
+  // managed_agent_session.cc: the conversation with the controller.
   void HandleSessionStarted(const SessionStarted& e);
   void HandleMessage(v1::ControllerMessage& m);
-  void HandleCompleted(const CompletedKnock& k);
-  void HandleScanner(const ScannerReport& r);
-  void HandleGrantOutcome(const GrantOutcome& o);
   void HandleVerdict(const v1::KnockVerdict& v);
   void Carry(const ManagedState::Changes& changes);
+  v1::AgentMessage MakeHello();
+  void SendNow(v1::AgentMessage message);  // Ack, Heartbeat: not spooled
+  void Confirm(const std::vector<std::string>& ids);
+  // managed_agent_reports.cc: knocks and scanners reported, the spool.
+  void HandleCompleted(const CompletedKnock& k);
+  void HandleScanner(const ScannerReport& r);
+  // Spools (fsync) then sends when a session is up.
+  void Report(v1::AgentMessage message);
+  absl::flat_hash_set<uint64_t> Consumed() const;  // reported, unanswered
+  // managed_agent_grants.cc: grants from the controller, and what the
+  // backends did with them.
+  void HandleGrantOutcome(const GrantOutcome& o);
   void OpenGrant(const v1::Grant& grant);
   void CloseGrant(const v1::Grant& grant);
+  // managed_agent_held.cc: the held doors and sequences put to use, the
+  // state file.
   void RecomputeDoors();
   void PublishSequences();
   void SaveState();
-  // Spools (fsync) then sends when a session is up.
-  void Report(v1::AgentMessage message);
-  void SendNow(v1::AgentMessage message);  // Ack, Heartbeat: not spooled
-  void SendHeartbeat();
-  v1::AgentMessage MakeHello();
-  absl::flat_hash_set<uint64_t> Consumed() const;  // reported, unanswered
   const DoorConfig* DoorConfigFor(const std::string& door) const;
   bool ServesDoor(const std::string& door) const;
   std::vector<Knock> GrantPortsOf(const std::string& door) const;
   absl::Duration GrantTtlOf(const std::string& door) const;
+  // managed_agent_status.cc: status, metrics, heartbeats, the last error.
+  void SendHeartbeat();
   void NoteError(const std::string& error);
-  void Confirm(const std::vector<std::string>& ids);
   void PublishStatus();
   ManagedStatus LiveStatus() const;  // worker thread
 

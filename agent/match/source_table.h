@@ -67,8 +67,8 @@ struct SourceKey {
 inline constexpr int kGroupsPerSource = 2;
 
 // One source's state, one cache line. The table owns the key fields; the rest
-// is the matcher's (see matcher.cc for the meaning of groups and the scanner
-// fields) and is zeroed on insert.
+// is the matcher's (matcher.h explains the groups, match/internal/
+// matcher_bits.h the flags) and is zeroed on insert.
 struct alignas(64) SourceEntry {
   uint64_t key_lo;
   uint64_t key_hi;

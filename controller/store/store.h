@@ -74,7 +74,8 @@ struct ConsumeResult {
   bool repeated = false;             // the answer to an earlier request_id
 };
 
-// Every consumption is audited in its own transaction:
+// Every consumption is audited in its own transaction (consume_decision.h
+// decides the outcome, the grant and this record for every store):
 //   who = knocker's address, where = "agent:NAME",
 //   what = "knock.opened" | "knock.replay" | "knock.unknown",
 //   details: door, sequence, knocks (when sent), first_agent (replay),

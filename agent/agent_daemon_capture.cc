@@ -1,0 +1,123 @@
+// The daemon's captures: one per interface, opened and re-opened with
+// backoff, serviced in bounded rounds (the packet path: each frame goes to
+// the pipeline and, in managed mode, to the managed matcher), their filter
+// kept in step with the doors, and the local addresses knocks must go to.
+#include "agent/internal/daemon.h"
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "agent/capture/local_addresses.h"
+#include "common/log.h"
+
+namespace sesame::daemon_internal {
+namespace {
+
+constexpr absl::Duration kMaxReopenBackoff = absl::Seconds(30);
+constexpr int kFramesPerDispatch = 512;
+
+}  // namespace
+
+CaptureStats Add(CaptureStats a, const CaptureStats& b) {
+  a.frames += b.frames;
+  a.kernel_drops += b.kernel_drops;
+  a.interface_drops += b.interface_drops;
+  a.malformed += b.malformed;
+  a.ignored += b.ignored;
+  return a;
+}
+
+CaptureScope Daemon::ScopeFor(const KnockPipeline& pipeline) const {
+  std::vector<Knock> current;
+  for (const std::vector<Knock>& sequence : pipeline.CurrentSequences()) {
+    current.insert(current.end(), sequence.begin(), sequence.end());
+  }
+  if (managed_) {
+    if (managed_->matcher().AnyStrict()) return CaptureScope::Everything();
+    const std::vector<Knock> managed = managed_->matcher().CurrentKnocks();
+    current.insert(current.end(), managed.begin(), managed.end());
+  }
+  return ScopeForConfig(config_, current);
+}
+
+void Daemon::OpenCaptures(const std::vector<std::string>& interfaces) {
+  captures_.clear();
+  for (const std::string& name : interfaces) {
+    captures_.emplace_back().interface = name;
+    TryOpen(captures_.back());
+  }
+}
+
+void Daemon::TryOpen(Capture& capture) {
+  LiveCaptureOptions o;
+  o.interface = capture.interface;
+  o.scope = scope_;
+  absl::StatusOr<std::unique_ptr<PcapSource>> source = OpenLiveCapture(o);
+  if (source.ok()) {
+    if (capture.backoff > absl::Seconds(1)) LogInfo(absl::StrCat(capture.interface, ": capture open again"));
+    capture.source = std::move(*source);
+    capture.backoff = absl::Seconds(1);
+    return;
+  }
+  // Said once per outage at warning level; the retries stay quiet.
+  if (capture.backoff == absl::Seconds(1)) {
+    LogWarning(absl::StrCat(capture.interface, ": ", source.status().message(), "; retrying"));
+  }
+  capture.retry_at = absl::Now() + capture.backoff;
+  capture.backoff = std::min(capture.backoff * 2, kMaxReopenBackoff);
+}
+
+void Daemon::ServiceCapture(Capture& capture) {
+  // Bounded, so signals and ticks are served even under a flood.
+  for (int round = 0; round < 64; ++round) {
+    absl::StatusOr<int> n =
+        capture.source->Dispatch(kFramesPerDispatch, [this](const Packet& p) {
+          pipeline_->OnPacket(p);
+          if (managed_) managed_->matcher().OnPacket(p);
+        });
+    if (!n.ok()) {
+      LogWarning(absl::StrCat(capture.interface, ": capture failed (", n.status().message(),
+                              "); re-opening when the interface is back"));
+      capture.past = Add(capture.past, capture.source->Stats());
+      capture.source.reset();
+      capture.backoff = absl::Seconds(2);  // the first retry is not the first failure
+      capture.retry_at = absl::Now() + absl::Seconds(1);
+      return;
+    }
+    if (*n < kFramesPerDispatch) return;
+  }
+}
+
+void Daemon::RefreshFilterIfNeeded() {
+  const uint64_t managed_generation = managed_ ? managed_->matcher().generation() : 0;
+  if (pipeline_->generation() == filter_generation_ && managed_generation == managed_generation_) return;
+  filter_generation_ = pipeline_->generation();
+  managed_generation_ = managed_generation;
+  CaptureScope scope = ScopeFor(*pipeline_);
+  if (scope == scope_) return;
+  scope_ = std::move(scope);
+  for (Capture& c : captures_) {
+    if (!c.source) continue;
+    if (absl::Status s = c.source->SetScope(scope_); !s.ok()) {
+      LogError(absl::StrCat(c.interface, ": cannot install the new capture filter: ", s.ToString()));
+    }
+  }
+}
+
+void Daemon::RefreshLocalAddresses() {
+  absl::StatusOr<std::vector<IpAddress>> addresses = ListLocalAddresses();
+  if (!addresses.ok()) {
+    LogWarning(addresses.status().ToString());
+    return;
+  }
+  if (*addresses == local_addresses_) return;
+  local_addresses_ = std::move(*addresses);
+  pipeline_->SetLocalAddresses(local_addresses_);
+  if (managed_) managed_->matcher().SetLocalAddresses(local_addresses_);
+}
+
+}  // namespace sesame::daemon_internal

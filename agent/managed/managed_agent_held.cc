@@ -1,0 +1,86 @@
+// What the managed agent holds, put to use on the worker thread: the
+// managed doors (handed to the backends, and looked up by name for grants),
+// the sequences published to the matcher, and the state file. DoorConfigs,
+// for other threads, reads the copy kept under mu_.
+#include "agent/managed/managed_agent.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "agent/managed/managed_doors.h"
+#include "agent/managed/proto_convert.h"
+
+namespace sesame {
+
+std::vector<DoorConfig> ManagedAgent::DoorConfigs() const {
+  absl::MutexLock lock(&mu_);
+  return door_configs_shared_;
+}
+
+void ManagedAgent::RecomputeDoors() {
+  std::vector<std::string> errors;
+  std::vector<DoorConfig> doors = ManagedDoorConfigs(config_, state_.doors(), &errors);
+  for (const std::string& e : errors) NoteError(e);
+  door_configs_ = doors;
+  {
+    absl::MutexLock lock(&mu_);
+    door_configs_shared_ = doors;
+  }
+  if (doors_changed_) doors_changed_(std::move(doors));
+}
+
+const DoorConfig* ManagedAgent::DoorConfigFor(const std::string& door) const {
+  for (const DoorConfig& d : door_configs_) {
+    if (d.name == door) return &d;
+  }
+  return nullptr;
+}
+
+bool ManagedAgent::ServesDoor(const std::string& door) const {
+  if (DoorConfigFor(door) != nullptr) return true;
+  for (const DoorConfig& d : config_.doors) {
+    if (!d.managed && d.name == door) return true;
+  }
+  return false;
+}
+
+std::vector<Knock> ManagedAgent::GrantPortsOf(const std::string& door) const {
+  if (const DoorConfig* d = DoorConfigFor(door)) return d->ports;
+  for (const DoorConfig& d : config_.doors) {
+    if (d.name == door) return d.ports;
+  }
+  return {{22, Protocol::kTcp}};
+}
+
+absl::Duration ManagedAgent::GrantTtlOf(const std::string& door) const {
+  if (const DoorConfig* d = DoorConfigFor(door)) return d->cmd_timeout;
+  return absl::Seconds(10);
+}
+
+void ManagedAgent::PublishSequences() {
+  std::vector<LiveSequence> live;
+  live.reserve(state_.sequences().size());
+  for (const auto& [id, s] : state_.sequences()) {
+    const DoorConfig* door = DoorConfigFor(s.door());
+    if (door == nullptr) continue;  // a door this agent does not serve
+    absl::StatusOr<std::vector<Knock>> knocks = FromProtoKnocks(s.knocks(), kMaxSequenceLength);
+    if (!knocks.ok()) continue;  // ManagedState let none of these in
+    LiveSequence l;
+    l.id = id;
+    l.door = s.door();
+    l.knocks = *std::move(knocks);
+    l.reserve = s.reserve();
+    l.params = MatchParamsFor(config_, *door);
+    live.push_back(std::move(l));
+  }
+  matcher_->Publish(std::move(live));
+}
+
+void ManagedAgent::SaveState() {
+  if (absl::Status s = state_.Save(state_path_); !s.ok()) NoteError(absl::StrCat("managed state: ", s.message()));
+  save_due_ = absl::InfiniteFuture();
+}
+
+}  // namespace sesame

@@ -1,0 +1,132 @@
+// SqliteStore's sequences: AddSequences (with its equal-or-prefix checks
+// against unused sequences), GetSequence, ListSequences. Consumption is in
+// sqlite_consume.cc.
+#include <cstddef>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "controller/store/sqlite/internal/sqlite_queries.h"
+#include "controller/store/sqlite/internal/sqlite_rows.h"
+#include "controller/store/sqlite/internal/sqlite_writer.h"
+#include "controller/store/sqlite/sqlite_store.h"
+
+namespace sesame::controller {
+
+using internal::FindDoor;
+using internal::FindSequence;
+using internal::kEffectiveState;
+using internal::Micros;
+using internal::SequenceColumns;
+using internal::SequenceFromRow;
+using internal::ValidateKnocks;
+
+absl::StatusOr<std::vector<Sequence>> SqliteStore::AddSequences(const std::vector<NewSequence>& sequences,
+                                                                std::vector<AuditEntry> audit) {
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    const NewSequence& n = sequences[i];
+    if (!IsValidName(n.door)) return absl::InvalidArgumentError(absl::StrCat("sequence ", i, ": bad door name"));
+    if (!n.reserve_agent.empty() && !IsValidName(n.reserve_agent)) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, ": bad reserve agent name"));
+    }
+    if (absl::Status s = ValidateKnocks(n.knocks); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, ": ", s.message()));
+    }
+  }
+  std::vector<Sequence> out;
+  const absl::Time now = TruncateToMicros(clock_.Now());
+  RETURN_IF_ERROR(Write([&](Writer& w) -> absl::Status {
+    out.clear();
+    SqliteDb& db = w.db();
+    for (size_t i = 0; i < sequences.size(); ++i) {
+      const NewSequence& n = sequences[i];
+      ASSIGN_OR_RETURN(std::optional<Door> door, FindDoor(db, n.door));
+      if (!door) return absl::NotFoundError(absl::StrCat("no door \"", n.door, "\""));
+      const std::string text = KnocksToText(n.knocks);
+      // Equal to an unused sequence, or a proper prefix of one.
+      {
+        ASSIGN_OR_RETURN(SqliteStatement s,
+                         db.Prepare("SELECT id FROM sequences WHERE knocks >= ?1 AND knocks < ?2 AND "
+                                    "state != 'burnt' LIMIT 1"));
+        // text itself and every knock list starting with text + "," sort in
+        // [text, text + "-"): '-' follows ',' in ASCII, and a knock list
+        // ends in "tcp" or "udp", so only ',' can follow text.
+        s.BindAll(text, text + "-");
+        ASSIGN_OR_RETURN(bool row, s.Step());
+        if (row) {
+          return absl::AlreadyExistsError(
+              absl::StrCat("new sequence ", i, " equals or is a prefix of unused sequence ", s.Int(0)));
+        }
+      }
+      // An unused sequence is a proper prefix of it.
+      for (size_t len = 1; len < n.knocks.size(); ++len) {
+        const std::string prefix =
+            KnocksToText(std::vector<Knock>(n.knocks.begin(), n.knocks.begin() + static_cast<std::ptrdiff_t>(len)));
+        ASSIGN_OR_RETURN(SqliteStatement s,
+                         db.Prepare("SELECT id FROM sequences WHERE state != 'burnt' AND knocks = ? LIMIT 1"));
+        s.BindAll(prefix);
+        ASSIGN_OR_RETURN(bool row, s.Step());
+        if (row) {
+          return absl::AlreadyExistsError(
+              absl::StrCat("unused sequence ", s.Int(0), " is a prefix of new sequence ", i));
+        }
+      }
+      Sequence q;
+      q.door = n.door;
+      q.knocks = n.knocks;
+      q.state = SequenceState::kIssued;
+      q.issued_to = n.issued_to;
+      q.issued_at = now;
+      q.reserve_agent = n.reserve_agent;
+      q.revision = w.NextRevision();
+      ASSIGN_OR_RETURN(SqliteStatement s,
+                       db.Prepare("INSERT INTO sequences (door, knocks, state, issued_to, issued_at_us, "
+                                  "reserve_agent, revision) VALUES (?, ?, 'issued', ?, ?, ?, ?)"));
+      s.BindAll(q.door, text, q.issued_to, Micros(now), q.reserve_agent, static_cast<int64_t>(q.revision));
+      RETURN_IF_ERROR(s.Run());
+      q.id = static_cast<uint64_t>(db.LastInsertRowId());
+      w.Changed(StoreChange{StoreChange::Kind::kSequenceAdded, q.revision, q, {}, {}});
+      out.push_back(std::move(q));
+    }
+    std::vector<uint64_t> ids;
+    for (const Sequence& q : out) ids.push_back(q.id);
+    for (AuditEntry& e : audit) e.details.emplace("sequences", absl::StrJoin(ids, ","));
+    return w.AppendAll(std::move(audit));
+  }));
+  return out;
+}
+
+absl::StatusOr<Sequence> SqliteStore::GetSequence(uint64_t id) {
+  absl::MutexLock lock(&read_mu_);
+  ASSIGN_OR_RETURN(std::optional<Sequence> q, FindSequence(*reader_, id));
+  if (!q) return absl::NotFoundError(absl::StrCat("no sequence ", id));
+  return *std::move(q);
+}
+
+absl::StatusOr<std::vector<Sequence>> SqliteStore::ListSequences(const SequenceFilter& filter) {
+  // Only the conditions asked for, so that SQLite can use the partial index
+  // on unused sequences; each shape of query is prepared once.
+  std::string sql = absl::StrCat("SELECT ", SequenceColumns(), " FROM sequences WHERE 1");
+  if (!filter.door.empty()) sql += " AND door = ?1";
+  if (filter.state) sql += absl::StrCat(" AND (", kEffectiveState, ") = ?2");
+  if (filter.unused_only) sql += " AND state != 'burnt'";
+  if (!filter.reserve_agent.empty()) sql += " AND reserve_agent = ?3";
+  sql += filter.limit > 0 ? " ORDER BY id DESC LIMIT ?4" : " ORDER BY id";
+  absl::MutexLock lock(&read_mu_);
+  ASSIGN_OR_RETURN(SqliteStatement s, reader_->Prepare(sql));
+  if (!filter.door.empty()) s.Bind(1, filter.door);
+  if (filter.state) s.Bind(2, SequenceStateName(*filter.state));
+  if (!filter.reserve_agent.empty()) s.Bind(3, filter.reserve_agent);
+  if (filter.limit > 0) s.Bind(4, static_cast<int64_t>(filter.limit));
+  std::vector<Sequence> out;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return out;
+    ASSIGN_OR_RETURN(Sequence q, SequenceFromRow(s));
+    out.push_back(std::move(q));
+  }
+}
+
+}  // namespace sesame::controller
