@@ -1,6 +1,9 @@
 // --check-config: everything about a configuration file that can be known
 // without running: the syntax (config.cc), each one-time file in strict mode,
-// and what the backends need (backend_factory). Ansible's `validate:` runs it.
+// every file the configuration names that the agent reads (a regular file
+// within its limit, config.h's kMax*Bytes; errors "CONFIG:LINE: KEY: ..."
+// at the key that names it), and what the backends need (backend_factory).
+// Ansible's `validate:` runs it.
 #pragma once
 
 #include <string>

@@ -40,7 +40,7 @@ absl::StatusOr<AgentConfig> ParseConfig(std::string_view text, std::string_view 
 }
 
 absl::StatusOr<AgentConfig> LoadConfig(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadFileToString(path);
+  absl::StatusOr<std::string> text = ReadSmallRegularFile(path, kMaxConfigFileBytes);
   if (!text.ok()) {
     return absl::Status(text.status().code(),
                         absl::StrCat("cannot read configuration: ", text.status().message()));

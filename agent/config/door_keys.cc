@@ -74,6 +74,7 @@ absl::Status Parser::DoorKey(const KeyName& key, std::string_view value) {
       }
       if (value.empty()) return Error(line_, "One_Time_Sequences: expected the path of a one-time sequences file");
       c.one_time_sequences = std::string(value);
+      c.one_time_sequences_line = line_;
       door.one_time_line = line_;
       return absl::OkStatus();
     case Key::kSeqTimeout: {
@@ -150,11 +151,13 @@ absl::Status Parser::BackendDoorKey(const KeyName& key, std::string_view value) 
       return absl::OkStatus();
     case Key::kHostsAllowFile: {
       ASSIGN_OR_RETURN(c.hosts_allow_file, AbsolutePath(key, value));
+      c.hosts_allow_file_line = line_;
       door.hosts_allow_file_set = true;
       return absl::OkStatus();
     }
     case Key::kHostsAllowTable: {
       ASSIGN_OR_RETURN(c.hosts_allow_table, AbsolutePath(key, value));
+      c.hosts_allow_table_line = line_;
       return absl::OkStatus();
     }
     case Key::kHostsAllowService: {

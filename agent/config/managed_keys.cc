@@ -26,6 +26,7 @@ constexpr KeyName kManagedOptionKeys[] = {
     {"AgentName", Key::kAgentName},
     {"ManagedBackend", Key::kManagedBackend},
     {"ReserveSize", Key::kReserveSize},
+    {"SpoolLimitMB", Key::kSpoolLimitMB},
     {"Keepalive", Key::kKeepalive},
     {"BackoffMin", Key::kBackoffMin},
     {"BackoffMax", Key::kBackoffMax},
@@ -57,6 +58,9 @@ absl::Status Parser::ManagedOptionKey(const KeyName& key, std::string_view value
       (key.key == Key::kCaCert ? options_.managed.ca_cert
        : key.key == Key::kCert ? options_.managed.cert
                                : options_.managed.key) = std::move(path);
+      (key.key == Key::kCaCert ? options_.managed.ca_cert_line
+       : key.key == Key::kCert ? options_.managed.cert_line
+                               : options_.managed.key_line) = line_;
       return absl::OkStatus();
     }
     case Key::kAgentName: {
@@ -83,6 +87,11 @@ absl::Status Parser::ManagedOptionKey(const KeyName& key, std::string_view value
     case Key::kReserveSize: {
       ASSIGN_OR_RETURN(const int64_t n, Count(key, value, 0, 64));
       options_.managed.reserve_size = static_cast<int>(n);
+      return absl::OkStatus();
+    }
+    case Key::kSpoolLimitMB: {
+      ASSIGN_OR_RETURN(const int64_t n, Count(key, value, 1, 4096));
+      options_.managed.spool_limit_bytes = static_cast<uint64_t>(n) << 20;
       return absl::OkStatus();
     }
     case Key::kKeepalive: {

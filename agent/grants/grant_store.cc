@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -146,14 +147,19 @@ absl::StatusOr<Grant> ParseLine(absl::string_view line) {
   return g;
 }
 
+// One grant's line of the file, with its newline.
+std::string GrantLine(const Grant& g) {
+  return absl::StrCat(EscapeDoor(g.door), " ", g.address.ToString(), " ", PortsText(g.ports), " ",
+                      TimeText(g.opened), " ", TimeText(g.expires), "\n");
+}
+
+std::string Header() { return absl::StrCat(kMagic, " ", kVersion, "\n"); }
+
 }  // namespace
 
 std::string SerializeGrants(const std::vector<Grant>& grants) {
-  std::string out = absl::StrCat(kMagic, " ", kVersion, "\n");
-  for (const Grant& g : grants) {
-    absl::StrAppend(&out, EscapeDoor(g.door), " ", g.address.ToString(), " ", PortsText(g.ports), " ",
-                    TimeText(g.opened), " ", TimeText(g.expires), "\n");
-  }
+  std::string out = Header();
+  for (const Grant& g : grants) out += GrantLine(g);
   return out;
 }
 
@@ -202,7 +208,7 @@ absl::StatusOr<ParsedGrants> ParseGrants(const std::string& text, const std::str
 
 absl::StatusOr<std::unique_ptr<GrantStore>> GrantStore::Open(const std::string& path, OnCorrupt on_corrupt) {
   std::unique_ptr<GrantStore> store(new GrantStore(path));
-  absl::StatusOr<std::string> text = ReadFileToString(path);
+  absl::StatusOr<std::string> text = ReadSmallRegularFile(path, kMaxFileBytes);
   if (!text.ok()) {
     if (absl::IsNotFound(text.status())) return store;
     return text.status();
@@ -210,10 +216,7 @@ absl::StatusOr<std::unique_ptr<GrantStore>> GrantStore::Open(const std::string& 
   ASSIGN_OR_RETURN(ParsedGrants parsed, ParseGrants(*text, path));
 
   absl::MutexLock lock(&store->mu_);
-  for (Grant& g : parsed.grants) {
-    Key key(g.door, g.address);
-    store->grants_.emplace(std::move(key), std::move(g));
-  }
+  for (Grant& g : parsed.grants) store->SetLocked(std::move(g));
   if (parsed.errors.empty()) return store;
 
   if (on_corrupt == OnCorrupt::kRefuse) {
@@ -239,16 +242,43 @@ absl::StatusOr<std::unique_ptr<GrantStore>> GrantStore::Open(const std::string& 
                         aside, "; continuing with the ", store->grants_.size(),
                         " grant(s) that could be read. Grants on the bad lines are NOT tracked: check the firewall "
                         "for addresses they opened."));
-  RETURN_IF_ERROR(store->Commit(store->grants_));
+  RETURN_IF_ERROR(store->WriteLocked());
   return store;
 }
 
-absl::Status GrantStore::Commit(std::map<Key, Grant> next) {
-  std::vector<Grant> sorted;
-  sorted.reserve(next.size());
-  for (const auto& [key, grant] : next) sorted.push_back(grant);
-  RETURN_IF_ERROR(WriteFileAtomically(path_, SerializeGrants(sorted), kFileMode));
-  grants_ = std::move(next);
+void GrantStore::SetLocked(Grant grant) {
+  grant.opened = Normalize(grant.opened);
+  grant.expires = Normalize(grant.expires);
+  Key key(grant.door, grant.address);
+  auto it = grants_.find(key);
+  if (it != grants_.end()) {
+    expiry_[key.first].erase({it->second.grant.expires, key.second});
+  } else {
+    it = grants_.emplace(key, Record{}).first;
+  }
+  expiry_[key.first].emplace(grant.expires, key.second);
+  it->second.line = GrantLine(grant);
+  it->second.grant = std::move(grant);
+}
+
+void GrantStore::EraseLocked(const Key& key) {
+  const auto it = grants_.find(key);
+  if (it == grants_.end()) return;
+  const auto door = expiry_.find(key.first);
+  door->second.erase({it->second.grant.expires, key.second});
+  if (door->second.empty()) expiry_.erase(door);
+  grants_.erase(it);
+}
+
+absl::Status GrantStore::WriteLocked() {
+  std::string text = Header();
+  size_t bytes = text.size();
+  for (const auto& [key, record] : grants_) bytes += record.line.size();
+  text.reserve(bytes);
+  for (const auto& [key, record] : grants_) text += record.line;
+  RETURN_IF_ERROR(WriteFileAtomically(path_, text, kFileMode));
+  ++writes_;
+  dirty_ = false;
   return absl::OkStatus();
 }
 
@@ -258,49 +288,126 @@ absl::Status GrantStore::Put(const Grant& grant) {
   g.opened = Normalize(g.opened);
   g.expires = Normalize(g.expires);
   absl::MutexLock lock(&mu_);
-  Key key(g.door, g.address);
-  auto it = grants_.find(key);
-  if (it != grants_.end() && it->second == g) return absl::OkStatus();  // nothing changes
-  std::map<Key, Grant> next = grants_;
-  next.insert_or_assign(std::move(key), std::move(g));
-  return Commit(std::move(next));
+  const Key key(g.door, g.address);
+  const auto it = grants_.find(key);
+  std::optional<Grant> before;
+  if (it != grants_.end()) before = it->second.grant;
+  if (before == g && !dirty_) return absl::OkStatus();  // nothing changes
+  SetLocked(std::move(g));
+  const absl::Status written = WriteLocked();
+  if (!written.ok()) {
+    if (before.has_value()) {
+      SetLocked(*std::move(before));
+    } else {
+      EraseLocked(key);
+    }
+  }
+  return written;
 }
 
 absl::Status GrantStore::Remove(const std::string& door, const IpAddress& address) {
   absl::MutexLock lock(&mu_);
-  if (grants_.find(Key(door, address)) == grants_.end()) return absl::OkStatus();
-  std::map<Key, Grant> next = grants_;
-  next.erase(Key(door, address));
-  return Commit(std::move(next));
+  const Key key(door, address);
+  const auto it = grants_.find(key);
+  if (it == grants_.end()) return dirty_ ? WriteLocked() : absl::OkStatus();
+  Grant before = it->second.grant;
+  EraseLocked(key);
+  const absl::Status written = WriteLocked();
+  if (!written.ok()) SetLocked(std::move(before));
+  return written;
+}
+
+void GrantStore::Stage(const Grant& grant) {
+  if (grant.door.empty()) return;
+  absl::MutexLock lock(&mu_);
+  const auto it = grants_.find(Key(grant.door, grant.address));
+  if (it != grants_.end()) {
+    Grant normalised = grant;
+    normalised.opened = Normalize(normalised.opened);
+    normalised.expires = Normalize(normalised.expires);
+    if (it->second.grant == normalised) return;
+  }
+  SetLocked(grant);
+  dirty_ = true;
+}
+
+void GrantStore::StageRemove(const std::string& door, const IpAddress& address) {
+  absl::MutexLock lock(&mu_);
+  const Key key(door, address);
+  if (grants_.find(key) == grants_.end()) return;
+  EraseLocked(key);
+  dirty_ = true;
+}
+
+absl::Status GrantStore::Sync() {
+  absl::MutexLock lock(&mu_);
+  return dirty_ ? WriteLocked() : absl::OkStatus();
+}
+
+bool GrantStore::dirty() const {
+  absl::MutexLock lock(&mu_);
+  return dirty_;
 }
 
 std::optional<Grant> GrantStore::Find(const std::string& door, const IpAddress& address) const {
   absl::MutexLock lock(&mu_);
   auto it = grants_.find(Key(door, address));
   if (it == grants_.end()) return std::nullopt;
-  return it->second;
+  return it->second.grant;
 }
 
 std::vector<Grant> GrantStore::All() const {
   absl::MutexLock lock(&mu_);
   std::vector<Grant> out;
   out.reserve(grants_.size());
-  for (const auto& [key, grant] : grants_) out.push_back(grant);
+  for (const auto& [key, record] : grants_) out.push_back(record.grant);
   return out;
 }
 
 std::vector<Grant> GrantStore::Due(absl::Time now) const {
   absl::MutexLock lock(&mu_);
   std::vector<Grant> out;
-  for (const auto& [key, grant] : grants_) {
-    if (grant.expires <= now) out.push_back(grant);
+  for (const auto& [door, by_expiry] : expiry_) {  // doors in order
+    const size_t first = out.size();
+    for (const auto& [expires, address] : by_expiry) {
+      if (expires > now) break;
+      out.push_back(grants_.at(Key(door, address)).grant);
+    }
+    std::sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
+              [](const Grant& a, const Grant& b) { return a.address < b.address; });
   }
   return out;
+}
+
+absl::Time GrantStore::NextExpiry() const {
+  absl::MutexLock lock(&mu_);
+  absl::Time next = absl::InfiniteFuture();
+  for (const auto& [door, by_expiry] : expiry_) next = std::min(next, by_expiry.begin()->first);
+  return next;
 }
 
 size_t GrantStore::size() const {
   absl::MutexLock lock(&mu_);
   return grants_.size();
+}
+
+std::map<std::string, size_t> GrantStore::SizeByDoor() const {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, size_t> out;
+  for (const auto& [door, by_expiry] : expiry_) out.emplace(door, by_expiry.size());
+  return out;
+}
+
+std::optional<Grant> GrantStore::FirstToExpire(const std::string& door) const {
+  absl::MutexLock lock(&mu_);
+  const auto it = expiry_.find(door);
+  if (it == expiry_.end()) return std::nullopt;
+  return grants_.at(Key(door, it->second.begin()->second)).grant;
+}
+
+uint64_t GrantStore::writes() const {
+  absl::MutexLock lock(&mu_);
+  return writes_;
 }
 
 }  // namespace sesame

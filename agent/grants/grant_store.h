@@ -3,9 +3,12 @@
 // while it was down and re-arms the rest.
 //
 // One small text file (by convention <StateDir>/grants), rewritten whole and
-// atomically on every change (WriteFileAtomically: write, fsync, rename,
-// fsync the directory), so a crash leaves the old file or the new one, never
-// a torn one. Format, version 1:
+// atomically (WriteFileAtomically: write, fsync, rename, fsync the
+// directory), so a crash leaves the old file or the new one, never a torn
+// one. Put and Remove rewrite it for one change; Stage, StageRemove and Sync
+// let a caller make many changes and rewrite it once (the grant worker does
+// so once per batch). The file is read back bounded (kMaxFileBytes). Format,
+// version 1:
 //
 //   sesame-grants 1
 //   DOOR ADDRESS PORTS OPENED EXPIRES
@@ -22,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,9 +53,14 @@ class GrantStore {
     kSalvage,
   };
 
+  // The largest grants file Open reads: far above what the grant book's
+  // limit on open grants (GrantBook::kDefaultMaxOpen) writes.
+  static constexpr size_t kMaxFileBytes = size_t{64} << 20;
+
   // Loads `path`; a missing file (or an empty one) is an empty store. The
   // directory must exist. A file of an unknown version is refused in both
-  // modes: it was written by a newer sesame.
+  // modes: it was written by a newer sesame. So is anything but a regular
+  // file of at most kMaxFileBytes.
   static absl::StatusOr<std::unique_ptr<GrantStore>> Open(const std::string& path,
                                                           OnCorrupt on_corrupt = OnCorrupt::kRefuse);
 
@@ -61,28 +70,63 @@ class GrantStore {
   const std::string& path() const { return path_; }
 
   // Inserts, or replaces the grant with the same (door, address). Durable
-  // when it returns OK; on error neither the file nor the store changed.
+  // when it returns OK (staged changes made before it too); on error
+  // neither the file nor the store changed.
   absl::Status Put(const Grant& grant);
   // Removes the grant for (door, address); removing what is absent is OK.
   absl::Status Remove(const std::string& door, const IpAddress& address);
+
+  // Batches. Stage and StageRemove change the store at once (Find, All, Due
+  // see the change) and leave the file behind until Sync, which rewrites it
+  // once for all of them. A failed Sync keeps the store dirty, and the next
+  // Sync (or Put, or Remove) writes everything again; the file meanwhile
+  // holds its last good content. Staging a grant that a door without a name
+  // cannot have is ignored (Put refuses it).
+  void Stage(const Grant& grant);
+  void StageRemove(const std::string& door, const IpAddress& address);
+  absl::Status Sync();
+  // Whether the store holds changes the file does not.
+  bool dirty() const;
 
   std::optional<Grant> Find(const std::string& door, const IpAddress& address) const;
   // Every grant, sorted by (door, address).
   std::vector<Grant> All() const;
   // The grants whose expiry is at or before `now`, sorted by (door, address).
+  // Costs the number of due grants (and of doors), not of all grants.
   std::vector<Grant> Due(absl::Time now) const;
+  // The earliest expiry of any grant; InfiniteFuture for an empty store.
+  absl::Time NextExpiry() const;
   size_t size() const;
+  // How many grants each door holds (doors with none are absent).
+  std::map<std::string, size_t> SizeByDoor() const;
+  // The grant of `door` that expires first (ties: the lowest address).
+  std::optional<Grant> FirstToExpire(const std::string& door) const;
+  // Rewrites of the file so far (Put, Remove, Sync, salvage).
+  uint64_t writes() const;
 
  private:
   using Key = std::pair<std::string, IpAddress>;
+  // A grant with its line of the file, made once when the grant changes so
+  // that a rewrite only concatenates.
+  struct Record {
+    Grant grant;
+    std::string line;
+  };
 
   explicit GrantStore(std::string path) : path_(std::move(path)) {}
-  // Writes `next` to the file and, only if that worked, makes it the store.
-  absl::Status Commit(std::map<Key, Grant> next) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Changes the in-memory store only; `grant` is normalised.
+  void SetLocked(Grant grant) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EraseLocked(const Key& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the whole store to the file; clears dirty_ when that worked.
+  absl::Status WriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;
   mutable absl::Mutex mu_;
-  std::map<Key, Grant> grants_ ABSL_GUARDED_BY(mu_);
+  std::map<Key, Record> grants_ ABSL_GUARDED_BY(mu_);
+  // door -> (expires, address), to find what is due without a full scan.
+  std::map<std::string, std::set<std::pair<absl::Time, IpAddress>>> expiry_ ABSL_GUARDED_BY(mu_);
+  bool dirty_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t writes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // The file's text for `grants` (any order; duplicates by (door, address) are

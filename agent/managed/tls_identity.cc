@@ -34,7 +34,7 @@ X509Ptr ParseCertificate(const std::string& pem) {
 }
 
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
-  absl::StatusOr<std::string> text = ReadFileToString(path);
+  absl::StatusOr<std::string> text = ReadSmallRegularFile(path, kMaxTlsFileBytes);
   if (!text.ok()) {
     return absl::Status(text.status().code(), absl::StrCat(what, " ", path, ": ", text.status().message()));
   }

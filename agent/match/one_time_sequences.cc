@@ -130,7 +130,9 @@ absl::Status OneTimeSequences::Reload(std::string* content_out, mode_t* file_mod
   absl::Status status = [&]() -> absl::Status {
     // Stat before reading: a change after the stat shows at the next check.
     ASSIGN_OR_RETURN(const Fingerprint fingerprint, Stat(path_, file_mode));
-    ASSIGN_OR_RETURN(std::string content, ReadFileToString(path_));
+    // Bounded, and only a regular file: One_Time_Sequences = /dev/zero must
+    // be an error, not an allocation of everything the device yields.
+    ASSIGN_OR_RETURN(std::string content, ReadSmallRegularFile(path_, kMaxOneTimeFileBytes));
     std::vector<std::string> warnings;
     ASSIGN_OR_RETURN(std::vector<Entry> entries, ParseContent(content, path_, mode_, &warnings));
     // Once per version of the file, not at every consumption's re-read.

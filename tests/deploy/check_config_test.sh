@@ -45,5 +45,23 @@ else
   failures=$((failures + 1))
 fi
 
+# Files no agent can use, named by One_Time_Sequences: an error at that
+# line, never a crash (128+ is a signal: /dev/zero once aborted with
+# std::bad_alloc) and never a hang (a FIFO without a writer).
+mkfifo "$tmp/fifo"
+mkdir "$tmp/dir"
+truncate -s 17M "$tmp/huge"
+for named in /dev/zero "$tmp/dir" "$tmp/fifo" "$tmp/huge"; do
+  printf '[openSSH]\n  one_time_sequences = %s\n  start_command = /bin/true %%IP%%\n' "$named" >"$tmp/named.conf"
+  out=$(timeout 20 "$agent" --check-config "$tmp/named.conf" 2>&1)
+  rc=$?
+  if [ $rc -ne 0 ] && [ $rc -lt 124 ] && printf '%s' "$out" | grep -q "named.conf:2: One_Time_Sequences: $named"; then
+    echo "ok   One_Time_Sequences = $named fails with its file and line"
+  else
+    echo "FAIL One_Time_Sequences = $named: exit $rc, said: $out"
+    failures=$((failures + 1))
+  fi
+done
+
 [ $failures -eq 0 ] || { echo "$failures check(s) failed"; exit 1; }
 echo "all checks passed"

@@ -60,13 +60,13 @@ struct Resources {
   std::shared_ptr<UfwRules> ufw;
 };
 
-std::string HostsAllowFile(const AgentConfig& config, const DoorConfig& door) {
+}  // namespace
+
+std::string HostsAllowFileOf(const AgentConfig& config, const DoorConfig& door) {
   if (!door.hosts_allow_file.empty()) return door.hosts_allow_file;
   return door.hosts_allow_form == HostsAllowForm::kInclude ? config.options.state_dir + "/hosts.allow"
                                                            : std::string("/etc/hosts.allow");
 }
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<BackendSet>> BackendSet::Create(const AgentConfig& config, ProcessRunner& runner,
                                                                 const Clock& clock, BackendToolPaths tools) {
@@ -78,7 +78,7 @@ absl::StatusOr<std::unique_ptr<BackendSet>> BackendSet::Create(const AgentConfig
   std::map<std::string, const DoorConfig*> include_paths, inline_paths;
   for (const DoorConfig& door : config.doors) {
     if (door.backend != BackendKind::kHostsAllow) continue;
-    const std::string file = HostsAllowFile(config, door);
+    const std::string file = HostsAllowFileOf(config, door);
     (door.hosts_allow_form == HostsAllowForm::kInclude ? include_paths : inline_paths).emplace(file, &door);
   }
 
@@ -97,7 +97,7 @@ absl::StatusOr<std::unique_ptr<BackendSet>> BackendSet::Create(const AgentConfig
           return DoorError(config, door, absl::StrCat("HostsAllow_Service \"", door.hosts_allow_service,
                                                       "\" is not one daemon name such as sshd"));
         }
-        const std::string file = HostsAllowFile(config, door);
+        const std::string file = HostsAllowFileOf(config, door);
         if (door.hosts_allow_form == HostsAllowForm::kInclude) {
           if (!IsPatternPath(file)) {
             return DoorError(config, door, absl::StrCat("HostsAllow_File \"", file,

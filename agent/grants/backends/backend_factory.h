@@ -42,6 +42,10 @@ struct BackendToolPaths {
   std::string ufw = "ufw";
 };
 
+// The file a hosts_allow door edits or writes: HostsAllow_File, else
+// <StateDir>/hosts.allow (include form) or /etc/hosts.allow (inline form).
+std::string HostsAllowFileOf(const AgentConfig& config, const DoorConfig& door);
+
 class BackendSet {
  public:
   // Fails, naming the door and its line, on a configuration no backend can

@@ -51,27 +51,15 @@ bool SameVersion(const Snapshot& a, const Snapshot& b) {
          a.st.st_mtim.tv_sec == b.st.st_mtim.tv_sec && a.st.st_mtim.tv_nsec == b.st.st_mtim.tv_nsec;
 }
 
+// A table is read whole before each edit: bounded, and only a regular file
+// (a FIFO or a device named as HostsAllow_Table is an error, not a hang).
 absl::StatusOr<Snapshot> ReadSnapshot(const std::string& path) {
   Snapshot snap;
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return snap;
-    return ErrnoError(absl::StrCat("cannot open ", path));
-  }
-  absl::Cleanup close_fd = [fd] { close(fd); };
-  if (fstat(fd, &snap.st) != 0) return ErrnoError(absl::StrCat("cannot stat ", path));
-  if (!S_ISREG(snap.st.st_mode)) return absl::FailedPreconditionError(absl::StrCat(path, " is not a regular file"));
+  absl::StatusOr<std::string> contents = ReadSmallRegularFile(path, kMaxHostsAllowTableBytes, &snap.st);
+  if (absl::IsNotFound(contents.status())) return snap;
+  if (!contents.ok()) return contents.status();
   snap.exists = true;
-  char buf[16384];
-  for (;;) {
-    const ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError(absl::StrCat("cannot read ", path));
-    }
-    if (n == 0) break;
-    snap.contents.append(buf, static_cast<size_t>(n));
-  }
+  snap.contents = *std::move(contents);
   return snap;
 }
 

@@ -195,6 +195,94 @@ TEST(GrantStoreTest, DueReturnsWhatHasExpired) {
   EXPECT_EQ((*store)->Due(absl::InfiniteFuture()).size(), 4u);
 }
 
+TEST(GrantStoreTest, StagedChangesAreSeenAtOnceAndWrittenOnceBySync) {
+  testing::TempDir dir;
+  const std::string path = dir.File("grants");
+  auto store = GrantStore::Open(path);
+  ASSERT_TRUE(store.ok());
+  GrantStore& s = **store;
+  const absl::Time t = absl::FromUnixNanos(kT0);
+  for (int i = 1; i <= 30; ++i) {
+    s.Stage(MakeGrant("d", absl::StrCat("10.0.0.", i).c_str(), kT0, t + absl::Seconds(i)));
+  }
+  s.StageRemove("d", *IpAddress::Parse("10.0.0.30"));
+  s.StageRemove("d", *IpAddress::Parse("10.9.9.9"));  // absent: nothing
+  EXPECT_EQ(s.size(), 29u);
+  EXPECT_TRUE(s.Find("d", *IpAddress::Parse("10.0.0.7")).has_value());
+  EXPECT_TRUE(s.dirty());
+  EXPECT_EQ(s.writes(), 0u);
+  EXPECT_THAT(DirEntries(dir.path()), IsEmpty()) << "nothing written before Sync";
+  ASSERT_TRUE(s.Sync().ok());
+  EXPECT_EQ(s.writes(), 1u);
+  EXPECT_FALSE(s.dirty());
+  ASSERT_TRUE(s.Sync().ok());
+  EXPECT_EQ(s.writes(), 1u) << "a clean store writes nothing";
+  auto reopened = GrantStore::Open(path);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->All(), s.All());
+  // Staging what is already there changes nothing.
+  s.Stage(*s.Find("d", *IpAddress::Parse("10.0.0.7")));
+  EXPECT_FALSE(s.dirty());
+}
+
+TEST(GrantStoreTest, AFailedSyncKeepsTheChangesAndTheNextSyncWritesThem) {
+  testing::TempDir dir;
+  const std::string sub = dir.File("state");
+  ASSERT_EQ(mkdir(sub.c_str(), 0700), 0);
+  auto store = GrantStore::Open(sub + "/grants");
+  ASSERT_TRUE(store.ok());
+  std::filesystem::remove_all(sub);
+  const Grant g = MakeGrant("d", "10.0.0.1", kT0, absl::InfiniteFuture());
+  (*store)->Stage(g);
+  EXPECT_FALSE((*store)->Sync().ok());
+  EXPECT_TRUE((*store)->dirty());
+  EXPECT_THAT((*store)->All(), ElementsAre(g));
+  ASSERT_EQ(mkdir(sub.c_str(), 0700), 0);
+  ASSERT_TRUE((*store)->Sync().ok());
+  auto reopened = GrantStore::Open(sub + "/grants");
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_THAT((*reopened)->All(), ElementsAre(g));
+}
+
+TEST(GrantStoreTest, KnowsWhatExpiresFirstAndHowManyEachDoorHolds) {
+  testing::TempDir dir;
+  auto store = GrantStore::Open(dir.File("grants"));
+  ASSERT_TRUE(store.ok());
+  GrantStore& s = **store;
+  const absl::Time t = absl::FromUnixSeconds(1'800'000'000);
+  EXPECT_EQ(s.NextExpiry(), absl::InfiniteFuture());
+  s.Stage(MakeGrant("a", "10.0.0.1", 0, t + absl::Seconds(30)));
+  s.Stage(MakeGrant("a", "10.0.0.2", 0, t + absl::Seconds(10)));
+  s.Stage(MakeGrant("a", "10.0.0.3", 0, t + absl::Seconds(20)));
+  s.Stage(MakeGrant("b", "10.0.0.1", 0, t + absl::Seconds(5)));
+  EXPECT_EQ(s.NextExpiry(), t + absl::Seconds(5));
+  EXPECT_THAT(s.SizeByDoor(), ElementsAre(std::make_pair(std::string("a"), size_t{2 + 1}),
+                                          std::make_pair(std::string("b"), size_t{1})));
+  EXPECT_EQ(s.FirstToExpire("a")->address.ToString(), "10.0.0.2");
+  EXPECT_FALSE(s.FirstToExpire("c").has_value());
+  // An extension moves a grant in the expiry order.
+  s.Stage(MakeGrant("a", "10.0.0.2", 0, t + absl::Seconds(60)));
+  EXPECT_EQ(s.FirstToExpire("a")->address.ToString(), "10.0.0.3");
+  EXPECT_THAT(s.Due(t + absl::Seconds(20)),
+              ElementsAre(MakeGrant("a", "10.0.0.3", 0, t + absl::Seconds(20)),
+                          MakeGrant("b", "10.0.0.1", 0, t + absl::Seconds(5))));
+  s.StageRemove("b", *IpAddress::Parse("10.0.0.1"));
+  EXPECT_EQ(s.NextExpiry(), t + absl::Seconds(20));
+  EXPECT_EQ(s.SizeByDoor().count("b"), 0u);
+}
+
+TEST(GrantStoreTest, AGrantsFileThatIsNoRegularFileIsRefused) {
+  testing::TempDir dir;
+  const std::string fifo = dir.File("grants");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  auto store = GrantStore::Open(fifo);
+  ASSERT_FALSE(store.ok());
+  EXPECT_THAT(store.status().message(), HasSubstr("is not a regular file (a FIFO)"));
+  auto a_dir = GrantStore::Open(dir.path());
+  ASSERT_FALSE(a_dir.ok());
+  EXPECT_THAT(a_dir.status().message(), HasSubstr("is not a regular file (a directory)"));
+}
+
 constexpr char kGood[] = "openSSH 10.0.0.9 22:tcp 1700000000000000000 1700000030000000000\n";
 
 TEST(GrantStoreTest, ACorruptLineRefusesToOpenAndNamesFileAndLine) {
