@@ -10,16 +10,6 @@ namespace {
 
 constexpr char kTimeFormat[] = "%Y-%m-%dT%H:%M:%E6SZ";
 
-absl::StatusOr<absl::Time> ParseAuditTime(absl::string_view text) {
-  absl::Time t;
-  std::string error;
-  if (!absl::ParseTime(kTimeFormat, text, absl::UTCTimeZone(), &t, &error)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("time \"", text, "\": expected YYYY-MM-DDTHH:MM:SS.UUUUUUZ (", error, ")"));
-  }
-  return t;
-}
-
 absl::StatusOr<std::string> Unescape(absl::string_view field, const char* name) {
   absl::StatusOr<std::string> out = UnescapeField(std::string_view(field.data(), field.size()));
   if (!out.ok()) return absl::InvalidArgumentError(absl::StrCat(name, ": ", out.status().message()));
@@ -50,7 +40,7 @@ absl::StatusOr<AuditRecord> ParseRecord(const std::vector<absl::string_view>& f)
   absl::StatusOr<uint64_t> index = ParseCount(f[1], "index");
   if (!index.ok()) return index.status();
   r.index = *index;
-  absl::StatusOr<absl::Time> time = ParseAuditTime(f[2]);
+  absl::StatusOr<absl::Time> time = ParseAuditTime(std::string_view(f[2].data(), f[2].size()));
   if (!time.ok()) return time.status();
   r.entry.time = *time;
   std::string* const text_fields[] = {&r.entry.who, &r.entry.what, &r.entry.where, &r.entry.origin};
@@ -83,7 +73,7 @@ absl::StatusOr<AuditCheckpoint> ParseCheckpoint(const std::vector<absl::string_v
   absl::StatusOr<uint64_t> count = ParseCount(f[1], "record_count");
   if (!count.ok()) return count.status();
   c.record_count = *count;
-  absl::StatusOr<absl::Time> time = ParseAuditTime(f[2]);
+  absl::StatusOr<absl::Time> time = ParseAuditTime(std::string_view(f[2].data(), f[2].size()));
   if (!time.ok()) return time.status();
   c.time = *time;
   absl::StatusOr<ChainHash> hash = ParseHash(f[3], "chain_hash");
@@ -100,6 +90,16 @@ absl::StatusOr<AuditCheckpoint> ParseCheckpoint(const std::vector<absl::string_v
 }  // namespace
 
 std::string FormatAuditTime(absl::Time t) { return absl::FormatTime(kTimeFormat, t, absl::UTCTimeZone()); }
+
+absl::StatusOr<absl::Time> ParseAuditTime(std::string_view text) {
+  absl::Time t;
+  std::string error;
+  if (!absl::ParseTime(kTimeFormat, absl::string_view(text.data(), text.size()), absl::UTCTimeZone(), &t, &error)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("time \"", std::string(text), "\": expected YYYY-MM-DDTHH:MM:SS.UUUUUUZ (", error, ")"));
+  }
+  return t;
+}
 
 std::string FormatRecordLine(const AuditRecord& r) {
   return absl::StrCat("R\t", r.index, "\t", FormatAuditTime(r.entry.time), "\t", EscapeField(r.entry.who), "\t",

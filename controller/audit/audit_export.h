@@ -26,6 +26,8 @@ namespace sesame::controller {
 inline constexpr std::string_view kAuditExportHeader = "sesame-audit-export v1";
 
 std::string FormatAuditTime(absl::Time t);
+// The inverse of FormatAuditTime; the error says what was expected.
+absl::StatusOr<absl::Time> ParseAuditTime(std::string_view text);
 std::string FormatRecordLine(const AuditRecord& record);          // with '\n'
 std::string FormatCheckpointLine(const AuditCheckpoint& checkpoint);  // with '\n'
 

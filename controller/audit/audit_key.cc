@@ -4,11 +4,13 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "controller/audit/audit_record.h"
 
 namespace sesame::controller {
 namespace {
@@ -68,6 +70,18 @@ std::string AuditPublicKey::ToPem() const {
   BioPtr bio(BIO_new(BIO_s_mem()));
   if (PEM_write_bio_PUBKEY(bio.get(), key_.get()) != 1) std::abort();
   return BioContents(bio.get());
+}
+
+std::string AuditPublicKey::KeyId() const {
+  unsigned char* der = nullptr;
+  const int size = i2d_PUBKEY(key_.get(), &der);
+  if (size <= 0) std::abort();  // an Ed25519 key in memory always encodes
+  unsigned char digest[32];
+  unsigned int digest_size = 0;
+  const int ok = EVP_Digest(der, static_cast<size_t>(size), digest, &digest_size, EVP_sha256(), nullptr);
+  OPENSSL_free(der);
+  if (ok != 1 || digest_size != sizeof digest) std::abort();
+  return BytesToHex(std::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
 }
 
 bool AuditPublicKey::Verify(std::string_view message, std::string_view signature) const {

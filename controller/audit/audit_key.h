@@ -25,6 +25,10 @@ class AuditPublicKey {
   static absl::StatusOr<AuditPublicKey> LoadFile(const std::string& path);
 
   std::string ToPem() const;
+  // The key's id, as Certificate Transparency names a log: SHA-256 of the
+  // DER SubjectPublicKeyInfo, 64 lower-case hex digits. Heads carry it so a
+  // verifier can say which key signed what.
+  std::string KeyId() const;
   // True when signature is a valid Ed25519 signature of message by this key.
   bool Verify(std::string_view message, std::string_view signature) const;
 

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 #include "controller/audit/audit_export.h"
 
@@ -12,8 +13,13 @@ constexpr size_t kPage = 1000;
 
 }  // namespace
 
-AuditLog::AuditLog(Store& store, AuditSigningKey key, const Clock& clock)
-    : store_(store), key_(std::move(key)), public_key_(key_.PublicKey()), clock_(clock) {}
+AuditLog::AuditLog(Store& store, AuditSigningKey key, const Clock& clock, absl::Duration checkpoint_interval)
+    : store_(store),
+      key_(std::move(key)),
+      public_key_(key_.PublicKey()),
+      key_id_(public_key_.KeyId()),
+      clock_(clock),
+      checkpoint_interval_(checkpoint_interval) {}
 
 absl::StatusOr<AuditRecord> AuditLog::Append(AuditEntry entry) {
   if (entry.time == absl::InfinitePast()) entry.time = clock_.Now();
@@ -36,7 +42,24 @@ absl::StatusOr<AuditCheckpoint> AuditLog::Checkpoint() {
   c.time = TruncateToMicros(clock_.Now());
   ASSIGN_OR_RETURN(c.signature, key_.Sign(CanonicalCheckpointBytes(c.record_count, c.chain_hash, c.time)));
   RETURN_IF_ERROR(store_.AddCheckpoint(c));
+  // The head leaves the machine with the log (journald, syslog), where a
+  // root on this disk cannot take it back.
+  LogInfo(FormatAuditCheckpointLogLine(c, key_id_));
   return c;
+}
+
+absl::StatusOr<AuditCheckpoint> AuditLog::LatestCheckpoint() {
+  ASSIGN_OR_RETURN(std::vector<AuditCheckpoint> existing, store_.ListCheckpoints());
+  if (existing.empty()) return absl::NotFoundError("no audit checkpoint has been signed yet");
+  return existing.back();
+}
+
+absl::StatusOr<AuditVerification> AuditLog::Verify(std::vector<AuditSignedHead> heads) {
+  AuditVerifyOptions options;
+  options.heads = std::move(heads);
+  options.unsigned_tail_allowance = checkpoint_interval_ + kCheckpointMargin;
+  options.now = clock_.Now();
+  return VerifyStoredAudit(store_, public_key_, std::move(options));
 }
 
 absl::StatusOr<std::string> AuditLog::ExportText() {

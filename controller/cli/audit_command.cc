@@ -1,5 +1,8 @@
-// sesamectl audit tail | export | verify | pubkey: the fleet's audit log.
-// `audit verify --file` checks an export offline, without the controller.
+// sesamectl audit tail | export | verify | pubkey | head: the fleet's audit
+// log. `audit verify --file` checks an export offline, without the
+// controller; `--head FILE` (repeatable) also checks that the log contains
+// heads saved earlier (`audit head -o json`, or the controller's log lines
+// "audit.checkpoint {...}"; controller/audit/audit_head.h).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -11,19 +14,23 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
+#include "controller/audit/audit_export.h"
+#include "controller/audit/audit_head.h"
 #include "controller/audit/audit_key.h"
 #include "controller/audit/audit_verifier.h"
 #include "controller/cli/cli_context.h"
 #include "controller/cli/sesamectl.h"
+#include "controller/service/wire_convert.h"
 
 namespace sesame::controller::cli {
 namespace {
 
-// The four verbs' flags; only one verb runs.
+// The verbs' flags; only one verb runs.
 struct AuditFlags {
   bool follow = false;
   int tail_n = 20;
   std::string out_file, file, pubkey;
+  std::vector<std::string> heads;
 };
 
 int AuditTail(Context& ctx, bool follow, int n) {
@@ -68,32 +75,62 @@ int AuditExport(Context& ctx, const std::string& path) {
   return kExitOk;
 }
 
-// The same report whether the controller verified or this process did.
-int PrintVerification(std::ostream& out, std::ostream& err, bool json, bool ok, uint64_t records,
-                      uint64_t checkpoints, uint64_t signed_records, uint64_t first_bad, const std::string& problem) {
+// What a verification found, whether the controller verified or this
+// process did.
+struct VerifyReport {
+  bool ok = false;
+  uint64_t records = 0, checkpoints = 0, signed_records = 0, heads = 0, first_bad = 0;
+  std::string problem;
+};
+
+int PrintVerification(std::ostream& out, std::ostream& err, bool json, const VerifyReport& v) {
   if (json) {
-    out << "{\"ok\": " << (ok ? "true" : "false") << ", \"records\": " << records << ", \"checkpoints\": "
-        << checkpoints << ", \"signed_records\": " << signed_records;
-    if (!ok) out << ", \"first_bad_index\": " << first_bad << ", \"problem\": \"" << problem << "\"";
+    out << "{\"ok\": " << (v.ok ? "true" : "false") << ", \"records\": " << v.records << ", \"checkpoints\": "
+        << v.checkpoints << ", \"signed_records\": " << v.signed_records << ", \"heads\": " << v.heads;
+    if (!v.ok) out << ", \"first_bad_index\": " << v.first_bad << ", \"problem\": " << JsonQuote(v.problem);
     out << "}\n";
-  } else if (ok) {
-    out << "OK: " << records << " records, " << checkpoints << " good checkpoints, signed through record "
-        << (signed_records == 0 ? std::string("-") : absl::StrCat(signed_records - 1)) << "\n";
+  } else if (v.ok) {
+    out << "OK: " << v.records << " records, " << v.checkpoints << " good checkpoints, signed through record "
+        << (v.signed_records == 0 ? std::string("-") : absl::StrCat(v.signed_records - 1));
+    if (v.heads > 0) out << ", contains " << v.heads << (v.heads == 1 ? " saved head" : " saved heads");
+    out << "\n";
   }
-  if (!ok) err << "sesamectl: audit log does NOT verify: " << problem << "\n";
-  return ok ? kExitOk : kExitFailure;
+  if (!v.ok) err << "sesamectl: audit log does NOT verify: " << v.problem << "\n";
+  return v.ok ? kExitOk : kExitFailure;
 }
 
-int AuditVerifyRemote(Context& ctx) {
+// The heads of every --head file; an exit code on error.
+int LoadHeads(std::ostream& err, const std::vector<std::string>& files, std::vector<AuditSignedHead>& heads) {
+  for (const std::string& file : files) {
+    absl::StatusOr<std::vector<AuditSignedHead>> loaded = LoadAuditHeads(file);
+    if (!loaded.ok()) {
+      err << "sesamectl: " << loaded.status().message() << "\n";
+      return absl::IsNotFound(loaded.status()) ? kExitNotFound : kExitUsage;
+    }
+    heads.insert(heads.end(), loaded->begin(), loaded->end());
+  }
+  return kExitOk;
+}
+
+int AuditVerifyRemote(Context& ctx, const std::vector<std::string>& head_files) {
+  std::vector<AuditSignedHead> heads;
+  if (int code = LoadHeads(ctx.err(), head_files, heads); code != kExitOk) return code;
+  v1::VerifyAuditRequest request;
+  for (const AuditSignedHead& h : heads) {
+    v1::SignedAuditHead* wire = request.add_heads();
+    *wire->mutable_checkpoint() = ToWire(h.checkpoint);
+    wire->set_key_id(h.key_id);
+  }
   v1::VerifyAuditResponse r;
-  grpc::Status s = ctx.stub().VerifyAudit(ctx.CallContext().get(), v1::VerifyAuditRequest(), &r);
+  grpc::Status s = ctx.stub().VerifyAudit(ctx.CallContext().get(), request, &r);
   if (!s.ok()) return ctx.Fail(s);
-  return PrintVerification(ctx.out(), ctx.err(), ctx.json(), r.ok(), r.records(), r.checkpoints(),
-                           r.signed_records(), r.first_bad_index(), r.problem());
+  return PrintVerification(ctx.out(), ctx.err(), ctx.json(),
+                           {r.ok(), r.records(), r.checkpoints(), r.signed_records(), r.heads(), r.first_bad_index(),
+                            r.problem()});
 }
 
 int AuditVerifyFile(std::ostream& out, std::ostream& err, bool json, const std::string& file,
-                    const std::string& pubkey) {
+                    const std::string& pubkey, const std::vector<std::string>& head_files) {
   if (pubkey.empty()) {
     err << "sesamectl: audit verify --file needs --pubkey FILE (the controller's audit public key; "
            "`sesamectl audit pubkey` prints it)\n";
@@ -104,13 +141,41 @@ int AuditVerifyFile(std::ostream& out, std::ostream& err, bool json, const std::
     err << "sesamectl: " << key.status().message() << "\n";
     return absl::IsNotFound(key.status()) ? kExitNotFound : kExitUsage;
   }
-  absl::StatusOr<AuditVerification> v = VerifyAuditExportFile(file, *key);
+  std::vector<AuditSignedHead> heads;
+  if (int code = LoadHeads(err, head_files, heads); code != kExitOk) return code;
+  absl::StatusOr<AuditVerification> v = VerifyAuditExportFile(file, *key, std::move(heads));
   if (!v.ok()) {
     err << "sesamectl: audit log does NOT verify: " << v.status().message() << "\n";
     return absl::IsNotFound(v.status()) ? kExitNotFound : kExitFailure;
   }
-  return PrintVerification(out, err, json, v->ok, v->records, v->checkpoints, v->signed_records,
-                           v->first_bad_index, v->problem);
+  return PrintVerification(out, err, json,
+                           {v->ok, v->records, v->checkpoints, v->signed_records, v->heads, v->first_bad_index,
+                            v->problem});
+}
+
+// The latest signed checkpoint: -o json prints the head format
+// (audit_head.h), one line, for an auditor to keep.
+int AuditHead(Context& ctx) {
+  v1::SignedAuditHead r;
+  grpc::Status s = ctx.stub().GetAuditHead(ctx.CallContext().get(), v1::GetAuditHeadRequest(), &r);
+  if (!s.ok()) return ctx.Fail(s);
+  absl::StatusOr<AuditCheckpoint> head = FromWire(r.checkpoint(), "checkpoint");
+  if (!head.ok()) {
+    ctx.err() << "sesamectl: the controller sent a malformed head: " << head.status().message() << "\n";
+    return kExitFailure;
+  }
+  if (ctx.json()) {
+    ctx.out() << FormatAuditHeadJson(*head, r.key_id()) << "\n";
+    return kExitOk;
+  }
+  Table t({"FIELD", "VALUE"});
+  t.Add({"records", absl::StrCat(head->record_count)});
+  t.Add({"chain hash", HashToHex(head->chain_hash)});
+  t.Add({"time", FormatAuditTime(head->time)});
+  t.Add({"signature", BytesToHex(head->signature)});
+  t.Add({"key id", r.key_id().empty() ? std::string("-") : r.key_id()});
+  t.Print(ctx.out());
+  return kExitOk;
 }
 
 int AuditPubkey(Context& ctx) {
@@ -137,18 +202,23 @@ void AddAuditCommands(CLI::App& app, Context& ctx) {
   CLI::App* verify = audit->add_subcommand("verify", "check the hash chain and signatures");
   verify->add_option("--file", f.file, "an export to verify offline (no controller needed)");
   verify->add_option("--pubkey", f.pubkey, "the controller's audit public key (PEM)");
+  verify->add_option("--head", f.heads,
+                     "saved heads the log must contain (`audit head -o json`, or the controller's "
+                     "audit.checkpoint log lines); repeatable");
   verify->callback([&ctx, &f] {
     if (f.file.empty()) {
-      ctx.action = AuditVerifyRemote;
+      ctx.action = [&f](Context& c) { return AuditVerifyRemote(c, f.heads); };
     } else {
       ctx.offline_action = [&f](Context& c) {
-        return AuditVerifyFile(c.out(), c.err(), c.json(), f.file, f.pubkey);
+        return AuditVerifyFile(c.out(), c.err(), c.json(), f.file, f.pubkey, f.heads);
       };
     }
   });
   audit->add_subcommand("pubkey", "print the audit public key (PEM)")->callback([&ctx] {
     ctx.action = AuditPubkey;
   });
+  audit->add_subcommand("head", "print the latest signed checkpoint (-o json: the head file format)")
+      ->callback([&ctx] { ctx.action = AuditHead; });
 }
 
 }  // namespace sesame::controller::cli

@@ -5,6 +5,7 @@
 
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "google/protobuf/message.h"
@@ -27,6 +28,9 @@ class Table {
 
 // A message as indented JSON with the proto field names, ending in a newline.
 void PrintJson(std::ostream& out, const google::protobuf::Message& m);
+// text as a JSON string, quotes included: '"' and '\\' escaped, control
+// characters as \uXXXX (\n, \t, ... by name); other bytes as they are.
+std::string JsonQuote(std::string_view text);
 
 // UTC, to the second; "-" for an unset timestamp.
 std::string TimeText(const google::protobuf::Timestamp& t);

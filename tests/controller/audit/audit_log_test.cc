@@ -5,11 +5,15 @@
 
 #include <memory>
 
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "common/log.h"
 #include "controller/audit/audit_export.h"
+#include "controller/audit/audit_head.h"
 #include "controller/audit/audit_key.h"
 #include "controller/audit/audit_record.h"
 #include "controller/audit/audit_verifier.h"
@@ -140,6 +144,21 @@ TEST(AuditKeyTest, LoadOrCreateKeepsTheKeyPrivateAndStable) {
   EXPECT_EQ(*ReadFileToString(path), "garbage\n");
 }
 
+TEST(AuditKeyTest, KeyIdIsTheSha256OfTheSubjectPublicKeyInfo) {
+  const AuditSigningKey key = AuditSigningKey::Generate();
+  const std::string pem = key.PublicKey().ToPem();
+  // The PEM body is the DER, in base64.
+  std::string body;
+  for (absl::string_view line : absl::StrSplit(pem, '\n')) {
+    if (!line.empty() && line[0] != '-') body += std::string(line);
+  }
+  std::string der;
+  ASSERT_TRUE(absl::Base64Unescape(body, &der));
+  EXPECT_EQ(key.PublicKey().KeyId(), BytesToHex(Sha256(der)));
+  EXPECT_EQ(AuditPublicKey::FromPem(pem)->KeyId(), key.PublicKey().KeyId());
+  EXPECT_NE(AuditSigningKey::Generate().PublicKey().KeyId(), key.PublicKey().KeyId());
+}
+
 // --- The log, its export, and tampering ---------------------------------------
 
 class AuditLogTest : public ::testing::Test {
@@ -221,6 +240,75 @@ TEST_F(AuditLogTest, StoredChainVerifies) {
   const size_t checkpoints = store_->ListCheckpoints()->size();
   ASSERT_TRUE(log_->Checkpoint().ok());
   EXPECT_EQ(store_->ListCheckpoints()->size(), checkpoints);
+}
+
+TEST_F(AuditLogTest, EachNewCheckpointIsLoggedAsAHead) {
+  std::vector<std::string> lines;
+  LogOptions options;
+  options.to_stderr = false;
+  options.observer = [&lines](LogLevel, std::string_view m) { lines.emplace_back(m); };
+  ASSERT_TRUE(ConfigureLogging(options).ok());
+  absl::Cleanup restore = [] { (void)ConfigureLogging(LogOptions{}); };
+  absl::StatusOr<AuditCheckpoint> signed_now = log_->Checkpoint();
+  ASSERT_TRUE(signed_now.ok());
+  ASSERT_TRUE(log_->Checkpoint().ok());  // nothing new: not signed again, not logged again
+  std::string heads;
+  for (const std::string& line : lines) {
+    if (line.rfind("audit.checkpoint {", 0) == 0) heads += line + "\n";
+  }
+  absl::StatusOr<std::vector<AuditSignedHead>> parsed = ParseAuditHeads(heads, "journal");
+  ASSERT_TRUE(parsed.ok()) << parsed.status() << "\n" << heads;
+  ASSERT_EQ(parsed->size(), 1u);
+  EXPECT_EQ((*parsed)[0].checkpoint, *signed_now);
+  EXPECT_EQ((*parsed)[0].key_id, key_.PublicKey().KeyId());
+  EXPECT_EQ(*log_->LatestCheckpoint(), *signed_now);
+  absl::StatusOr<AuditVerification> v = log_->Verify(*parsed);
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok) << v->problem;
+  EXPECT_EQ(v->heads, 1u);
+}
+
+TEST_F(AuditLogTest, TheLiveLogAllowsAnUnsignedTailYoungerThanTheInterval) {
+  // Records 8..19 are not signed yet; the first is from kStart + 2.25 s.
+  clock_.Advance(absl::Seconds(30));
+  absl::StatusOr<AuditVerification> v = log_->Verify();
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok) << v->problem;
+  clock_.Advance(absl::Minutes(2));
+  v = log_->Verify();
+  EXPECT_FALSE(v->ok);
+  EXPECT_EQ(v->first_bad_index, 8u);
+  EXPECT_THAT(v->problem,
+              HasSubstr("12 records (records 8 to 19) after the last checkpoint (over 8 records): not signed"));
+  EXPECT_THAT(v->problem, HasSubstr("older than the checkpoint interval allows (1m10s)"));
+  ASSERT_TRUE(log_->Checkpoint().ok());
+  v = log_->Verify();
+  EXPECT_TRUE(v->ok) << v->problem;
+}
+
+TEST_F(AuditLogTest, CheckpointsStrippedFromTheStoreFailTheLiveVerify) {
+  ASSERT_TRUE(log_->Checkpoint().ok());
+  Tamper("DELETE FROM audit_checkpoints");
+  clock_.Advance(absl::Minutes(5));
+  absl::StatusOr<AuditVerification> v = log_->Verify();
+  ASSERT_TRUE(v.ok());
+  EXPECT_FALSE(v->ok);
+  EXPECT_EQ(v->first_bad_index, 0u);
+  EXPECT_THAT(v->problem, HasSubstr("20 records (records 0 to 19) without any checkpoint: not signed"));
+}
+
+TEST_F(AuditLogTest, AStoreRolledBackToAnEarlierCheckpointFailsAgainstASavedHead) {
+  absl::StatusOr<AuditCheckpoint> head = log_->Checkpoint();
+  ASSERT_TRUE(head.ok());
+  const AuditSignedHead saved{*head, log_->key_id(), ""};
+  Tamper("DELETE FROM audit WHERE idx >= 8; DELETE FROM audit_checkpoints WHERE record_count > 8");
+  absl::StatusOr<AuditVerification> v = log_->Verify();
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok) << v->problem;  // consistent and signed: only the head tells
+  v = log_->Verify({saved});
+  EXPECT_FALSE(v->ok);
+  EXPECT_THAT(v->problem, HasSubstr("the log holds 8 records, but the saved head over 20 records"));
+  EXPECT_THAT(v->problem, HasSubstr("cut back"));
 }
 
 TEST_F(AuditLogTest, ExportRoundTripsAndVerifiesOffline) {

@@ -2,12 +2,24 @@
 // offline audit verification and the exit codes.
 #include "controller/cli/sesamectl.h"
 
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "common/log.h"
+#include "controller/audit/audit_export.h"
+#include "controller/audit/audit_head.h"
+#include "controller/audit/audit_key.h"
+#include "controller/audit/audit_record.h"
 #include "controller/controller_config.h"
 #include "controller/controller_daemon.h"
 #include "gmock/gmock.h"
@@ -149,6 +161,203 @@ TEST_F(SesamectlTest, AuditExportVerifiesOfflineAndTamperingIsCaught) {
 
   r = Ctl({"audit", "verify"});
   EXPECT_EQ(r.code, kExitOk) << r.err;
+}
+
+// The export's lines, and the same file with some lines changed.
+std::vector<std::string> Lines(const std::string& path) {
+  return absl::StrSplit(*ReadFileToString(path), '\n', absl::SkipEmpty());
+}
+
+std::string WriteLines(const std::string& path, const std::vector<std::string>& lines) {
+  EXPECT_TRUE(WriteFileAtomically(path, absl::StrJoin(lines, "\n") + "\n", 0644).ok());
+  return path;
+}
+
+// A forger's rewrite of an export: record 1's `who` changed, every hash
+// after it recomputed, every checkpoint signed again with key.
+std::string Forge(const std::string& exported, const AuditSigningKey& key, const std::string& out) {
+  absl::StatusOr<AuditExport> parsed = ParseAuditExport(*ReadFileToString(exported), exported);
+  EXPECT_TRUE(parsed.ok()) << parsed.status();
+  parsed->records[1].entry.who = "admin:mallory";
+  ChainHash prev{};
+  for (AuditRecord& r : parsed->records) {
+    r.prev_hash = prev;
+    r.hash = NextChainHash(prev, r.index, r.entry);
+    prev = r.hash;
+  }
+  std::string text = absl::StrCat(std::string(kAuditExportHeader), "\n");
+  size_t next = 0;
+  for (AuditCheckpoint& c : parsed->checkpoints) {
+    c.chain_hash = c.record_count == 0 ? ChainHash{} : parsed->records[c.record_count - 1].hash;
+    c.signature = *key.Sign(CanonicalCheckpointBytes(c.record_count, c.chain_hash, c.time));
+  }
+  while (next < parsed->checkpoints.size() && parsed->checkpoints[next].record_count == 0) {
+    text += FormatCheckpointLine(parsed->checkpoints[next++]);
+  }
+  for (const AuditRecord& r : parsed->records) {
+    text += FormatRecordLine(r);
+    while (next < parsed->checkpoints.size() && parsed->checkpoints[next].record_count == r.index + 1) {
+      text += FormatCheckpointLine(parsed->checkpoints[next++]);
+    }
+  }
+  EXPECT_TRUE(WriteFileAtomically(out, text, 0644).ok());
+  return out;
+}
+
+TEST_F(SesamectlTest, AuditHeadsShowTruncationRollbackAndForgery) {
+  // The controller logs every checkpoint it signs: collect the lines as
+  // journald would, with its prefix.
+  absl::Mutex mu;  // the controller's threads log
+  std::vector<std::string> logged;
+  LogOptions log_options;
+  log_options.to_stderr = false;
+  log_options.observer = [&mu, &logged](LogLevel, std::string_view m) {
+    absl::MutexLock lock(&mu);
+    logged.push_back(absl::StrCat("May 01 12:00:00 ctl sesame-controller[42]: ", std::string(m)));
+  };
+  ASSERT_TRUE(ConfigureLogging(log_options).ok());
+  absl::Cleanup restore_log = [] { (void)ConfigureLogging(LogOptions{}); };
+
+  Result r = Ctl({"audit", "pubkey"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  const std::string pub = WriteLines(state_.File("audit.pub"), {r.out});
+  r = Ctl({"audit", "head"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("records"));
+  EXPECT_THAT(r.out, HasSubstr("chain hash"));
+  EXPECT_THAT(r.out, HasSubstr("key id"));
+
+  ASSERT_EQ(Ctl({"sequences", "issue", "--door", "ssh", "--count", "2"}).code, kExitOk);
+  const std::string first = state_.File("first.export");
+  ASSERT_EQ(Ctl({"audit", "export", "--out", first}).code, kExitOk);
+  r = Ctl({"-o", "json", "audit", "head"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;  // one line
+  const std::string first_head = WriteLines(state_.File("first.head"), {r.out});
+
+  ASSERT_EQ(Ctl({"sequences", "issue", "--door", "ssh", "--count", "2"}).code, kExitOk);
+  ASSERT_EQ(Ctl({"grants", "open", "--fleet", "--ip", "192.0.2.7", "--door", "ssh"}).code, kExitOk);
+  const std::string second = state_.File("second.export");
+  ASSERT_EQ(Ctl({"audit", "export", "--out", second}).code, kExitOk);
+  r = Ctl({"-o", "json", "audit", "head"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  const std::string second_head = WriteLines(state_.File("second.head"), {r.out});
+
+  // Honest: both exports contain the heads saved when they were made, and
+  // the second contains both. The controller's log serves as a head file.
+  r = Ctl({"audit", "verify", "--file", second, "--pubkey", pub, "--head", first_head, "--head", second_head});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("contains 2 saved heads"));
+  std::vector<std::string> journal_lines;
+  {
+    absl::MutexLock lock(&mu);
+    journal_lines = logged;
+  }
+  const std::string journal = WriteLines(state_.File("journal.txt"), journal_lines);
+  EXPECT_THAT(*ReadFileToString(journal), HasSubstr("audit.checkpoint {\"record_count\": "));
+  r = Ctl({"audit", "verify", "--file", second, "--pubkey", pub, "--head", journal});
+  EXPECT_EQ(r.code, kExitOk) << r.err << *ReadFileToString(journal);
+  r = Ctl({"audit", "verify", "--file", first, "--pubkey", pub, "--head", first_head});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+
+  // Rollback: the first export is a consistent, signed log cut back to an
+  // earlier checkpoint; the later head shows it.
+  r = Ctl({"audit", "verify", "--file", first, "--pubkey", pub, "--head", second_head});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_THAT(r.err, HasSubstr("but the saved head over "));
+  EXPECT_THAT(r.err, HasSubstr("cut back (rolled back to an earlier checkpoint"));
+
+  // Stripped checkpoints.
+  std::vector<std::string> lines = Lines(second);
+  std::vector<std::string> stripped;
+  for (const std::string& line : lines) {
+    if (line[0] != 'C') stripped.push_back(line);
+  }
+  r = Ctl({"audit", "verify", "--file", WriteLines(state_.File("stripped"), stripped), "--pubkey", pub});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_THAT(r.err, HasSubstr("is covered by a signed checkpoint"));
+  EXPECT_THAT(r.err, HasSubstr("checkpoint lines were removed"));
+
+  // A cut tail: the last record and the checkpoint after it removed.
+  std::vector<std::string> cut = lines;
+  ASSERT_EQ(cut.back()[0], 'C');
+  cut.pop_back();
+  ASSERT_EQ(cut.back()[0], 'R');
+  cut.pop_back();
+  while (cut.back()[0] == 'C') cut.pop_back();  // one right at the cut would make it a rollback (above)
+  r = Ctl({"audit", "verify", "--file", WriteLines(state_.File("cut"), cut), "--pubkey", pub});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_THAT(r.err, HasSubstr("after the last checkpoint"));
+  EXPECT_THAT(r.err, HasSubstr("not covered by a signature"));
+
+  // A fork re-signed with the controller's own key (root on its disk has
+  // it): consistent alone; the saved head shows it.
+  absl::StatusOr<AuditSigningKey> real_key = AuditSigningKey::LoadOrCreate(state_.File("audit.key"));
+  ASSERT_TRUE(real_key.ok()) << real_key.status();
+  const std::string forked = Forge(second, *real_key, state_.File("forked"));
+  r = Ctl({"audit", "verify", "--file", forked, "--pubkey", pub});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  r = Ctl({"audit", "verify", "--file", forked, "--pubkey", pub, "--head", second_head});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_THAT(r.err, HasSubstr("differs from the saved head"));
+  EXPECT_THAT(r.err, HasSubstr("forked"));
+
+  // A rehashed chain re-signed with another key: the auditor's public key
+  // refuses it; the new public key refuses the saved head.
+  const AuditSigningKey other = AuditSigningKey::Generate();
+  const std::string resigned = Forge(second, other, state_.File("resigned"));
+  r = Ctl({"audit", "verify", "--file", resigned, "--pubkey", pub});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_THAT(r.err, HasSubstr("bad signature"));
+  const std::string other_pub = WriteLines(state_.File("other.pub"), {other.PublicKey().ToPem()});
+  r = Ctl({"audit", "verify", "--file", resigned, "--pubkey", other_pub, "--head", second_head});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_THAT(r.err, HasSubstr("the audit key was replaced"));
+
+  // The live log against saved heads: the controller checks them.
+  r = Ctl({"audit", "verify", "--head", second_head});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("contains 1 saved head"));
+  AuditCheckpoint beyond;  // signed with the real key, over more than the log holds
+  beyond.record_count = 100000;
+  beyond.time = TruncateToMicros(absl::Now());
+  beyond.signature = *real_key->Sign(CanonicalCheckpointBytes(beyond.record_count, beyond.chain_hash, beyond.time));
+  const std::string beyond_head =
+      WriteLines(state_.File("beyond.head"), {FormatAuditHeadJson(beyond, real_key->PublicKey().KeyId())});
+  r = Ctl({"audit", "verify", "--head", beyond_head});
+  EXPECT_EQ(r.code, kExitFailure);
+  EXPECT_THAT(r.err, HasSubstr("but the saved head over 100000 records"));
+
+  // A malformed head file is a usage error naming its line.
+  const std::string bad_head = WriteLines(state_.File("bad.head"), {"{\"record_count\": 1}"});
+  r = Ctl({"audit", "verify", "--file", second, "--pubkey", pub, "--head", bad_head});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("bad.head:1: head: no \"chain_hash\""));
+}
+
+TEST_F(SesamectlTest, AuditVerifyJsonEscapesTheProblem) {
+  ASSERT_EQ(Ctl({"sequences", "issue", "--door", "ssh", "--count", "1"}).code, kExitOk);
+  const std::string exported = state_.File("export.txt");
+  ASSERT_EQ(Ctl({"audit", "export", "--out", exported}).code, kExitOk);
+  Result r = Ctl({"audit", "pubkey"});
+  const std::string pub = WriteLines(state_.File("audit.pub"), {r.out});
+  // An altered head, in a file whose name has a quote and a backslash: the
+  // problem names the file.
+  std::string json = Ctl({"-o", "json", "audit", "head"}).out;
+  json.insert(json.find("\"record_count\": ") + 16, "9");  // claims more than was signed
+  const std::string head = WriteLines(state_.File("saved \"head\" \\1.json"), {json});
+  r = Ctl({"-o", "json", "audit", "verify", "--file", exported, "--pubkey", pub, "--head", head});
+  EXPECT_EQ(r.code, kExitFailure);
+  google::protobuf::Struct parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &parsed).ok()) << r.out;
+  EXPECT_FALSE(parsed.fields().at("ok").bool_value());
+  const std::string problem = parsed.fields().at("problem").string_value();
+  EXPECT_THAT(problem, HasSubstr("saved \"head\" \\1.json:1"));
+  EXPECT_THAT(r.err, HasSubstr(problem));
+  r = Ctl({"-o", "json", "audit", "verify", "--file", exported, "--pubkey", pub});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &parsed).ok()) << r.out;
+  EXPECT_TRUE(parsed.fields().at("ok").bool_value());
 }
 
 TEST_F(SesamectlTest, ExitCodes) {
