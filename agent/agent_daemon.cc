@@ -111,9 +111,6 @@ absl::Status Daemon::Start() {
     ASSIGN_OR_RETURN(pipeline_, KnockPipeline::Create(config_, pipeline_options_, *grants_));
   }
   RefreshLocalAddresses();
-  scope_ = ScopeFor(*pipeline_);
-  filter_generation_ = pipeline_->generation();
-  if (managed_) managed_generation_ = managed_->matcher().generation();
   OpenCaptures(config_.options.interfaces);
 
   if (!config_.options.pid_file.empty()) {
@@ -182,7 +179,6 @@ absl::Status Daemon::Run() {
       pipeline_->Tick(now);
       if (managed_) managed_->matcher().Tick(now);
       PublishMetrics(now);
-      RefreshFilterIfNeeded();
       for (Capture& c : captures_) {
         if (!c.source && now >= c.retry_at) TryOpen(c);
       }

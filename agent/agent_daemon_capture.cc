@@ -31,19 +31,6 @@ CaptureStats Add(CaptureStats a, const CaptureStats& b) {
   return a;
 }
 
-CaptureScope Daemon::ScopeFor(const KnockPipeline& pipeline) const {
-  std::vector<Knock> current;
-  for (const std::vector<Knock>& sequence : pipeline.CurrentSequences()) {
-    current.insert(current.end(), sequence.begin(), sequence.end());
-  }
-  if (managed_) {
-    if (managed_->matcher().AnyStrict()) return CaptureScope::Everything();
-    const std::vector<Knock> managed = managed_->matcher().CurrentKnocks();
-    current.insert(current.end(), managed.begin(), managed.end());
-  }
-  return ScopeForConfig(config_, current);
-}
-
 void Daemon::OpenCaptures(const std::vector<std::string>& interfaces) {
   captures_.clear();
   for (const std::string& name : interfaces) {
@@ -55,7 +42,6 @@ void Daemon::OpenCaptures(const std::vector<std::string>& interfaces) {
 void Daemon::TryOpen(Capture& capture) {
   LiveCaptureOptions o;
   o.interface = capture.interface;
-  o.scope = scope_;
   absl::StatusOr<std::unique_ptr<PcapSource>> source = OpenLiveCapture(o);
   if (source.ok()) {
     if (capture.backoff > absl::Seconds(1)) LogInfo(absl::StrCat(capture.interface, ": capture open again"));
@@ -89,22 +75,6 @@ void Daemon::ServiceCapture(Capture& capture) {
       return;
     }
     if (*n < kFramesPerDispatch) return;
-  }
-}
-
-void Daemon::RefreshFilterIfNeeded() {
-  const uint64_t managed_generation = managed_ ? managed_->matcher().generation() : 0;
-  if (pipeline_->generation() == filter_generation_ && managed_generation == managed_generation_) return;
-  filter_generation_ = pipeline_->generation();
-  managed_generation_ = managed_generation;
-  CaptureScope scope = ScopeFor(*pipeline_);
-  if (scope == scope_) return;
-  scope_ = std::move(scope);
-  for (Capture& c : captures_) {
-    if (!c.source) continue;
-    if (absl::Status s = c.source->SetScope(scope_); !s.ok()) {
-      LogError(absl::StrCat(c.interface, ": cannot install the new capture filter: ", s.ToString()));
-    }
   }
 }
 

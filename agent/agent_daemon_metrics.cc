@@ -62,6 +62,21 @@ std::vector<MetricSample> Daemon::CollectMetrics() {
       Counter("sesame_agent_grants_opened_total", "Grants opened.", n(g.opened)),
       Counter("sesame_agent_grants_closed_total", "Grants closed (expired or revoked).", n(g.closed)),
       Counter("sesame_agent_grant_failures_total", "Grants a backend failed to open or close.", n(g.failures)),
+      Counter("sesame_agent_grants_evicted_total",
+              "Grants closed early at the limit of open grants (the door holding the most gives up its first).",
+              n(g.evicted)),
+      Counter("sesame_agent_grant_record_writes_total", "Rewrites of the grants file (one per batch of changes).",
+              n(g.record_writes)),
+      Gauge("sesame_agent_grant_queue_pending", "Completions waiting for the grant worker.", n(g.pending)),
+      Gauge("sesame_agent_grant_queue_limit", "Completions that may wait for the grant worker.", n(g.pending_limit)),
+      Counter("sesame_agent_grant_queue_coalesced_total",
+              "Completions merged into one already waiting for the same door and source.", n(g.coalesced)),
+      Counter("sesame_agent_grant_queue_dropped_total",
+              "Completions dropped because the grant queue was full (oldest of the busiest door first).",
+              n(g.dropped)),
+      Gauge("sesame_agent_grant_control_pending",
+            "Revocations and reloads waiting for the grant worker (callers wait beyond 1024).",
+            n(g.control_pending)),
       Gauge("sesame_agent_commands_running", "Start/stop commands running.", n(runner_->running())),
       Gauge("sesame_agent_commands_queued", "Start/stop commands waiting for a slot.", n(runner_->queued())),
   };
@@ -99,10 +114,12 @@ void Daemon::LogStats() {
   const GrantStats g = grants_->stats();
   LogInfo(absl::StrCat("stats matcher: packets=", m.packets, " knocks=", m.knocks, " completions=", m.completions,
                        " resets=", m.resets, " timeouts=", m.timeouts, " evictions=", m.evictions,
-                       " insert_failures=", m.insert_failures, " scanners=", m.scanners,
+                       " young_evictions=", m.young_evictions, " scanners=", m.scanners,
                        " sources=", pipeline_->matcher().occupancy(), "/", pipeline_->matcher().capacity()));
   LogInfo(absl::StrCat("stats grants: open=", g.open_now, " opened=", g.opened, " closed=", g.closed,
-                       " failures=", g.failures, " commands_running=", runner_->running(),
+                       " failures=", g.failures, " evicted=", g.evicted, " record_writes=", g.record_writes,
+                       " pending=", g.pending, "/", g.pending_limit, " coalesced=", g.coalesced,
+                       " dropped=", g.dropped, " commands_running=", runner_->running(),
                        " commands_queued=", runner_->queued()));
   if (managed_) {
     const ManagedStatus s = managed_->status();

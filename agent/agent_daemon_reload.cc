@@ -89,20 +89,11 @@ void Daemon::Reload() {
   past_matcher_.knocks += old.knocks;
   past_matcher_.completions += old.completions;
   past_matcher_.scanners += old.scanners;
+  past_matcher_.resets += old.resets;
+  past_matcher_.evictions += old.evictions;
   pipeline_ = std::move(*pipeline);
   pipeline_->SetLocalAddresses(local_addresses_);
-  scope_ = ScopeFor(*pipeline_);
-  filter_generation_ = pipeline_->generation();
-  if (interfaces_changed) {
-    OpenCaptures(config_.options.interfaces);
-  } else {
-    for (Capture& c : captures_) {
-      if (!c.source) continue;
-      if (absl::Status s = c.source->SetScope(scope_); !s.ok()) {
-        LogError(absl::StrCat(c.interface, ": cannot install the new capture filter: ", s.ToString()));
-      }
-    }
-  }
+  if (interfaces_changed) OpenCaptures(config_.options.interfaces);
   LogInfo(absl::StrCat("reloaded: ", config_.doors.size(), " door(s); knocks in progress start over"));
 }
 

@@ -126,6 +126,7 @@ struct Shared {
   std::vector<absl::Time> sent ABSL_GUARDED_BY(mu);
   std::vector<std::vector<double>> latency_ms ABSL_GUARDED_BY(mu);
   std::vector<uint64_t> sequence_ids;  // set before the burns start
+  std::vector<v1::IssuedSequence> sequences;  // their knocks, which a report carries
 };
 
 class SimAgent final : public grpc::ClientBidiReactor<v1::AgentMessage, v1::ControllerMessage> {
@@ -146,6 +147,7 @@ class SimAgent final : public grpc::ClientBidiReactor<v1::AgentMessage, v1::Cont
     v1::AgentMessage m;
     m.set_id(absl::StrCat("k", index));
     m.mutable_knock_matched()->set_sequence_id(shared_.sequence_ids[static_cast<size_t>(index)]);
+    *m.mutable_knock_matched()->mutable_knocks() = shared_.sequences[static_cast<size_t>(index)].knocks();
     m.mutable_knock_matched()->set_source("198.51.100.1");
     queue_.push_back(std::move(m));
     if (!writing_) WriteNextLocked();
@@ -249,7 +251,10 @@ void BM_AgentSessions(benchmark::State& state) {
     close(fds[0]);
     const std::string conf = absl::StrCat(
         "[controller]\nListen = 127.0.0.1:0\nStateDir = ", dir, "/state\n[tls]\nCA_Cert = ", dir, "/ca.crt\nCert = ",
-        dir, "/ctl.crt\nKey = ", dir, "/ctl.key\n[door ssh]\nSequence_Length = 3\nPort_Range = 20000-60000\n");
+        dir, "/ctl.crt\nKey = ", dir, "/ctl.key\n[door ssh]\nSequence_Length = 3\nPort_Range = 20000-60000\n",
+        // Fan-out is measured here, not the per-agent limits.
+        "[limits]\nKnock_Reports_Per_Minute = 100000\nKnock_Report_Burst = 100000\nGrants_Per_Minute = 100000\n"
+        "Grant_Burst = 100000\n");
     absl::StatusOr<ControllerConfig> config = ParseControllerConfig(conf, "bench.conf");
     if (!config.ok()) _exit(2);
     absl::StatusOr<std::unique_ptr<ControllerDaemon>> daemon = ControllerDaemon::Start(*config);
@@ -293,7 +298,10 @@ void BM_AgentSessions(benchmark::State& state) {
   if (!all_attached || !status.ok()) {
     state.SkipWithError(all_attached ? "cannot issue sequences" : "not every agent attached");
   } else {
-    for (const v1::IssuedSequence& q : issued.sequences()) shared.sequence_ids.push_back(q.id());
+    for (const v1::IssuedSequence& q : issued.sequences()) {
+      shared.sequence_ids.push_back(q.id());
+      shared.sequences.push_back(q);
+    }
     {
       absl::MutexLock lock(&shared.mu);
       shared.latency_ms.assign(kBurns, {});

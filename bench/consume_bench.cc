@@ -102,6 +102,7 @@ void BM_Consume(benchmark::State& state) {
     if (i == 0 && state.thread_index() == 0) g_run->start = absl::Now();
     ConsumeRequest r;
     r.sequence_id = first_id + i;
+    r.knocks = KnocksFor(r.sequence_id - 1);  // what the bastion saw (sequence n+1 has KnocksFor(n))
     r.agent = agent;
     r.source = IpAddress::V4(0xc6336400u + static_cast<uint32_t>(i % 250));
     r.request_id = absl::StrCat("t", state.thread_index(), "-", i);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/file_util.h"
+#include "common/status_macros.h"
 
 namespace sesame::controller {
 namespace {
@@ -41,7 +42,7 @@ class Parser {
     if (absl::Status s = FinishDoor(); !s.ok()) return s;
     const std::string inner(absl::StripAsciiWhitespace(line.substr(1, line.size() - 2)));
     const std::string lower = absl::AsciiStrToLower(inner);
-    if (lower == "controller" || lower == "tls" || lower == "audit" || lower == "metrics") {
+    if (lower == "controller" || lower == "tls" || lower == "audit" || lower == "metrics" || lower == "limits") {
       section_ = lower;
       return absl::OkStatus();
     }
@@ -58,7 +59,8 @@ class Parser {
       in_door_ = true;
       return absl::OkStatus();
     }
-    return Error(absl::StrCat("unknown section [", inner, "]: expected controller, tls, audit, metrics or door NAME"));
+    return Error(
+        absl::StrCat("unknown section [", inner, "]: expected controller, tls, audit, metrics, limits or door NAME"));
   }
 
   absl::Status KeyValue(absl::string_view line) {
@@ -83,6 +85,17 @@ class Parser {
     } else if (section_ == "metrics") {
       if (key == "file") return Set(config_.metrics_file, value);
       if (key == "interval") return Duration(value, config_.metrics_interval);
+    } else if (section_ == "limits") {
+      AgentLimits& l = config_.agent_limits;
+      if (key == "knock_reports_per_minute") return Rate("Knock_Reports_Per_Minute", value, l.knock_reports.per_minute);
+      if (key == "knock_report_burst") return Rate("Knock_Report_Burst", value, l.knock_reports.burst);
+      if (key == "grants_per_minute") return Rate("Grants_Per_Minute", value, l.grants.per_minute);
+      if (key == "grant_burst") return Rate("Grant_Burst", value, l.grants.burst);
+      if (key == "refusal_audit_window") {
+        RETURN_IF_ERROR(Duration(value, l.audit_window));
+        if (l.audit_window > absl::Hours(24)) return Error("Refusal_Audit_Window: expected at most 24h");
+        return absl::OkStatus();
+      }
     } else if (section_ == "door") {
       return DoorKey(key, value);
     }
@@ -192,6 +205,15 @@ class Parser {
       return Error(absl::StrCat("\"", value, "\": expected a positive duration like 30s, 5m or 1h"));
     }
     out = d;
+    return absl::OkStatus();
+  }
+
+  absl::Status Rate(const char* key, const std::string& value, int& out) {
+    int n = 0;
+    if (!absl::SimpleAtoi(value, &n) || n < 1 || n > kMaxRate) {
+      return Error(absl::StrCat(key, ": \"", value, "\": expected a whole number of 1..", kMaxRate));
+    }
+    out = n;
     return absl::OkStatus();
   }
 

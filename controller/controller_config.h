@@ -6,6 +6,9 @@
 //   [tls]         CA_Cert, Cert, Key, CRL_Directory
 //   [audit]       Signing_Key, Checkpoint_Interval
 //   [metrics]     File, Interval
+//   [limits]      Knock_Reports_Per_Minute, Knock_Report_Burst,
+//                 Grants_Per_Minute, Grant_Burst, Refusal_Audit_Window
+//                 (per agent; agent_rate_limits.h)
 //   [door NAME]   Sequence_Length, Protocols, Port_Range, Avoid_Ports,
 //                 Grant_Ports, Grant_TTL, Fleet_Wide, Seq_Timeout,
 //                 Offline_Reserve
@@ -22,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "controller/model/model.h"
+#include "controller/service/agent_rate_limits.h"
 #include "controller/service/tls_credentials.h"
 
 namespace sesame::controller {
@@ -36,6 +40,9 @@ struct ControllerConfig {
   absl::Duration checkpoint_interval = absl::Minutes(1);
   std::string metrics_file;  // empty: no metrics file
   absl::Duration metrics_interval = absl::Seconds(5);
+  // Per agent: knock reports 12 a minute (burst 30), grants 6 a minute
+  // (burst 20), refusals recorded once a minute.
+  AgentLimits agent_limits;
   std::vector<Door> doors;
   // Door name -> reserve sequences each agent should hold for it (parsed;
   // automatic replenishment is not implemented yet).

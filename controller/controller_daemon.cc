@@ -17,6 +17,7 @@
 #include "controller/service/agent_service.h"
 #include "controller/service/controller_metrics.h"
 #include "controller/service/fleet_hub.h"
+#include "controller/service/own_addresses.h"
 #include "controller/service/work_queue.h"
 #include "controller/store/sqlite/sqlite_store.h"
 
@@ -59,12 +60,14 @@ absl::StatusOr<std::unique_ptr<ControllerDaemon>> ControllerDaemon::Start(const 
   RETURN_IF_ERROR(d->SyncDoors(config));
   RETURN_IF_ERROR(d->CloseStaleSessions());
   ASSIGN_OR_RETURN(AuditSigningKey key, AuditSigningKey::LoadOrCreate(config.audit_key));
-  d->audit_ = std::make_unique<AuditLog>(*d->store_, std::move(key), clock);
+  d->audit_ = std::make_unique<AuditLog>(*d->store_, std::move(key), clock, config.checkpoint_interval);
   ASSIGN_OR_RETURN(d->hub_, FleetHub::Create(*d->store_, clock));
   d->work_ = std::make_unique<WorkQueue>(kWorkers);
   AgentServiceOptions agent_options;
   agent_options.heartbeat_interval = config.heartbeat_interval;
   agent_options.metrics = d->metrics_.get();
+  agent_options.limits = config.agent_limits;
+  agent_options.controller_addresses = LocalAddresses(config.listen);
   d->agent_service_ = std::make_unique<AgentServiceImpl>(*d->store_, *d->hub_, *d->work_, TlsIdentityResolver(),
                                                          clock, agent_options);
   AdminServiceOptions admin_options;
@@ -118,11 +121,19 @@ absl::Status ControllerDaemon::CloseStaleSessions() {
 
 absl::Status ControllerDaemon::SyncDoors(const ControllerConfig& config) {
   for (const Door& door : config.doors) {
+    // Whether one bastion's report opens a door on every bastion is each
+    // door's explicit choice (Fleet_Wide, default no): said at every start
+    // and reload, and recorded with each change.
+    if (door.policy.fleet_wide) {
+      LogInfo(absl::StrCat("door ", door.name, " is fleet-wide (Fleet_Wide = yes): one bastion's knock report ",
+                           "opens it on every bastion"));
+    }
     absl::StatusOr<Door> known = store_->GetDoor(door.name);
     if (known.ok() && known->policy == door.policy) continue;
     if (!known.ok() && !absl::IsNotFound(known.status())) return known.status();
     AuditEntry audit = ControllerAudit(clock_.Now(), known.ok() ? "door.changed" : "door.added");
-    audit.details = {{"door", door.name}, {"config", config.path}};
+    audit.details = {
+        {"door", door.name}, {"config", config.path}, {"fleet_wide", door.policy.fleet_wide ? "yes" : "no"}};
     ASSIGN_OR_RETURN(Door stored, store_->PutDoor(door, {std::move(audit)}));
     LogInfo(absl::StrCat("door ", stored.name, (known.ok() ? " changed" : " added"), " at revision ",
                          stored.revision));
@@ -150,6 +161,7 @@ void ControllerDaemon::Tick() {
     }
   }
   ExpireGrants();
+  if (agent_service_ != nullptr) agent_service_->FlushRefusalWindows();
   if (!config_.metrics_file.empty() && now - last_metrics_ >= config_.metrics_interval) {
     WriteMetrics();
     last_metrics_ = now;

@@ -75,21 +75,6 @@ std::string UntaggedFilter(const CaptureScope& scope) {
 
 }  // namespace
 
-CaptureScope ScopeForConfig(const AgentConfig& config, const std::optional<std::vector<Knock>>& one_time_knocks) {
-  std::vector<Knock> knocks;
-  for (const DoorConfig& door : config.doors) {
-    if (EffectiveResetMode(config, door) == ResetMode::kStrict) return CaptureScope::Everything();
-    if (!door.one_time_sequences.empty() && !one_time_knocks.has_value()) return CaptureScope::Everything();
-    knocks.insert(knocks.end(), door.sequence.begin(), door.sequence.end());
-  }
-  if (one_time_knocks.has_value()) knocks.insert(knocks.end(), one_time_knocks->begin(), one_time_knocks->end());
-  std::sort(knocks.begin(), knocks.end(), [](const Knock& a, const Knock& b) {
-    return a.protocol != b.protocol ? a.protocol < b.protocol : a.port < b.port;
-  });
-  knocks.erase(std::unique(knocks.begin(), knocks.end()), knocks.end());
-  return CaptureScope::Only(std::move(knocks));
-}
-
 std::string CaptureFilterText(const CaptureScope& scope, int link_type) {
   const std::string untagged = UntaggedFilter(scope);
   if (link_type != DLT_EN10MB) return untagged;

@@ -2,16 +2,16 @@
 //
 // The filter only has to keep out what can never matter; the matcher decides
 // everything else. So it may let through more than needed (nearby ports,
-// IPv6 packets with extension headers, fragments), never less:
+// IPv6 packets with extension headers, fragments), never less. What it lets
+// through is a CaptureScope:
 //
-// - strict reset mode on any door: every TCP and UDP packet, since any
-//   knock-shaped packet can reset a source's progress;
-// - compat mode: TCP/UDP packets to a port of some door's sequence. Fixed
-//   sequences come from the configuration; one-time sequences change as they
-//   are used, so the caller passes the knocks of the ones currently valid and
-//   rebuilds the filter whenever that set changes (knockd regenerates its
-//   filter the same way). A caller that does not track them gets every
-//   TCP/UDP packet instead;
+// - every TCP and UDP packet: what sesame-agent always asks for, live and
+//   when replaying a capture file (so both see the same packets). Scanner
+//   detection and the reset rules judge knocks to ports of no sequence: a
+//   filter that passed only the sequences' ports (as knockd's does) would
+//   let a sequential sweep walk through every ascending door unseen;
+// - or only TCP/UDP packets to given ports (a capability of the capture
+//   source, for tools and tests);
 // - always: IPv6 packets whose first next header is an extension header
 //   (hop-by-hop, routing, fragment, AH, destination options): libpcap's
 //   `tcp`/`udp` do not walk the chain, the decoder does;
@@ -26,11 +26,9 @@
 // protocol, the closest ranges are merged (a few more ports get through).
 #pragma once
 
-#include <optional>
 #include <string>
 #include <vector>
 
-#include "agent/config/config.h"
 #include "common/knock.h"
 
 namespace sesame {
@@ -48,12 +46,6 @@ struct CaptureScope {
   static CaptureScope Only(std::vector<Knock> knocks) { return CaptureScope{false, std::move(knocks)}; }
   friend bool operator==(const CaptureScope&, const CaptureScope&) = default;
 };
-
-// The scope `config` needs (see the top of this file). `one_time_knocks`:
-// the knocks of the one-time sequences valid now, or std::nullopt when the
-// caller does not track them (then any door with one-time sequences means
-// everything).
-CaptureScope ScopeForConfig(const AgentConfig& config, const std::optional<std::vector<Knock>>& one_time_knocks);
 
 // libpcap filter text for `scope` on a capture of DLT_* `link_type`
 // (`vlan` clauses only for DLT_EN10MB). Deterministic: the same scope gives

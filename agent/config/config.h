@@ -8,7 +8,7 @@
 //     Interface = eth0,eth1          command     = /usr/sbin/iptables -A INPUT -s %IP% -j ACCEPT
 //
 // sesame's own keys ([options]): StateDir, ResetMode (compat|strict),
-// MaxSources, ScanThreshold, ScanWindow, ScanBan, MaxChildren,
+// MaxSources, ScanThreshold, ScanWindow, ScanBan, ScanReportWindow, MaxChildren,
 // CommandTimeLimit, MetricsFile, MetricsInterval. Per door: Backend (command|hosts_allow|nftables|iptables|
 // ufw), Ports (what a grant opens, default 22:tcp), ResetMode, and the
 // backend's options (HostsAllow_Form, HostsAllow_File, HostsAllow_Table,
@@ -25,6 +25,7 @@
 //     AgentName      = bastion1        (optional: must equal the certificate's)
 //     ManagedBackend = nftables        (managed doors without a section of their own)
 //     ReserveSize    = 5               (offline-reserve sequences wished for)
+//     SpoolLimitMB   = 16              (the report spool's size limit, MiB)
 //     Keepalive = 20s, BackoffMin = 1s, BackoffMax = 30s, ConnectTimeout = 5s,
 //     AdvertiseHosts = bastion1.example.net
 //
@@ -67,6 +68,13 @@ inline constexpr size_t kMaxSequenceLength = 32;
 inline constexpr size_t kMaxDoors = 64;
 inline constexpr absl::Duration kMinMetricsInterval = absl::Seconds(1);
 
+// The largest file accepted for each kind of file a configuration names
+// (ReadSmallRegularFile): the reader and --check-config apply the same one.
+inline constexpr size_t kMaxConfigFileBytes = size_t{1} << 20;       // knockd.conf itself
+inline constexpr size_t kMaxOneTimeFileBytes = size_t{16} << 20;     // One_Time_Sequences (~500,000 lines)
+inline constexpr size_t kMaxTlsFileBytes = size_t{1} << 20;          // CaCert, Cert, Key (PEM)
+inline constexpr size_t kMaxHostsAllowTableBytes = size_t{16} << 20;  // a hosts.allow table
+
 struct DoorConfig {
   std::string name;  // the [section] name
   int line = 0;      // line of the [section] header, for messages
@@ -75,6 +83,7 @@ struct DoorConfig {
   // first unused line is the current sequence.
   std::vector<Knock> sequence;
   std::string one_time_sequences;
+  int one_time_sequences_line = 0;  // of its key, for FILE:LINE messages
 
   absl::Duration seq_timeout = absl::Seconds(25);  // knockd's default
   // A TCP knock must have every bit of tcp_flags_set and none of
@@ -104,6 +113,8 @@ struct DoorConfig {
   std::string hosts_allow_file;  // default: <StateDir>/hosts.allow (include), /etc/hosts.allow (inline)
   // include form: the TCP Wrappers table that gets the "SERVICE: FILE" line.
   std::string hosts_allow_table = "/etc/hosts.allow";
+  int hosts_allow_file_line = 0;   // of each key, 0 when not given
+  int hosts_allow_table_line = 0;
   std::string hosts_allow_service = "sshd";
   std::string nft_table = "sesame";
   std::string iptables_chain = "SESAME";
@@ -118,10 +129,16 @@ struct ManagedOptions {
   std::string ca_cert;                   // CA of the controller's certificate
   std::string cert;                      // this agent's certificate and key
   std::string key;
+  int ca_cert_line = 0;  // of each key, for FILE:LINE messages
+  int cert_line = 0;
+  int key_line = 0;
   std::string agent_name;  // empty: whatever the certificate says
   // Backend of a managed door that has no "Managed = yes" section.
   BackendKind backend = BackendKind::kNftables;
   int reserve_size = 0;  // 0: the controller's default
+  // The spool of reports for the controller holds at most this much
+  // (agent/managed/audit_spool.h says what happens at the limit).
+  uint64_t spool_limit_bytes = uint64_t{16} << 20;
   absl::Duration keepalive = absl::Seconds(20);
   absl::Duration backoff_min = absl::Seconds(1);
   absl::Duration backoff_max = absl::Seconds(30);
@@ -143,7 +160,11 @@ struct AgentOptions {
   size_t max_sources = 65536;       // per-source table capacity
   int scan_threshold = 12;          // distinct wrong ports ...
   absl::Duration scan_window = absl::Seconds(5);  // ... within this window
-  absl::Duration scan_ban = absl::Seconds(300);   // ignored for this long
+  absl::Duration scan_ban = absl::Seconds(300);   // marked (judged strictly) this long after its last wrong knock
+  // Scanner notices (log lines, reports to the controller): the first of
+  // a window alone, the rest as one summary at its end; 0: each alone
+  // (agent/match/scanner_aggregator.h).
+  absl::Duration scan_report_window = absl::Seconds(60);
   int max_children = 16;            // commands running at once
   absl::Duration command_time_limit = absl::Seconds(60);  // a hung command is killed
   // Prometheus text file for node_exporter's textfile collector, rewritten

@@ -24,6 +24,7 @@ constexpr KeyName kOptionKeys[] = {
     {"ScanThreshold", Key::kScanThreshold},
     {"ScanWindow", Key::kScanWindow},
     {"ScanBan", Key::kScanBan},
+    {"ScanReportWindow", Key::kScanReportWindow},
     {"MaxChildren", Key::kMaxChildren},
     {"CommandTimeLimit", Key::kCommandTimeLimit},
     {"MetricsFile", Key::kMetricsFile},
@@ -76,6 +77,13 @@ absl::Status Parser::OptionKey(const KeyName& key, std::string_view value) {
     }
     case Key::kScanBan: {
       ASSIGN_OR_RETURN(options_.scan_ban, Duration(key, value, /*allow_zero=*/true));
+      return absl::OkStatus();
+    }
+    case Key::kScanReportWindow: {
+      ASSIGN_OR_RETURN(options_.scan_report_window, Duration(key, value, /*allow_zero=*/true));
+      if (options_.scan_report_window > absl::Hours(24)) {
+        return Error(line_, absl::StrCat("ScanReportWindow: expected at most 24h, got ", Quoted(value)));
+      }
       return absl::OkStatus();
     }
     case Key::kMaxChildren: {

@@ -90,11 +90,9 @@ class Daemon {
   // each heartbeat.
   std::vector<MetricSample> CollectMetrics();
   void PublishMetrics(absl::Time now);
-  CaptureScope ScopeFor(const KnockPipeline& pipeline) const;
   void OpenCaptures(const std::vector<std::string>& interfaces);
   void TryOpen(Capture& capture);
   void ServiceCapture(Capture& capture);
-  void RefreshFilterIfNeeded();
   void RefreshLocalAddresses();
   void Reload();
   void LogStats();
@@ -115,12 +113,9 @@ class Daemon {
   std::unique_ptr<GrantWorker> grants_;
   std::unique_ptr<AuditedSink> audited_sink_;
   std::unique_ptr<KnockPipeline> pipeline_;
-  uint64_t managed_generation_ = 0;
   // Counters of pipelines replaced by a reload: metrics are counters.
   MatcherCounters past_matcher_;
   std::vector<Capture> captures_;
-  CaptureScope scope_;
-  uint64_t filter_generation_ = 0;
   std::vector<IpAddress> local_addresses_;
   int signal_fd_ = -1;
   const absl::Time started_at_ = absl::Now();

@@ -6,6 +6,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
@@ -70,7 +71,7 @@ uint32_t Crc32(const char* data, size_t size) {
   return c ^ 0xFFFFFFFFu;
 }
 
-AuditSpool::AuditSpool(std::string path) : path_(std::move(path)) {
+AuditSpool::AuditSpool(std::string path, uint64_t max_bytes) : path_(std::move(path)), max_bytes_(max_bytes) {
   absl::BitGen random;
   run_ = absl::StrFormat("%016x", absl::Uniform<uint64_t>(random));
 }
@@ -79,10 +80,36 @@ AuditSpool::~AuditSpool() {
   if (fd_ >= 0) close(fd_);
 }
 
-absl::StatusOr<std::unique_ptr<AuditSpool>> AuditSpool::Open(const std::string& path) {
-  std::unique_ptr<AuditSpool> spool(new AuditSpool(path));
+absl::StatusOr<std::unique_ptr<AuditSpool>> AuditSpool::Open(const std::string& path, uint64_t max_bytes) {
+  if (max_bytes < 4096) return absl::InvalidArgumentError("spool: a size limit of at least 4096 bytes is needed");
+  std::unique_ptr<AuditSpool> spool(new AuditSpool(path, max_bytes));
   RETURN_IF_ERROR(spool->Load());
+  if (spool->file_bytes_ > max_bytes) {
+    LogWarning(absl::StrCat("spool ", path, ": ", spool->file_bytes_, " bytes, above its limit of ", max_bytes,
+                            "; kept whole, new scanner notices wait until it drains"));
+  }
   return spool;
+}
+
+SpoolClass AuditSpool::ClassOf(const v1::AgentMessage& message) {
+  if (message.has_scanner_seen()) return SpoolClass::kNotice;
+  if (message.has_knock_matched()) return SpoolClass::kConsumption;
+  return SpoolClass::kRecord;
+}
+
+void AuditSpool::AddPending(v1::AgentMessage message, uint64_t bytes, bool notice) {
+  const uint64_t order = ++order_;
+  index_[message.id()] = order;
+  pending_bytes_ += bytes;
+  if (notice) ++pending_notices_;
+  pending_.emplace(order, Entry{std::move(message), bytes, notice});
+}
+
+void AuditSpool::ErasePending(std::map<uint64_t, Entry>::iterator it) {
+  pending_bytes_ -= it->second.bytes;
+  if (it->second.notice) --pending_notices_;
+  index_.erase(it->second.message.id());
+  pending_.erase(it);
 }
 
 absl::Status AuditSpool::Load() {
@@ -134,16 +161,15 @@ absl::Status AuditSpool::Load() {
         break;
       }
       if (!index_.contains(message.id())) {
-        index_[message.id()] = ++order_;
-        pending_.emplace(order_, std::move(message));
+        const bool notice = ClassOf(message) == SpoolClass::kNotice;
+        AddPending(std::move(message), kHeaderSize + length, notice);
       }
     } else if (payload[0] == 'C') {
       confirmations = true;
       for (absl::string_view id : absl::StrSplit(data, '\n', absl::SkipEmpty())) {
         auto it = index_.find(id);
         if (it == index_.end()) continue;
-        pending_.erase(it->second);
-        index_.erase(it);
+        ErasePending(pending_.find(it->second));
       }
     } else {
       bad = absl::StrCat("unknown record type ", static_cast<int>(static_cast<unsigned char>(payload[0])));
@@ -182,7 +208,14 @@ absl::Status AuditSpool::OpenForAppend() {
 
 absl::Status AuditSpool::Compact() {
   std::string text(kMagic, kMagicSize);
-  for (const auto& [order, message] : pending_) text += Frame('M', message.SerializeAsString());
+  uint64_t bytes = 0;
+  for (auto& [order, entry] : pending_) {
+    const size_t before = text.size();
+    text += Frame('M', entry.message.SerializeAsString());
+    entry.bytes = text.size() - before;
+    bytes += entry.bytes;
+  }
+  pending_bytes_ = bytes;
   RETURN_IF_ERROR(WriteFileAtomically(path_, text, 0600));
   file_bytes_ = text.size();
   confirmed_since_compaction_ = 0;
@@ -225,15 +258,52 @@ absl::Status AuditSpool::Sync() {
   return absl::OkStatus();
 }
 
-absl::Status AuditSpool::Append(const v1::AgentMessage& message, bool sync) {
+absl::Status AuditSpool::Append(const v1::AgentMessage& message, SpoolClass cls, bool sync) {
   if (message.id().empty() || message.id().size() > 64) {
     return absl::InvalidArgumentError("spool: a message needs an id of 1 to 64 bytes");
   }
   if (index_.contains(message.id())) return absl::OkStatus();
-  RETURN_IF_ERROR(WriteRecord('M', message.SerializeAsString(), sync));
-  index_[message.id()] = ++order_;
-  pending_.emplace(order_, message);
+  const std::string data = message.SerializeAsString();
+  const uint64_t bytes = kHeaderSize + 1 + data.size();
+  RETURN_IF_ERROR(MakeRoom(cls, bytes));
+  RETURN_IF_ERROR(WriteRecord('M', data, sync));
+  AddPending(message, bytes, cls == SpoolClass::kNotice);
   return absl::OkStatus();
+}
+
+absl::Status AuditSpool::MakeRoom(SpoolClass cls, uint64_t bytes) {
+  if (file_bytes_ + bytes <= max_bytes_) return absl::OkStatus();
+  const uint64_t live = kMagicSize + pending_bytes_;
+  if (live + bytes <= max_bytes_) return Compact();  // confirmed records made the difference
+  auto full = [&](const char* what) {
+    return absl::ResourceExhaustedError(absl::StrCat("spool ", path_, " at its limit (", file_bytes_, " of ",
+                                                     max_bytes_, " bytes): ", what, " not written"));
+  };
+  if (cls == SpoolClass::kNotice) {
+    ++counters_.notices_refused;
+    return full("scanner notice");
+  }
+  if (pending_notices_ > 0) {
+    const size_t shed = pending_notices_;
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      auto next = std::next(it);
+      if (it->second.notice) ErasePending(it);
+      it = next;
+    }
+    counters_.notices_shed += shed;
+    LogWarning(absl::StrCat("spool ", path_, " at its limit (", max_bytes_, " bytes): ", shed,
+                            " scanner notice(s) dropped to keep room for knocks and grants"));
+    RETURN_IF_ERROR(Compact());
+  } else if (live < file_bytes_) {
+    RETURN_IF_ERROR(Compact());
+  }
+  if (file_bytes_ + bytes <= max_bytes_) return absl::OkStatus();
+  if (cls == SpoolClass::kConsumption) {
+    ++counters_.over_limit;
+    return absl::OkStatus();
+  }
+  ++counters_.records_refused;
+  return full("record");
 }
 
 absl::Status AuditSpool::Confirm(const std::vector<std::string>& ids) {
@@ -241,22 +311,23 @@ absl::Status AuditSpool::Confirm(const std::vector<std::string>& ids) {
   for (const std::string& id : ids) {
     auto it = index_.find(id);
     if (it == index_.end()) continue;
-    pending_.erase(it->second);
-    index_.erase(it);
+    ErasePending(pending_.find(it->second));
     dropped.push_back(id);
   }
   if (dropped.empty()) return absl::OkStatus();
   confirmed_since_compaction_ += dropped.size();
-  if (confirmed_since_compaction_ >= kCompactAfter && confirmed_since_compaction_ > pending_.size()) {
-    return Compact();
+  const std::string record = absl::StrJoin(dropped, "\n");
+  if ((confirmed_since_compaction_ >= kCompactAfter && confirmed_since_compaction_ > pending_.size()) ||
+      file_bytes_ + kHeaderSize + 1 + record.size() > max_bytes_) {
+    return Compact();  // also what keeps confirmations within the limit
   }
-  return WriteRecord('C', absl::StrJoin(dropped, "\n"), /*sync=*/false);
+  return WriteRecord('C', record, /*sync=*/false);
 }
 
 std::vector<const v1::AgentMessage*> AuditSpool::Pending() const {
   std::vector<const v1::AgentMessage*> out;
   out.reserve(pending_.size());
-  for (const auto& [order, message] : pending_) out.push_back(&message);
+  for (const auto& [order, entry] : pending_) out.push_back(&entry.message);
   return out;
 }
 

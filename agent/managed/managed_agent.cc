@@ -44,13 +44,29 @@ ManagedAgentOptions ManagedAgentOptionsFor(const AgentConfig& config, const TlsI
   o.matcher.scan_threshold = config.options.scan_threshold;
   o.matcher.scan_window = config.options.scan_window;
   o.matcher.scan_ban = config.options.scan_ban;
+  o.scan_report_window = config.options.scan_report_window;
+  o.spool_limit_bytes = config.options.managed.spool_limit_bytes;
   return o;
 }
+
+namespace {
+
+ScannerNoticeOptions NoticeOptions(const ManagedAgentOptions& o) {
+  ScannerNoticeOptions n;
+  n.report_window = o.scan_report_window;
+  n.scan_threshold = o.matcher.scan_threshold;
+  n.scan_window = o.matcher.scan_window;
+  n.scan_ban = o.matcher.scan_ban;
+  return n;
+}
+
+}  // namespace
 
 ManagedAgent::ManagedAgent(const AgentConfig& config, ManagedAgentOptions options)
     : options_(std::move(options)),
       state_path_(options_.state_dir + "/managed-state"),
       started_at_(options_.clock->Now()),
+      scanner_notices_(NoticeOptions(options_)),
       config_(config) {}
 
 absl::StatusOr<std::unique_ptr<ManagedAgent>> ManagedAgent::Create(const AgentConfig& config,
@@ -68,7 +84,8 @@ absl::StatusOr<std::unique_ptr<ManagedAgent>> ManagedAgent::Create(const AgentCo
     std::rename(agent->state_path_.c_str(), aside.c_str());
     LogError(absl::StrCat(state.status().message(), "; moved to ", aside, ", starting with nothing held"));
   }
-  ASSIGN_OR_RETURN(agent->spool_, AuditSpool::Open(agent->options_.state_dir + "/spool"));
+  ASSIGN_OR_RETURN(agent->spool_,
+                   AuditSpool::Open(agent->options_.state_dir + "/spool", agent->options_.spool_limit_bytes));
   // What was reported and never answered is spent: not recognised again.
   for (uint64_t id : agent->Consumed()) agent->state_.RemoveSequence(id);
   agent->matcher_ = std::make_unique<ManagedMatcher>(agent->options_.matcher, *agent, agent->options_.max_shards);
@@ -111,7 +128,11 @@ void ManagedAgent::Reconfigure(const AgentConfig& config) { Post(NewConfig{confi
 void ManagedAgent::StandaloneOpened(const Grant& grant) { Post(StandaloneGrant{grant}); }
 
 void ManagedAgent::OnCompleted(CompletedKnock knock) { Post(std::move(knock)); }
-void ManagedAgent::OnScanner(ScannerReport report) { Post(std::move(report)); }
+void ManagedAgent::OnScanner(ScannerReport report) {
+  // Counted here, on the capture thread: only a notice to send now wakes the
+  // worker, so a flood of scanners does not fill the inbox.
+  if (scanner_notices_.Add(report)) Post(ScannerNoticeReady{});
+}
 void ManagedAgent::OnSessionStarted(uint64_t session, const std::string& address) {
   Post(SessionStarted{session, address});
 }
@@ -152,6 +173,9 @@ void ManagedAgent::Run() {
       stopping = stopping_;
     }
     for (Event& e : events) Handle(e);
+    // An aggregate whose window is over; at a stop, the open window's too
+    // (spooled, it reaches the controller after the restart).
+    ReportScannerNotices(stopping ? absl::InfiniteFuture() : options_.clock->Now());
     const absl::Time now = absl::Now();
     if (dirty_) {
       PublishSequences();
@@ -200,8 +224,8 @@ void ManagedAgent::Handle(Event& event) {
                                 : "; no reserve sequence left: only standalone doors work meanwhile"));
   } else if (auto* e = std::get_if<CompletedKnock>(&event)) {
     HandleCompleted(*e);
-  } else if (auto* e = std::get_if<ScannerReport>(&event)) {
-    HandleScanner(*e);
+  } else if (std::holds_alternative<ScannerNoticeReady>(event)) {
+    ReportScannerNotices(options_.clock->Now());
   } else if (auto* e = std::get_if<GrantOutcome>(&event)) {
     HandleGrantOutcome(*e);
   } else if (auto* e = std::get_if<StandaloneGrant>(&event)) {

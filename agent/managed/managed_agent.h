@@ -37,6 +37,10 @@
 //   grants      -> GrantResult when the backend applied or refused one,
 //                  RevokeApplied when it closed (revoked, or expired)
 //   heartbeats  -> every Snapshot.heartbeat_interval, with counters
+//   scanners    -> ScannerSeen through ScannerNotices (scanner_notices.h):
+//                  the first of a reporting window at once, the rest as one
+//                  aggregate at its end; spooled as notices, the first thing
+//                  a full spool gives up (audit_spool.h)
 //   Receipt     -> drops confirmed messages from the spool
 #pragma once
 
@@ -59,6 +63,7 @@
 #include "agent/managed/controller_link.h"
 #include "agent/managed/managed_matcher.h"
 #include "agent/managed/managed_state.h"
+#include "agent/managed/scanner_notices.h"
 #include "common/clock.h"
 #include "common/prometheus_text.h"
 
@@ -76,6 +81,8 @@ struct ManagedAgentOptions {
   int reserve_size = 0;  // reported to the controller as a wish (0: none)
   MatcherOptions matcher;
   size_t max_shards = 16;
+  absl::Duration scan_report_window = absl::Seconds(60);  // ScanReportWindow
+  uint64_t spool_limit_bytes = AuditSpool::kDefaultMaxBytes;  // SpoolLimitMB
   const Clock* clock = &RealClock::Instance();
 };
 
@@ -89,6 +96,10 @@ struct ManagedStatus {
   size_t sequences = 0;
   size_t reserve_left = 0;
   size_t spool_depth = 0;
+  uint64_t spool_bytes = 0;
+  uint64_t spool_limit = 0;
+  SpoolCounters spool;
+  ScannerNoticeCounters scanner_notices;
   uint64_t confirmed = 0;  // spooled reports the controller confirmed
   uint64_t knocks_reported = 0;
   uint64_t offline_admitted = 0;
@@ -170,8 +181,9 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   struct NewConfig {
     AgentConfig config;
   };
-  using Event = std::variant<SessionStarted, Received, SessionEnded, CompletedKnock, ScannerReport, GrantOutcome,
-                             StandaloneGrant, NewConfig>;
+  struct ScannerNoticeReady {};  // scanner_notices_ has one to take now
+  using Event = std::variant<SessionStarted, Received, SessionEnded, CompletedKnock, ScannerNoticeReady,
+                             GrantOutcome, StandaloneGrant, NewConfig>;
 
   // Error text sent to the controller (GrantResult, RevokeApplied,
   // Heartbeat.last_error) is cut to this length.
@@ -196,7 +208,9 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   void Confirm(const std::vector<std::string>& ids);
   // managed_agent_reports.cc: knocks and scanners reported, the spool.
   void HandleCompleted(const CompletedKnock& k);
-  void HandleScanner(const ScannerReport& r);
+  // Spools and sends the scanner notices due at `now`; a notice the full
+  // spool refuses goes back into the next aggregate.
+  void ReportScannerNotices(absl::Time now);
   // Spools (fsync) then sends when a session is up.
   void Report(v1::AgentMessage message);
   absl::flat_hash_set<uint64_t> Consumed() const;  // reported, unanswered
@@ -225,6 +239,7 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   const std::string state_path_;
   const absl::Time started_at_;
   std::unique_ptr<ManagedMatcher> matcher_;
+  ScannerNotices scanner_notices_;  // thread-safe: capture thread in, worker out
   std::unique_ptr<ControllerLink> link_;
   GrantWorker* grants_ = nullptr;
   std::function<void(std::vector<DoorConfig>)> doors_changed_;
@@ -256,7 +271,6 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   absl::flat_hash_map<std::string, std::vector<uint64_t>> awaiting_open_;  // "door|address" -> grant ids
   absl::flat_hash_map<uint64_t, std::string> revoking_;                    // grant id -> "door|address"
   absl::flat_hash_map<std::string, std::string> local_opens_;              // "door|address" -> why
-  absl::flat_hash_map<IpAddress, absl::Time> scanners_reported_;
   std::string last_error_;
   uint64_t knocks_reported_ = 0;
   uint64_t offline_admitted_ = 0;

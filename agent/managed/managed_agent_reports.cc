@@ -1,10 +1,9 @@
 // What the managed agent reports to the controller, on the worker thread:
 // completed knocks (asked online, spooled offline, admitted here from the
-// reserve, or flagged as replays), scanners, and the spool that keeps every
-// report until the controller confirms it.
+// reserve, or flagged as replays), scanners (aggregated per window), and the
+// spool that keeps every report until the controller confirms it.
 #include "agent/managed/managed_agent.h"
 
-#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -32,7 +31,11 @@ void ManagedAgent::HandleCompleted(const CompletedKnock& k) {
     LogWarning(absl::StrCat(k.source.ToString(), ": ", k.door, ": sequence ", k.sequence_id,
                             " knocked again after it was spent here: replay, reported to the controller"));
     if (session_ != 0) link_->Send(session_, m);
-    if (absl::Status s = spool_->Append(m, /*sync=*/false); !s.ok()) NoteError(absl::StrCat("spool: ", s.message()));
+    // A record, not a consumption: it used nothing, and a replay loop must
+    // not grow the spool past its limit.
+    if (absl::Status s = spool_->Append(m, SpoolClass::kRecord, /*sync=*/false); !s.ok()) {
+      NoteError(absl::StrCat("spool: ", s.message()));
+    }
     return;
   }
   if (online_ && session_ != 0) {
@@ -73,27 +76,23 @@ void ManagedAgent::HandleCompleted(const CompletedKnock& k) {
   grants_->Open(std::move(grant));
 }
 
-void ManagedAgent::HandleScanner(const ScannerReport& r) {
-  auto [it, inserted] = scanners_reported_.try_emplace(r.source, r.ignored_until);
-  if (!inserted) {
-    if (it->second > r.at) return;  // reported by another shard already
-    it->second = r.ignored_until;
-  }
-  if (scanners_reported_.size() > 4096) {
-    for (auto i = scanners_reported_.begin(); i != scanners_reported_.end();) {
-      auto next = std::next(i);
-      if (i->second <= r.at) scanners_reported_.erase(i);
-      i = next;
+void ManagedAgent::ReportScannerNotices(absl::Time now) {
+  for (v1::ScannerSeen& notice : scanner_notices_.Take(now)) {
+    v1::AgentMessage m;
+    m.set_id(spool_->NewId());
+    *m.mutable_scanner_seen() = std::move(notice);
+    const absl::Status s = spool_->Append(m, SpoolClass::kNotice, /*sync=*/true);
+    if (absl::IsResourceExhausted(s)) {
+      // The spool is full of what matters more: the counts wait for the
+      // next aggregate (retried once a window), not sent either, so that
+      // nothing is counted twice.
+      LogWarning(absl::StrCat(s.message(), "; counted into the next aggregate"));
+      scanner_notices_.Return(m.scanner_seen(), now);
+      continue;
     }
+    if (!s.ok()) NoteError(absl::StrCat("spool: ", s.message(), " (a scanner notice is sent unspooled)"));
+    if (session_ != 0) link_->Send(session_, std::move(m));
   }
-  v1::AgentMessage m;
-  v1::ScannerSeen* s = m.mutable_scanner_seen();
-  s->set_source(r.source.ToString());
-  s->set_distinct_ports(static_cast<uint32_t>(r.distinct_ports));
-  *s->mutable_window() = ToProtoDuration(r.window);
-  *s->mutable_ignored_until() = ToProtoTime(r.ignored_until);
-  *s->mutable_at() = ToProtoTime(r.at);
-  Report(std::move(m));
 }
 
 absl::flat_hash_set<uint64_t> ManagedAgent::Consumed() const {

@@ -24,6 +24,8 @@ const char* OutcomeName(v1::KnockOutcome outcome) {
       return "replay";
     case v1::KNOCK_OUTCOME_UNKNOWN:
       return "unknown";
+    case v1::KNOCK_OUTCOME_REFUSED:
+      return "refused";
     default:
       return "unspecified";
   }
@@ -110,7 +112,9 @@ void ManagedAgent::HandleVerdict(const v1::KnockVerdict& v) {
       break;
     default:
       if (v.outcome() == v1::KNOCK_OUTCOME_UNKNOWN) ++unknown_verdicts_;
-      LogWarning(absl::StrCat("controller: knock ", v.reply_to(), ": ", OutcomeName(v.outcome()), " sequence"));
+      LogWarning(absl::StrCat("controller: knock ", v.reply_to(), ": ", OutcomeName(v.outcome()),
+                              v.outcome() == v1::KNOCK_OUTCOME_REFUSED ? " (see the controller's audit log)"
+                                                                     : " sequence"));
       break;
   }
 }

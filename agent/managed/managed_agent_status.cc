@@ -21,6 +21,26 @@ std::vector<MetricSample> ManagedMetrics(const ManagedStatus& s, int reserve_siz
       Gauge("sesame_agent_managed_sequences", "Managed sequences held (fleet and offline reserve).", n(s.sequences)),
       Gauge("sesame_agent_reserve_left", "Unused offline-reserve sequences held.", n(s.reserve_left)),
       Gauge("sesame_agent_spool_depth", "Reports spooled and not yet confirmed by the controller.", n(s.spool_depth)),
+      Gauge("sesame_agent_spool_bytes", "Size of the report spool's file.", n(s.spool_bytes)),
+      Gauge("sesame_agent_spool_limit_bytes", "The report spool's size limit (SpoolLimitMB).", n(s.spool_limit)),
+      Counter("sesame_agent_spool_notices_refused_total",
+              "Scanner notices not spooled: the spool was at its limit (counted into a later aggregate).",
+              n(s.spool.notices_refused)),
+      Counter("sesame_agent_spool_notices_shed_total",
+              "Spooled scanner notices dropped to make room for other reports at the limit.",
+              n(s.spool.notices_shed)),
+      Counter("sesame_agent_spool_records_refused_total",
+              "Reports not spooled: the spool was at its limit with knocks and grants only.",
+              n(s.spool.records_refused)),
+      Counter("sesame_agent_spool_over_limit_total",
+              "Knock consumptions spooled past the limit (they are never refused).", n(s.spool.over_limit)),
+      Counter("sesame_agent_scanners_flagged_total", "Scanner reports of the matcher (every shard's).",
+              n(s.scanner_notices.flagged)),
+      Counter("sesame_agent_scanner_notices_total", "Scanner notices made for the controller: one source alone.",
+              n(s.scanner_notices.alone)),
+      Counter("sesame_agent_scanner_aggregates_total",
+              "Scanner notices made for the controller: one reporting window's aggregate.",
+              n(s.scanner_notices.aggregates)),
       Counter("sesame_agent_knocks_reported_total", "Managed knocks reported to the controller.",
               n(s.knocks_reported)),
       Counter("sesame_agent_offline_admitted_total", "Knocks admitted through the offline reserve.",
@@ -93,6 +113,10 @@ ManagedStatus ManagedAgent::LiveStatus() const {
   s.sequences = state_.sequences().size();
   s.reserve_left = state_.reserve_left();
   s.spool_depth = spool_->depth();
+  s.spool_bytes = spool_->file_bytes();
+  s.spool_limit = spool_->max_bytes();
+  s.spool = spool_->counters();
+  s.scanner_notices = scanner_notices_.counters();
   s.knocks_reported = knocks_reported_;
   s.offline_admitted = offline_admitted_;
   s.confirmed = confirmed_;

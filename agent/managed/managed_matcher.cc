@@ -96,13 +96,15 @@ ManagedMatcher::Shard* ManagedMatcher::ShardFor(const MatchParams& params, size_
   shard->slots.resize(kSlotsPerShard);
   if (local_addresses_.has_value()) shard->matcher->SetLocalAddresses(*local_addresses_);
   shard->matcher->SetObserver([this](const MatcherEvent& e) {
-    if (e.kind != MatcherEventKind::kScannerFlagged) return;
+    if (e.kind != MatcherEventKind::kScannerFlagged && e.kind != MatcherEventKind::kScannerReleased) return;
     ScannerReport r;
     r.source = e.source;
     r.at = e.time;
     r.ignored_until = e.time + options_.scan_ban;
     r.distinct_ports = options_.scan_threshold;
     r.window = options_.scan_window;
+    r.released = e.kind == MatcherEventKind::kScannerReleased;
+    r.packets = e.ignored_packets;
     sink_.OnScanner(std::move(r));
   });
   shards_.push_back(std::move(shard));
@@ -235,15 +237,10 @@ void ManagedMatcher::Apply(const std::vector<LiveSequence>& live) {
   for (const auto& [shard, slot] : to_free) Free(shard, slot);
   for (const auto& [shard, slot] : to_spend) Spend(shard, slot, latest_);
   for (const auto& [shard, slot] : to_revive) Revive(shard, slot);
-  bool changed = !to_free.empty();
   over_capacity_ = 0;
   for (const LiveSequence& s : live) {
     if (where_.contains(s.id) || consumed_.contains(s.id)) continue;
-    if (!Add(s)) {
-      ++over_capacity_;
-      continue;
-    }
-    changed = true;
+    if (!Add(s)) ++over_capacity_;
   }
   for (size_t i = 0; i < shards_.size(); ++i) {
     if (shards_[i]->fresh) Fill(i);
@@ -252,7 +249,6 @@ void ManagedMatcher::Apply(const std::vector<LiveSequence>& live) {
     LogError(absl::StrCat(over_capacity_, " managed sequence(s) cannot be recognised: more than ",
                           max_shards_ * kSlotsPerShard, " live sequences"));
   }
-  if (changed) ++generation_;
 }
 
 void ManagedMatcher::Report(size_t shard_index, size_t slot, const Packet& packet) {
@@ -317,7 +313,6 @@ void ManagedMatcher::Tick(absl::Time now) {
 
 void ManagedMatcher::ExpireSpent(absl::Time now) {
   if (where_.size() == live_) return;
-  bool changed = false;
   for (size_t i = 0; i < shards_.size(); ++i) {
     Shard& shard = *shards_[i];
     if (shard.live == shard.used) continue;
@@ -329,32 +324,13 @@ void ManagedMatcher::ExpireSpent(absl::Time now) {
       if (s.spent_at == absl::InfinitePast() || s.spent_at > now) s.spent_at = now;
       if (now - s.spent_at < watch_.retention) continue;
       Free(i, j);
-      changed = true;
     }
   }
-  if (changed) ++generation_;  // fewer knocks for the capture filter
 }
 
 void ManagedMatcher::SetLocalAddresses(const std::vector<IpAddress>& addresses) {
   local_addresses_ = addresses;
   for (auto& shard : shards_) shard->matcher->SetLocalAddresses(addresses);
-}
-
-std::vector<Knock> ManagedMatcher::CurrentKnocks() const {
-  std::vector<Knock> out;
-  for (const auto& shard : shards_) {
-    for (const Slot& slot : shard->slots) {
-      if (slot.id != 0) out.insert(out.end(), slot.sequence.knocks.begin(), slot.sequence.knocks.end());
-    }
-  }
-  return out;
-}
-
-bool ManagedMatcher::AnyStrict() const {
-  for (const auto& shard : shards_) {
-    if (shard->used > 0 && shard->params.reset_mode == ResetMode::kStrict) return true;
-  }
-  return false;
 }
 
 bool ManagedMatcher::IsLive(uint64_t id) const {
@@ -378,10 +354,10 @@ MatcherCounters ManagedMatcher::counters() const {
     sum.timeouts += c.timeouts;
     sum.evictions += c.evictions;
     sum.evicted_progress += c.evicted_progress;
-    sum.insert_failures += c.insert_failures;
+    sum.young_evictions += c.young_evictions;
     sum.progress_dropped += c.progress_dropped;
     sum.scanners += c.scanners;
-    sum.scanner_packets_ignored += c.scanner_packets_ignored;
+    sum.scanner_packets += c.scanner_packets;
   }
   return sum;
 }

@@ -103,12 +103,16 @@ struct CompletedKnock {
   absl::Time time;  // capture time of the last knock
 };
 
+// A source flagged as a scanner by a shard (each shard that tracks it may
+// report it), or, with `released`, a shard's mark on it that ended.
 struct ScannerReport {
   IpAddress source;
   absl::Time at;
   absl::Time ignored_until;
   int distinct_ports = 0;
   absl::Duration window;
+  bool released = false;
+  uint64_t packets = 0;  // released: packets seen while it was marked
 };
 
 // Receives completions and scanners on the capture thread: must only
@@ -149,12 +153,6 @@ class ManagedMatcher {
   void OnPacket(const Packet& packet);
   void Tick(absl::Time now);  // timeouts, bans, spent sequences' retention; adopts a pending Publish
   void SetLocalAddresses(const std::vector<IpAddress>& addresses);
-  // For the capture filter: the knocks of every sequence held, live or
-  // spent (a replay must reach the matcher), whether any is in strict mode,
-  // and a counter of changes to either.
-  std::vector<Knock> CurrentKnocks() const;
-  bool AnyStrict() const;
-  uint64_t generation() const { return generation_; }
   size_t live() const { return live_; }
   size_t spent() const { return where_.size() - live_; }  // watched for replays
   size_t shards() const { return shards_.size(); }
@@ -215,7 +213,6 @@ class ManagedMatcher {
   absl::flat_hash_map<uint64_t, std::pair<size_t, size_t>> where_;  // id -> (shard, slot), live or spent
   absl::flat_hash_set<uint64_t> consumed_;  // completed here, until Publish forgets them
   std::optional<std::vector<IpAddress>> local_addresses_;
-  uint64_t generation_ = 0;
   size_t over_capacity_ = 0;
   size_t live_ = 0;
   absl::Time latest_ = absl::InfinitePast();  // latest Tick or completion time: when a drop is spent

@@ -54,7 +54,11 @@ absl::StatusOr<std::unique_ptr<KnockPipeline>> KnockPipeline::Create(const Agent
   mo.scan_window = config.options.scan_window;
   mo.scan_ban = config.options.scan_ban;
   mo.report_stages = options.verbose;
-  auto pipeline = std::unique_ptr<KnockPipeline>(new KnockPipeline(std::move(doors), options, sink));
+  ScannerAggregator::Options scanners;
+  scanners.window = config.options.scan_report_window;
+  scanners.report_releases = true;
+  auto pipeline = std::unique_ptr<KnockPipeline>(
+      new KnockPipeline(std::move(doors), options, sink, scanners, config.options.scan_threshold));
   ASSIGN_OR_RETURN(pipeline->matcher_, KnockMatcher::Create(mo, std::move(matcher_doors)));
   KnockPipeline* self = pipeline.get();
   pipeline->matcher_->SetObserver([self](const MatcherEvent& e) { self->OnMatcherEvent(e); });
@@ -122,11 +126,11 @@ void KnockPipeline::SyncOneTime(size_t index) {
     LogError(absl::StrCat(door.config.name, ": cannot use the next one-time sequence: ", s.ToString()));
     (void)matcher_->SetDoorEnabled(index, false);
   }
-  ++generation_;
 }
 
 void KnockPipeline::Tick(absl::Time now) {
   matcher_->Expire(now);
+  if (std::optional<ScannerSummary> s = scanners_.TakeDue(now)) LogWarning(ScannerSummaryText(*s));
   if (now - last_file_check_ < absl::Seconds(1)) return;
   last_file_check_ = now;
   for (size_t i = 0; i < doors_.size(); ++i) {
@@ -146,14 +150,6 @@ void KnockPipeline::Tick(absl::Time now) {
   }
 }
 
-std::vector<std::vector<Knock>> KnockPipeline::CurrentSequences() const {
-  std::vector<std::vector<Knock>> out;
-  for (size_t i = 0; i < matcher_->door_count(); ++i) {
-    if (matcher_->door(i).enabled) out.push_back(matcher_->door(i).sequence);
-  }
-  return out;
-}
-
 void KnockPipeline::OnMatcherEvent(const MatcherEvent& e) {
   const std::string source = e.source.ToString();
   const std::string door = e.door >= 0 ? doors_[e.door].config.name : "";
@@ -171,11 +167,16 @@ void KnockPipeline::OnMatcherEvent(const MatcherEvent& e) {
                            ", sequence reset"));
       break;
     case MatcherEventKind::kScannerFlagged:
-      LogWarning(absl::StrCat(source, ": knocks like a scanner (many distinct wrong ports); ignored for a while"));
+      if (scanners_.Flagged(e.source, e.time, static_cast<uint64_t>(scan_threshold_)) !=
+          ScannerAggregator::Verdict::kReportNow) {
+        break;  // in the window's summary line
+      }
+      LogWarning(absl::StrCat(source, ": knocks like a scanner (many distinct wrong ports); reported once while it goes on"));
       break;
     case MatcherEventKind::kScannerReleased:
-      LogInfo(absl::StrCat(source, ": no longer ignored as a scanner (", e.ignored_packets,
-                           " packets ignored meanwhile)"));
+      if (scanners_.Released(e.source, e.time, e.ignored_packets) != ScannerAggregator::Verdict::kReportNow) break;
+      LogInfo(absl::StrCat(source, ": scanning stopped (", e.ignored_packets,
+                           " packets while marked as a scanner)"));
       break;
   }
 }

@@ -2,7 +2,10 @@
 // pipeline applies the door's rules (one-time sequences, IPv6 commands,
 // cmd_timeout) and hands each grant to a GrantSink. Single-threaded, driven
 // by packet timestamps and Tick(), so live capture and --pcap replay run the
-// same code.
+// same code. Scanners are logged through a ScannerAggregator
+// (ScanReportWindow): the first of a window and the first whose mark ended
+// get a line each, the rest one summary line when Tick finds the window
+// over, so a spoofed flood writes a few lines a minute.
 #pragma once
 
 #include <memory>
@@ -14,6 +17,7 @@
 #include "agent/grants/grant_manager.h"
 #include "agent/match/matcher.h"
 #include "agent/match/one_time_sequences.h"
+#include "agent/match/scanner_aggregator.h"
 
 namespace sesame {
 
@@ -34,12 +38,6 @@ class KnockPipeline {
   void Tick(absl::Time now);
   void SetLocalAddresses(const std::vector<IpAddress>& addresses) { matcher_->SetLocalAddresses(addresses); }
 
-  // The knocks the capture filter must let through: every enabled door's
-  // current sequence. Changes when a one-time sequence is used or a file is
-  // edited; generation() counts those changes.
-  std::vector<std::vector<Knock>> CurrentSequences() const;
-  uint64_t generation() const { return generation_; }
-
   const KnockMatcher& matcher() const { return *matcher_; }
   uint64_t opened() const { return opened_; }
 
@@ -49,8 +47,13 @@ class KnockPipeline {
     std::optional<OneTimeSequences> one_time;
   };
 
-  KnockPipeline(std::vector<Door> doors, const PipelineOptions& options, GrantSink& sink)
-      : doors_(std::move(doors)), options_(options), sink_(sink) {}
+  KnockPipeline(std::vector<Door> doors, const PipelineOptions& options, GrantSink& sink,
+                const ScannerAggregator::Options& scanners, int scan_threshold)
+      : doors_(std::move(doors)),
+        options_(options),
+        sink_(sink),
+        scanners_(scanners),
+        scan_threshold_(scan_threshold) {}
 
   void Completed(size_t door, const IpAddress& source, absl::Time now);
   // After a one-time file changed (used or edited): the matcher follows it.
@@ -61,8 +64,9 @@ class KnockPipeline {
   PipelineOptions options_;
   GrantSink& sink_;
   std::unique_ptr<KnockMatcher> matcher_;
+  ScannerAggregator scanners_;  // what the log says about scanners
+  int scan_threshold_ = 0;      // wrong knocks that flag a source
   absl::Time last_file_check_ = absl::InfinitePast();
-  uint64_t generation_ = 0;
   uint64_t opened_ = 0;
 };
 

@@ -44,6 +44,21 @@ int LowestDoor(uint64_t x) { return __builtin_ctzll(x); }
 
 Tick Elapsed(Tick now, Tick since) { return now > since ? now - since : 0; }
 
+// Eviction ranks (RankOf), lowest evicted first, the least recently active
+// among equals: 0 nothing in progress; 1 a first knock older than
+// kYoungProgressMs, or a source marked as a scanner; 2 two or more knocks in,
+// older; 3 any progress within kYoungProgressMs of its first knock. A real
+// knocker finishes within a second, so a forged half-knock must not outrank
+// it: young progress ranks the same whatever its stage, and a half-knock
+// that never finishes loses its rank after that second. Only a flood of more
+// new sources a second than the table holds leaves a bucket with nothing but
+// young progress; then the least recently active goes.
+constexpr Tick kYoungProgressMs = 1000;
+constexpr uint8_t kNewSourceRank = 3;
+constexpr uint8_t kMaxRank = 3;
+// Knocks to ports of no sequence a compat door forgives while in progress.
+constexpr uint8_t kForgivenStrays = 1;
+
 }  // namespace
 
 uint64_t KnockMatcher::DestinationDoors(const IpAddress& destination) {
@@ -148,7 +163,7 @@ void KnockMatcher::ProcessBatch(absl::Span<const Packet> packets, absl::Span<Mat
   for (size_t j = 0; j < std::min(n, kFar); ++j) wanted[j] = PrefetchBucket(packets[j], &hashes[j]);
   for (size_t i = 0; i < n; ++i) {
     if (const size_t j = i + kNear; j < n && wanted[j % kFar]) {
-      table_->PrefetchEntry(hashes[j % kFar], /*max_victim_rank=*/1);
+      table_->PrefetchEntry(hashes[j % kFar], kMaxRank);
     }
     if (const size_t j = i + kFar; j < n) wanted[j % kFar] = PrefetchBucket(packets[j], &hashes[j % kFar]);
     results[i] = Process(packets[i]);
@@ -161,14 +176,15 @@ MatchResult KnockMatcher::StartSource(const SourceKey& key, const SourceTable::H
   const uint64_t starts = first & ~single_;
   if (starts != 0) {
     SourceTable::Victim victim;
-    const int32_t index = table_->Insert(key, h, /*rank=*/1, /*max_victim_rank=*/1, &victim);
+    // Always tracked: the victim is the least valuable entry of the bucket
+    // (RankOf), the least recently active among equals.
+    const int32_t index = table_->Insert(key, h, kNewSourceRank, kMaxRank, &victim);
     if (victim.occupied) {
       ++counters_.evictions;
       if (victim.rank > 0) ++counters_.evicted_progress;
+      if (victim.rank == kMaxRank) ++counters_.young_evictions;
     }
-    if (index == SourceTable::kNone) {
-      ++counters_.insert_failures;
-    } else {
+    if (index != SourceTable::kNone) {
       SourceEntry& e = table_->entry(index);
       e.group_doors[0] = starts;
       e.group_start[0] = now;
@@ -189,13 +205,19 @@ MatchResult KnockMatcher::Track(int32_t index, const Packet& packet, uint32_t kn
                                 uint64_t in_sequence, uint64_t first, Tick now) {
   SourceEntry& e = table_->entry(index);
   table_->Touch(index);
+  // A source marked as a scanner is tracked and judged like any other (its
+  // address may be forged: the real owner must get in once the forgery
+  // stops); the mark makes one report of the episode, which each wrong knock
+  // prolongs.
+  bool marked = false;
   if (e.flags & kBanned) {
     if (now < e.scan_mark) {
+      marked = true;
       if (e.ignored_packets != std::numeric_limits<uint32_t>::max()) ++e.ignored_packets;
-      ++counters_.scanner_packets_ignored;
-      return {};
+      ++counters_.scanner_packets;
+    } else {
+      ReleaseBan(e, packet.source, packet.time);
     }
-    ReleaseBan(e, packet.source, packet.time);
   }
   ExpireGroups(e, now, packet.source, packet.time);
 
@@ -209,13 +231,17 @@ MatchResult KnockMatcher::Track(int32_t index, const Packet& packet, uint32_t kn
   uint64_t in_progress = 0;
   bool repeated = false;
   // Wrong knocks reset strict doors always, compat doors when the knock is a
-  // port of some sequence (knockd only ever sees those).
-  const uint64_t resettable = in_sequence != 0 ? ~uint64_t{0} : strict_;
+  // port of some sequence (knockd's rule) or the second knock to a port of
+  // no sequence since the door started (a sweep; knockd never sees those
+  // packets, its filter drops them, so it forgives any number).
+  const bool stray = in_sequence == 0;
+  const uint64_t resettable = stray ? strict_ : ~uint64_t{0};
   for (int g = 0; g < kGroupsPerSource; ++g) {
     const uint64_t doors = e.group_doors[g];
     if (doors == 0) continue;
     const uint8_t stage = e.group_stage[g];
     const Tick start = e.group_start[g];
+    uint8_t strays = e.group_strays[g];
 
     uint64_t next = 0;
     for (uint64_t c = doors & in_sequence; c != 0; c &= c - 1) {
@@ -230,6 +256,13 @@ MatchResult KnockMatcher::Track(int32_t index, const Packet& packet, uint32_t kn
         repeated = true;  // a retransmission: leave them be
       } else {
         dropped = others & resettable;
+        if (stray && (others & ~strict_) != 0) {
+          if (strays >= kForgivenStrays) {
+            dropped = others;
+          } else {
+            ++strays;
+          }
+        }
       }
     }
     if (next != 0) {
@@ -239,9 +272,9 @@ MatchResult KnockMatcher::Track(int32_t index, const Packet& packet, uint32_t kn
       }
       const uint64_t done = next & length_doors_[stage + 1];
       completed |= done;
-      if (next & ~done) out[n++] = Group{next & ~done, start, static_cast<uint8_t>(stage + 1)};
+      if (next & ~done) out[n++] = Group{next & ~done, start, static_cast<uint8_t>(stage + 1), strays};
     }
-    if (const uint64_t kept = doors & ~next & ~dropped; kept != 0) out[n++] = Group{kept, start, stage};
+    if (const uint64_t kept = doors & ~next & ~dropped; kept != 0) out[n++] = Group{kept, start, stage, strays};
     if (dropped != 0) {
       reset |= dropped;
       counters_.resets += Popcount(dropped);
@@ -258,7 +291,7 @@ MatchResult KnockMatcher::Track(int32_t index, const Packet& packet, uint32_t kn
   completed |= starts & single_;
   starts &= ~single_;
   if (starts != 0) {
-    out[n++] = Group{starts, now, 1};
+    out[n++] = Group{starts, now, 1, 0};
     if (options_.report_stages && Reporting()) {
       EmitPerDoor(MatcherEventKind::kStage, starts, packet.time, packet.source, 1, KnockFromKey(knock));
     }
@@ -270,9 +303,13 @@ MatchResult KnockMatcher::Track(int32_t index, const Packet& packet, uint32_t kn
     ++counters_.knocks;
   } else if (!repeated) {
     wrong = true;
-    if (!options_.defer_wrong_knocks && CountWrongKnock(e, knock, now)) Ban(e, now, packet.source, packet.time);
+    if (marked) {
+      e.scan_mark = now + scan_ban_;  // the episode goes on
+    } else if (!options_.defer_wrong_knocks && CountWrongKnock(e, knock, now)) {
+      Ban(e, now, packet.source, packet.time);
+    }
   }
-  table_->set_rank(index, RankOf(e));
+  table_->set_rank(index, RankOf(e, now));
   MatchResult result;
   if (completed != 0) result = Complete(completed, packet, knock);
   result.right_knock = !wrong;
@@ -289,7 +326,7 @@ bool KnockMatcher::CountWrongKnock(const Packet& packet) {
   const Tick now = ToTick(packet.time);
   if (!CountWrongKnock(e, KnockKey(packet.protocol, packet.destination_port), now)) return false;
   Ban(e, now, packet.source, packet.time);
-  table_->set_rank(index, RankOf(e));
+  table_->set_rank(index, RankOf(e, now));
   return true;
 }
 
@@ -301,6 +338,7 @@ void KnockMatcher::StoreGroups(SourceEntry& e, Group* groups, int n) {
     e.group_doors[g] = g < n ? groups[g].doors : 0;
     e.group_start[g] = g < n ? groups[g].start : 0;
     e.group_stage[g] = g < n ? groups[g].stage : 0;
+    e.group_strays[g] = g < n ? groups[g].strays : 0;
   }
   for (int g = kGroupsPerSource; g < n; ++g) counters_.progress_dropped += Popcount(groups[g].doors);
 }
@@ -359,11 +397,12 @@ void KnockMatcher::ReleaseBan(SourceEntry& e, const IpAddress& source, absl::Tim
   e.ignored_packets = 0;
 }
 
-uint8_t KnockMatcher::RankOf(const SourceEntry& e) const {
-  if (e.flags & kBanned) return 1;
-  uint8_t rank = 0;
+uint8_t KnockMatcher::RankOf(const SourceEntry& e, Tick now) const {
+  uint8_t rank = (e.flags & kBanned) ? 1 : 0;
   for (int g = 0; g < kGroupsPerSource; ++g) {
-    if (e.group_doors[g] != 0) rank = std::max(rank, e.group_stage[g]);
+    if (e.group_doors[g] == 0) continue;
+    const bool young = Elapsed(now, e.group_start[g]) < kYoungProgressMs;
+    rank = std::max<uint8_t>(rank, young ? 3 : e.group_stage[g] >= 2 ? 2 : 1);
   }
   return rank;
 }
@@ -395,13 +434,9 @@ size_t KnockMatcher::Expire(absl::Time now) {
       return;
     }
     const IpAddress source = SourceKey{e.key_lo, e.key_hi, e.family}.ToAddress();
-    if (e.flags & kBanned) {
-      if (t < e.scan_mark) return;
-      ReleaseBan(e, source, now);
-    } else {
-      dropped += ExpireGroups(e, t, source, now);
-    }
-    const uint8_t rank = RankOf(e);
+    if ((e.flags & kBanned) && t >= e.scan_mark) ReleaseBan(e, source, now);
+    dropped += ExpireGroups(e, t, source, now);
+    const uint8_t rank = RankOf(e, t);  // progress past its first second loses its edge
     table_->set_rank(index, rank);
     if (rank == 0 && idle(e)) table_->Erase(index);
   });

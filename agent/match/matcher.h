@@ -25,9 +25,12 @@
 //       retransmission rule, so there a single retransmitted SYN counts as
 //       the second knock.
 //     * compat (knockd's rule): D is reset when K is a port of some enabled
-//       door's sequence (for which K is a knock), else K is ignored. As in
-//       knockd the resetting knock is spent on the reset: it does not restart
-//       D even when it is D's first knock.
+//       door's sequence (for which K is a knock). As in knockd the resetting
+//       knock is spent on the reset: it does not restart D even when it is
+//       D's first knock. A knock to a port of no sequence is forgiven once
+//       per attempt (a stray SYN); the second resets D. knockd never sees
+//       those packets (its filter drops them) and so lets a sequential
+//       sweep walk through every ascending door; sesame sees them.
 //     * strict: D is reset by any such K; when K is D's first knock, D
 //       restarts at stage 1.
 //   Doors are otherwise independent: a knock may start door E while resetting
@@ -44,12 +47,16 @@
 //   larger step back is taken as the clock being set back, and matcher time
 //   carries on from where it was. Resolution: 1 ms.
 // - Scanners. A wrong knock is a knock (for some door) from a tracked source
-//   that advances, starts and repeats nothing; in compat mode that includes
-//   knocks to ports of no sequence (they do not reset progress, but a port
-//   sweep is exactly what they look like). When a source's distinct wrong
-//   knocks within scan_window reach scan_threshold, its progress is dropped,
-//   it is ignored for scan_ban and reported once (kScannerFlagged); when the
-//   ban ends, kScannerReleased carries the number of packets ignored.
+//   that advances, starts and repeats nothing, to any port. When a source's
+//   distinct wrong knocks within scan_window reach scan_threshold, its
+//   progress is dropped and it is reported once (kScannerFlagged); it stays
+//   marked until scan_ban has passed since its last wrong knock, and then
+//   kScannerReleased carries the number of packets it sent while marked
+//   (ignored_packets). While marked it is tracked and judged like any other
+//   source (the reset rules already keep a sweep from walking through a
+//   sequence): it is not ignored, because source addresses are forgeable,
+//   and a sweep forged with an engineer's address must not keep the
+//   engineer out once it stops (docs/design.md, "Forged packets").
 //   Distinct knocks are counted in a fixed 64-bit sketch per source (one bit
 //   per knock, keyed hash): a source is never flagged below the threshold,
 //   and a collision in the sketch lets it make about threshold^2/128 more
@@ -57,14 +64,19 @@
 //   Only sources already tracked (they knocked a door's first port) are
 //   counted: a sweep from an unknown source costs no table space.
 // - Bounded. All per-source state is in a SourceTable of max_sources entries
-//   (72 bytes each) allocated at creation. A new source (a first knock)
-//   displaces, in its 8-entry bucket, a source with no progress, else the
-//   least recently active one at stage 1 (or banned), never one two knocks or
-//   more into a sequence; if the bucket holds only those, the new source is
-//   not tracked (insert_failures). Under a flood of spoofed first knocks a
-//   real knocker's first knock thus survives about max_sources flood
-//   packets (8 newer inserts into its bucket), and from its second knock on
-//   it survives any flood. A source's progress is kept in kGroupsPerSource
+//   (72 bytes each) allocated at creation. A new source (a first knock) is
+//   always tracked: it displaces, in its 8-entry bucket, the entry of lowest
+//   rank, the least recently active among equals. Ranks: nothing in
+//   progress; a first knock older than a second, or a marked scanner; two or
+//   more knocks in, older than a second; any progress younger than a second,
+//   whatever its stage. A real knocker finishes within a second, so forged
+//   first knocks and half-knocks (the first two knocks from sources that
+//   never finish) never outrank it and lose their place after a second.
+//   Only a flood of more new sources a second than the table holds leaves a
+//   bucket with nothing but young progress; then the least recently active
+//   goes (young_evictions), and a knocker survives while fewer than 8 new
+//   sources land in its bucket between two of its knocks. A
+//   source's progress is kept in kGroupsPerSource
 //   groups (doors that started on the same knock and saw the same knocks
 //   share one), which covers doors sharing ports; an unusual overlap needing
 //   more groups keeps the furthest (progress_dropped).
@@ -193,10 +205,13 @@ struct MatcherCounters {
   uint64_t timeouts = 0;          // door progressions dropped by seq_timeout
   uint64_t evictions = 0;         // sources displaced from the table
   uint64_t evicted_progress = 0;  // ... of which had a door in progress
-  uint64_t insert_failures = 0;   // new sources not tracked: bucket full of further knockers
+  // ... of which were two or more knocks in, within a second of the first:
+  // the table turns over faster than a real knocker knocks (a flood of more
+  // new sources a second than max_sources).
+  uint64_t young_evictions = 0;
   uint64_t progress_dropped = 0;  // door progressions dropped for lack of groups
   uint64_t scanners = 0;          // sources flagged as scanners
-  uint64_t scanner_packets_ignored = 0;
+  uint64_t scanner_packets = 0;   // packets from sources while marked as scanners
 };
 
 class KnockMatcher {
@@ -279,6 +294,7 @@ class KnockMatcher {
     uint64_t doors;
     Tick start;
     uint8_t stage;
+    uint8_t strays;  // SourceEntry::group_strays
   };
 
   KnockMatcher(const MatcherOptions& options, std::unique_ptr<SourceTable> table);
@@ -301,7 +317,7 @@ class KnockMatcher {
   bool CountWrongKnock(SourceEntry& e, uint32_t knock, Tick now);
   void Ban(SourceEntry& e, Tick now, const IpAddress& source, absl::Time time);
   void ReleaseBan(SourceEntry& e, const IpAddress& source, absl::Time time);
-  uint8_t RankOf(const SourceEntry& e) const;
+  uint8_t RankOf(const SourceEntry& e, Tick now) const;
   MatchResult Complete(uint64_t doors, const Packet& packet, uint32_t knock);
 
   bool Reporting() const { return static_cast<bool>(observer_); }

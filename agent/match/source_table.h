@@ -82,6 +82,9 @@ struct alignas(64) SourceEntry {
   uint8_t group_stage[kGroupsPerSource];
   uint8_t family;
   uint8_t flags;
+  // Knocks to ports of no sequence seen by the group's compat doors (the
+  // first is forgiven, as knockd does; a second resets them: a sweep).
+  uint8_t group_strays[kGroupsPerSource];
 };
 static_assert(sizeof(SourceEntry) == 64, "one cache line per entry");
 

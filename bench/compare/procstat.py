@@ -120,17 +120,17 @@ def load(path):
 
 
 def cpu(args):
-    print(f"{'subject':<10} {'cpu_s':>8} {'mean_core%':>11} {'peak_core%':>11} {'runnable%':>10}")
+    print(f"{'subject':<14} {'cpu_s':>8} {'mean_core%':>11} {'peak_core%':>11} {'runnable%':>10}")
     for name, points in load(args.csv).items():
         window = [p for p in points if args.start <= p[0] <= args.end]
         if len(window) < 2:
-            print(f"{name:<10} {'n/a':>8}")
+            print(f"{name:<14} {'n/a':>8}")
             continue
         spent = window[-1][2] - window[0][2]
         wall = window[-1][0] - window[0][0]
         peak = max((b[2] - a[2]) / (b[0] - a[0]) for a, b in zip(window, window[1:]) if b[0] > a[0])
         runnable = (window[-1][3] - window[0][3]) / wall
-        print(f"{name:<10} {spent:>8.2f} {100 * spent / wall:>11.0f} {100 * peak:>11.0f} {100 * runnable:>10.0f}")
+        print(f"{name:<14} {spent:>8.2f} {100 * spent / wall:>11.0f} {100 * peak:>11.0f} {100 * runnable:>10.0f}")
 
 
 def window(args):
@@ -158,14 +158,14 @@ def slope(points):
 
 
 def memory(args):
-    print(f"{'subject':<10} {'before_kB':>10} {'peak_kB':>10} {'at_end_kB':>10} {'after_kB':>10} {'growth_kB/s':>12}")
+    print(f"{'subject':<14} {'before_kB':>10} {'peak_kB':>10} {'at_end_kB':>10} {'after_kB':>10} {'growth_kB/s':>12}")
     for name, points in load(args.csv).items():
         before = [p for p in points if p[0] <= args.start]
         window = [p for p in points if args.start <= p[0] <= args.end]
         if not before or not window:
-            print(f"{name:<10} {'n/a':>10}")
+            print(f"{name:<14} {'n/a':>10}")
             continue
-        print(f"{name:<10} {before[-1][1]:>10} {max(p[1] for p in points):>10} {window[-1][1]:>10} "
+        print(f"{name:<14} {before[-1][1]:>10} {max(p[1] for p in points):>10} {window[-1][1]:>10} "
               f"{points[-1][1]:>10} {slope(window):>12.1f}")
 
 

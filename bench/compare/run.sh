@@ -3,10 +3,12 @@
 #
 #   bench/compare/run.sh [-o RESULTS_DIR] [-s SUBJECTS] SCENARIO...
 #
-# SCENARIO: latency | flood | memory | interleaved | all
-# -s: comma list of knockd, sesame (default: knockd, plus sesame when
-#     $SESAME_AGENT is built). All selected daemons run at the same time,
-#     capturing on the same interface, each with its own copy of one door.
+# SCENARIO: latency | flood | memory | interleaved | floodrandom | sweep |
+#           halfknock | hostile (sweep, halfknock, floodrandom) | all
+# -s: comma list of knockd, sesame, sesame-strict (sesame with ResetMode =
+#     strict) (default: knockd, plus sesame when $SESAME_AGENT is built).
+#     All selected daemons run at the same time, capturing on the same
+#     interface, each with its own copy of the same doors.
 # -o: where raw results and tables go (default /tmp/sesame-bench.DATE).
 #
 # Builds nothing: build knockgen, knocklat and pcap_stats_preload (and
@@ -14,7 +16,10 @@
 # Environment: BUILD_DIR, SESAME_AGENT, KNOCKD, KEEP_WORK=1 (keep the temp
 # dir), NICE=-10 (run daemons and senders at that niceness, and give this
 # session's scheduler autogroup the same, to shield the figures from
-# unrelated load on a shared machine; default 0), and each scenario's knobs
+# unrelated load on a shared machine; default 0), GW_FIREWALL=1 (the
+# daemons' namespace drops incoming TCP/UDP in nftables' input hook, as a
+# knock host's firewall does, instead of answering each with a RST or an ICMP
+# error; capture sees the packets either way), and each scenario's knobs
 # (see scenarios/*.sh).
 #
 # Creates two network namespaces and a veth pair between them, and removes
@@ -147,6 +152,7 @@ write_meta() {
     echo "sesame-agent: $SESAME_AGENT"
     echo "tcpreplay: $(tcpreplay --version 2>&1 | head -1)"
     echo "niceness of daemons and senders: $NICE (session autogroup: $(cat /proc/self/autogroup 2>/dev/null))"
+    echo "daemons' side drops TCP/UDP in its input hook (GW_FIREWALL): ${GW_FIREWALL:-0}"
     echo "door: sequence=$SEQUENCE seq_timeout=$SEQ_TIMEOUT tcpflags=syn command=/usr/bin/touch DIR/doors/%IP%"
   } >"$RESULTS/meta.txt"
 }
@@ -167,8 +173,9 @@ main() {
   local -a scenarios=()
   for arg in "$@"; do
     case $arg in
-      all) scenarios+=(latency interleaved flood memory) ;;
-      latency | flood | memory | interleaved) scenarios+=("$arg") ;;
+      all) scenarios+=(latency interleaved flood memory floodrandom sweep halfknock) ;;
+      hostile) scenarios+=(sweep halfknock floodrandom) ;;
+      latency | flood | memory | interleaved | floodrandom | sweep | halfknock) scenarios+=("$arg") ;;
       *) echo "unknown scenario '$arg'" >&2; usage ;;
     esac
   done

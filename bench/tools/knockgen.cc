@@ -6,8 +6,10 @@
 // ceiling) and a live run stops at --max-seconds whatever its schedule says.
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -218,8 +220,19 @@ absl::Status RunFlood(const CommonOptions& common, const FloodOptions& options) 
   if (options.knockers > kMaxKnockers) {
     return absl::InvalidArgumentError(absl::StrCat("--knockers must be at most ", kMaxKnockers));
   }
-  ASSIGN_OR_RETURN(std::vector<Knock> flood_knock, ParseKnockList(options.port));
-  if (flood_knock.size() != 1) return absl::InvalidArgumentError("--port takes one PORT[:tcp|:udp]");
+  // --port random[:tcp|:udp]: every flood packet to a random port 1..65535,
+  // TCP or UDP at random unless one is named.
+  std::vector<Knock> flood_knock;
+  std::vector<Protocol> random_protocols;
+  if (options.port == "random" || options.port == "random:tcp" || options.port == "random:udp") {
+    if (options.port != "random:udp") random_protocols.push_back(Protocol::kTcp);
+    if (options.port != "random:tcp") random_protocols.push_back(Protocol::kUdp);
+  } else {
+    ASSIGN_OR_RETURN(flood_knock, ParseKnockList(options.port));
+    if (flood_knock.size() != 1) {
+      return absl::InvalidArgumentError("--port takes one PORT[:tcp|:udp], or random[:tcp|:udp]");
+    }
+  }
   std::vector<Knock> knocks;
   if (options.knockers > 0) {
     if (options.sequence.empty() || options.source_base.empty()) {
@@ -282,12 +295,20 @@ absl::Status RunFlood(const CommonOptions& common, const FloodOptions& options) 
   for (uint64_t i = 0; i < options.count; ++i) {
     RETURN_IF_ERROR(emit_insertions_before(i));
     const IpAddress source = prefix.Random(run.factory->random());
-    RETURN_IF_ERROR(Emit(run, source, flood_knock[0], interval * static_cast<double>(slot++)));
+    Knock knock;
+    if (random_protocols.empty()) {
+      knock = flood_knock[0];
+    } else {
+      const uint64_t r = run.factory->random()();
+      knock = Knock{static_cast<uint16_t>(1 + r % 65535), random_protocols[(r >> 32) % random_protocols.size()]};
+    }
+    RETURN_IF_ERROR(Emit(run, source, knock, interval * static_cast<double>(slot++)));
   }
   RETURN_IF_ERROR(emit_insertions_before(options.count));
   RETURN_IF_ERROR(WriteKnockers(common.knockers_out, knockers));
   return Finish(run, "flood",
-                absl::StrCat(options.count, " flood packets to ", KnockToString(flood_knock[0]), " from ",
+                absl::StrCat(options.count, " flood packets to ",
+                             random_protocols.empty() ? KnockToString(flood_knock[0]) : options.port, " from ",
                              prefix_text, ", ", insertions.size(), " knocks from ", knockers.size(), " knockers"));
 }
 
@@ -331,26 +352,143 @@ struct SweepOptions {
 };
 
 // A port scan as a scanner sends it: one source, every port of a range in
-// increasing order.
+// increasing order; with --protocol both, TCP then UDP to each port.
 absl::Status RunSweep(const CommonOptions& common, const SweepOptions& options) {
   if (options.first < 1 || options.last > 65535 || options.first > options.last) {
     return absl::InvalidArgumentError("--first and --last must satisfy 1 <= first <= last <= 65535");
   }
-  if (options.protocol != "tcp" && options.protocol != "udp") {
-    return absl::InvalidArgumentError("--protocol is tcp or udp");
+  std::vector<Protocol> protocols;
+  if (options.protocol == "tcp") {
+    protocols = {Protocol::kTcp};
+  } else if (options.protocol == "udp") {
+    protocols = {Protocol::kUdp};
+  } else if (options.protocol == "both") {
+    protocols = {Protocol::kTcp, Protocol::kUdp};
+  } else {
+    return absl::InvalidArgumentError("--protocol is tcp, udp or both");
   }
   if (!(options.rate >= 0)) return absl::InvalidArgumentError("--rate must be >= 0 (0: as fast as possible)");
   ASSIGN_OR_RETURN(Run run, OpenRun(common));
   ASSIGN_OR_RETURN(IpAddress source, ParseSourceOfFamily(options.source, "--src", run.destination));
   const absl::Duration interval = options.rate > 0 ? absl::Seconds(1) / options.rate : absl::ZeroDuration();
-  const Protocol protocol = options.protocol == "udp" ? Protocol::kUdp : Protocol::kTcp;
+  uint64_t slot = 0;
   for (uint32_t port = options.first; port <= options.last; ++port) {
-    const Knock knock{static_cast<uint16_t>(port), protocol};
-    RETURN_IF_ERROR(Emit(run, source, knock, interval * static_cast<double>(port - options.first)));
+    for (const Protocol protocol : protocols) {
+      const Knock knock{static_cast<uint16_t>(port), protocol};
+      RETURN_IF_ERROR(Emit(run, source, knock, interval * static_cast<double>(slot++)));
+    }
   }
   return Finish(run, "sweep",
                 absl::StrCat(options.protocol, " ports ", options.first, "-", options.last, " from ",
                              source.ToString()));
+}
+
+// --- halfknock ------------------------------------------------------------
+
+struct HalfKnockOptions {
+  uint64_t sources = 150'000;
+  std::string source_base;
+  std::string sequence;
+  uint32_t knocks = 2;
+  double pps = 136'000;
+  uint64_t knockers = 20;
+  std::string knocker_base;
+  std::string knockers_when = "after";
+  double gap_ms = 10;
+  double after_ms = 100;
+  double spacing_ms = 20;
+};
+
+// Spoofed half-finished sequences: --sources distinct sources (consecutive
+// from --src-base) each send the first --knocks knocks of --sequence back to
+// back, --pps packets per second; real knockers complete the sequence either
+// after the flood (one after another) or spread through it.
+absl::Status RunHalfKnock(const CommonOptions& common, const HalfKnockOptions& options) {
+  if (options.sources == 0 || options.sources > kMaxSpoofSources) {
+    return absl::InvalidArgumentError(absl::StrCat("--sources must be in 1..", kMaxSpoofSources));
+  }
+  if (options.knockers > kMaxKnockers) {
+    return absl::InvalidArgumentError(absl::StrCat("--knockers must be at most ", kMaxKnockers));
+  }
+  if (!(options.pps > 0)) return absl::InvalidArgumentError("--pps must be > 0");
+  if (options.knockers_when != "after" && options.knockers_when != "during") {
+    return absl::InvalidArgumentError("--knockers-when is after or during");
+  }
+  if (!(options.gap_ms >= 0 && options.after_ms >= 0 && options.spacing_ms >= 0)) {
+    return absl::InvalidArgumentError("--gap-ms, --after-ms and --spacing-ms must be >= 0");
+  }
+  ASSIGN_OR_RETURN(std::vector<Knock> knocks, ParseKnockList(options.sequence));
+  if (options.knocks < 1 || options.knocks >= knocks.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--knocks must be in 1..", knocks.size() - 1, " (fewer than the sequence's knocks)"));
+  }
+  ASSIGN_OR_RETURN(Run run, OpenRun(common));
+  std::string base_text = options.source_base;
+  if (base_text.empty()) base_text = run.destination.is_v4() ? "10.0.0.0" : "2001:db8:5e5b::";
+  ASSIGN_OR_RETURN(IpAddress base, ParseSourceOfFamily(base_text, "--src-base", run.destination));
+
+  std::vector<IpAddress> knockers;
+  std::set<IpAddress> knocker_set;
+  if (options.knockers > 0) {
+    if (options.knocker_base.empty()) return absl::InvalidArgumentError("real knockers need --knocker-base");
+    ASSIGN_OR_RETURN(IpAddress first, ParseSourceOfFamily(options.knocker_base, "--knocker-base", run.destination));
+    for (uint64_t k = 0; k < options.knockers; ++k) {
+      knockers.push_back(OffsetAddress(first, k));
+      knocker_set.insert(knockers.back());
+    }
+  }
+
+  // Every frame's time, in seconds from the start: flood packet p at p / pps;
+  // knocker k's knock j at its start plus j gaps.
+  const uint64_t flood_frames = options.sources * options.knocks;
+  const double flood_seconds = static_cast<double>(flood_frames) / options.pps;
+  struct Timed {
+    double at;
+    uint64_t knocker;
+    size_t knock;
+  };
+  std::vector<Timed> real;
+  for (uint64_t k = 0; k < knockers.size(); ++k) {
+    const double start = options.knockers_when == "after"
+                             ? flood_seconds + (options.after_ms + options.spacing_ms * static_cast<double>(k)) / 1000
+                             : flood_seconds * (static_cast<double>(k) + 0.5) / static_cast<double>(knockers.size());
+    for (size_t j = 0; j < knocks.size(); ++j) {
+      real.push_back({start + options.gap_ms * static_cast<double>(j) / 1000, k, j});
+    }
+  }
+  std::stable_sort(real.begin(), real.end(), [](const Timed& a, const Timed& b) { return a.at < b.at; });
+
+  size_t next_real = 0;
+  auto emit_real_until = [&](double t) -> absl::Status {
+    while (next_real < real.size() && real[next_real].at <= t) {
+      const Timed& r = real[next_real++];
+      RETURN_IF_ERROR(Emit(run, knockers[r.knocker], knocks[r.knock], absl::Seconds(r.at)));
+    }
+    return absl::OkStatus();
+  };
+  for (uint64_t p = 0; p < flood_frames; ++p) {
+    const double at = static_cast<double>(p) / options.pps;
+    RETURN_IF_ERROR(emit_real_until(at));
+    const IpAddress source = OffsetAddress(base, p / options.knocks);
+    if (knocker_set.contains(source)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("knocker ", source.ToString(), " lies inside the flood's sources (--src-base ", base_text, ")"));
+    }
+    RETURN_IF_ERROR(Emit(run, source, knocks[p % options.knocks], absl::Seconds(at)));
+  }
+  // Live, the rate the flood actually went out at (the sender may fall behind).
+  const double flood_sent_s = absl::ToDoubleSeconds(absl::Now() - run.started);
+  RETURN_IF_ERROR(emit_real_until(std::numeric_limits<double>::infinity()));
+  RETURN_IF_ERROR(WriteKnockers(common.knockers_out, knockers));
+  return Finish(run, "halfknock",
+                absl::StrFormat("%d sources from %s each sent %d of %d knocks (%d frames, %.2f s at %.0f pps%s); "
+                                "%d knockers %s the flood",
+                                options.sources, base.ToString(), options.knocks, knocks.size(), flood_frames,
+                                flood_seconds, options.pps,
+                                run.live ? absl::StrFormat("; sent in %.2f s: %.0f flood pps", flood_sent_s,
+                                                           static_cast<double>(flood_frames) / flood_sent_s)
+                                         : "",
+                                knockers.size(), options.knockers_when == "after" ? "after" : "inside"));
 }
 
 void AddCommonOptions(CLI::App& command, CommonOptions& options) {
@@ -411,7 +549,9 @@ int main(int argc, char** argv) {
       "knockers (consecutive from --src-base) completing --sequence spread through it");
   AddCommonOptions(*flood_command, common);
   flood_command->add_option("--count", flood.count, "Flood packets (real knocks come on top)")->capture_default_str();
-  flood_command->add_option("--port", flood.port, "Flood port, PORT[:tcp|:udp]")->required();
+  flood_command->add_option("--port", flood.port,
+                            "Flood port, PORT[:tcp|:udp], or random[:tcp|:udp] (a random port per packet)")
+      ->required();
   flood_command->add_option("--random-prefix", flood.random_prefix,
                             "Spoofed sources (default 198.18.0.0/15 or 2001:db8:5e5a::/48)");
   flood_command->add_option("--knockers", flood.knockers, "Real knockers inside the flood")->capture_default_str();
@@ -440,8 +580,34 @@ int main(int argc, char** argv) {
   sweep_command->add_option("--src", sweep.source, "Source address")->required();
   sweep_command->add_option("--first", sweep.first, "First port")->capture_default_str();
   sweep_command->add_option("--last", sweep.last, "Last port")->capture_default_str();
-  sweep_command->add_option("--protocol", sweep.protocol, "tcp or udp")->capture_default_str();
-  sweep_command->add_option("--rate", sweep.rate, "Ports per second (0: as fast as possible)")
+  sweep_command->add_option("--protocol", sweep.protocol, "tcp, udp, or both (TCP then UDP to each port)")
+      ->capture_default_str();
+  sweep_command->add_option("--rate", sweep.rate, "Packets per second (0: as fast as possible)")
+      ->capture_default_str();
+
+  HalfKnockOptions half;
+  CLI::App* half_command = app.add_subcommand(
+      "halfknock",
+      "--sources spoofed sources each send the first --knocks knocks of --sequence (a half-finished\n"
+      "sequence), --pps packets per second; --knockers real knockers complete it after or inside the flood");
+  AddCommonOptions(*half_command, common);
+  half_command->add_option("--sources", half.sources, "Spoofed sources (consecutive from --src-base)")
+      ->capture_default_str();
+  half_command->add_option("--src-base", half.source_base, "First spoofed source (default 10.0.0.0 or 2001:db8:5e5b::)");
+  half_command->add_option("--sequence", half.sequence, "The door's sequence, PORT[:tcp|:udp],...")->required();
+  half_command->add_option("--knocks", half.knocks, "Leading knocks each spoofed source sends")->capture_default_str();
+  half_command->add_option("--pps", half.pps, "Flood packets per second (pacing live, timestamps in a file)")
+      ->capture_default_str();
+  half_command->add_option("--knockers", half.knockers, "Real knockers (consecutive from --knocker-base)")
+      ->capture_default_str();
+  half_command->add_option("--knocker-base", half.knocker_base, "First real knocker's address");
+  half_command->add_option("--knockers-when", half.knockers_when,
+                           "after: one after another once the flood ended; during: spread through it")
+      ->capture_default_str();
+  half_command->add_option("--gap-ms", half.gap_ms, "Time between a real knocker's knocks")->capture_default_str();
+  half_command->add_option("--after-ms", half.after_ms, "after: first knocker starts this long after the flood")
+      ->capture_default_str();
+  half_command->add_option("--spacing-ms", half.spacing_ms, "after: time between knockers' starts")
       ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
@@ -451,6 +617,7 @@ int main(int argc, char** argv) {
   else if (*clients_command) status = RunClients(common, clients);
   else if (*flood_command) status = RunFlood(common, flood);
   else if (*spoof_command) status = RunSpoof(common, spoof);
+  else if (*half_command) status = RunHalfKnock(common, half);
   else status = RunSweep(common, sweep);
   if (!status.ok()) {
     std::fprintf(stderr, "knockgen: %s\n", std::string(status.message()).c_str());

@@ -1,6 +1,7 @@
 #include "controller/sequences/sequence_generator.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -60,13 +61,21 @@ std::vector<Knock> CandidateKnocks(const DoorPolicy& policy) {
 absl::StatusOr<std::vector<Knock>> SequenceGenerator::DrawOne(const std::vector<Knock>& candidates, int length) {
   std::vector<Knock> knocks;
   knocks.reserve(static_cast<size_t>(length));
+  // A policy whose range is too narrow for the step rule would redraw forever.
+  size_t redraws_left = 64 * candidates.size() * static_cast<size_t>(length);
   while (knocks.size() < static_cast<size_t>(length)) {
+    if (redraws_left-- == 0) {
+      return absl::ResourceExhaustedError(absl::StrCat("no sequence of ", length, " knocks with ports more than ",
+                                                       kMinPortStep, " apart: widen the door's port range"));
+    }
     absl::StatusOr<uint32_t> i = UniformBelow(random_, static_cast<uint32_t>(candidates.size()));
     if (!i.ok()) return i.status();
     const Knock k = candidates[*i];
     // Redrawing a knock already in the sequence keeps every sequence of
-    // distinct knocks equally likely.
+    // distinct knocks equally likely; the same for a port next to the
+    // previous knock's.
     if (std::find(knocks.begin(), knocks.end(), k) != knocks.end()) continue;
+    if (!knocks.empty() && std::abs(int{k.port} - int{knocks.back().port}) <= kMinPortStep) continue;
     knocks.push_back(k);
   }
   return knocks;

@@ -6,6 +6,9 @@
 //   avoided (avoid_ports and the grant ports) times every allowed protocol;
 // - never repeats a knock within itself (a repeated port would look like a
 //   retransmission to the matcher);
+// - never puts a knock's port within kMinPortStep of the previous knock's:
+//   a sequential sweep could walk through such a sequence without the
+//   wrong knocks that reset it (docs/design.md, "Forged packets");
 // - is fresh against a SequenceIndex of the unused sequences: not equal to
 //   one, not a proper prefix of one, and none of them a proper prefix of it
 //   (knocking the longer one would complete the shorter first).
@@ -45,6 +48,9 @@ class SequenceIndex {
 
 // The knocks a policy allows, in a fixed order.
 std::vector<Knock> CandidateKnocks(const DoorPolicy& policy);
+
+// Consecutive knocks' ports differ by more than this.
+inline constexpr int kMinPortStep = 2;
 
 class SequenceGenerator {
  public:

@@ -21,6 +21,9 @@ constexpr size_t kDefaultListLimit = 1000;
 constexpr size_t kMaxListLimit = 10000;
 constexpr size_t kTailPage = 500;
 constexpr size_t kExportChunk = 64 * 1024;
+// Saved heads one VerifyAudit may check (a head is about 200 bytes on the
+// wire, so this stays far below gRPC's 4 MiB message limit).
+constexpr int kMaxVerifyHeads = 10000;
 
 size_t ListLimit(uint32_t requested) {
   if (requested == 0) return kDefaultListLimit;
@@ -465,14 +468,25 @@ grpc::ServerWriteReactor<v1::ExportAuditChunk>* AdminServiceImpl::ExportAudit(gr
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::VerifyAudit(grpc::CallbackServerContext* context,
-                                                        const v1::VerifyAuditRequest*,
+                                                        const v1::VerifyAuditRequest* request,
                                                         v1::VerifyAuditResponse* response) {
-  return Unary(context, [this, response](const PeerIdentity&) -> absl::Status {
-    ASSIGN_OR_RETURN(AuditVerification v, audit_.Verify());
+  return Unary(context, [this, request, response](const PeerIdentity&) -> absl::Status {
+    if (request->heads_size() > kMaxVerifyHeads) {
+      return absl::InvalidArgumentError(absl::StrCat("heads: ", request->heads_size(), " heads, at most ",
+                                                     kMaxVerifyHeads, ": give the latest ones"));
+    }
+    std::vector<AuditSignedHead> heads;
+    for (int i = 0; i < request->heads_size(); ++i) {
+      ASSIGN_OR_RETURN(AuditCheckpoint c,
+                       FromWire(request->heads(i).checkpoint(), absl::StrCat("heads[", i, "].checkpoint")));
+      heads.push_back(AuditSignedHead{c, request->heads(i).key_id().substr(0, 64), ""});
+    }
+    ASSIGN_OR_RETURN(AuditVerification v, audit_.Verify(std::move(heads)));
     response->set_ok(v.ok);
     response->set_records(v.records);
     response->set_checkpoints(v.checkpoints);
     response->set_signed_records(v.signed_records);
+    response->set_heads(v.heads);
     if (!v.ok) {
       response->set_first_bad_index(v.first_bad_index);
       response->set_problem(v.problem);
@@ -486,6 +500,17 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetAuditPublicKey(grpc::CallbackServ
                                                               v1::GetAuditPublicKeyResponse* response) {
   return Unary(context, [this, response](const PeerIdentity&) -> absl::Status {
     response->set_public_key_pem(audit_.public_key().ToPem());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::GetAuditHead(grpc::CallbackServerContext* context,
+                                                         const v1::GetAuditHeadRequest*,
+                                                         v1::SignedAuditHead* response) {
+  return Unary(context, [this, response](const PeerIdentity&) -> absl::Status {
+    ASSIGN_OR_RETURN(AuditCheckpoint head, audit_.LatestCheckpoint());
+    *response->mutable_checkpoint() = ToWire(head);
+    response->set_key_id(audit_.key_id());
     return absl::OkStatus();
   });
 }

@@ -66,6 +66,8 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* GetAuditPublicKey(grpc::CallbackServerContext* context,
                                               const v1::GetAuditPublicKeyRequest* request,
                                               v1::GetAuditPublicKeyResponse* response) override;
+  grpc::ServerUnaryReactor* GetAuditHead(grpc::CallbackServerContext* context, const v1::GetAuditHeadRequest* request,
+                                         v1::SignedAuditHead* response) override;
   grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* context, const v1::GetStatsRequest* request,
                                      v1::GetStatsResponse* response) override;
 

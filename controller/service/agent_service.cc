@@ -1,11 +1,16 @@
 #include "controller/service/agent_service.h"
 
 #include <deque>
+#include <optional>
+#include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "controller/service/controller_metrics.h"
+#include "controller/service/scanner_audit.h"
 #include "controller/service/wire_convert.h"
+#include "controller/store/knock_report_checks.h"
 
 namespace sesame::controller {
 namespace {
@@ -30,9 +35,12 @@ v1::KnockOutcome ToWire(ConsumeOutcome o) {
     case ConsumeOutcome::kWon: return v1::KNOCK_OUTCOME_OPENED;
     case ConsumeOutcome::kReplay: return v1::KNOCK_OUTCOME_REPLAY;
     case ConsumeOutcome::kUnknown: return v1::KNOCK_OUTCOME_UNKNOWN;
+    case ConsumeOutcome::kRefused: return v1::KNOCK_OUTCOME_REFUSED;
   }
   return v1::KNOCK_OUTCOME_UNSPECIFIED;
 }
+
+bool IsSet(const google::protobuf::Timestamp& t) { return t.seconds() != 0 || t.nanos() != 0; }
 
 }  // namespace
 
@@ -280,6 +288,10 @@ class AgentServiceImpl::SessionReactor final
           record_.advertise_hosts.push_back(host);
         }
       }
+      // This bastion's own addresses: no knocker has them.
+      std::vector<IpAddress> own = AddressLiterals(record_.advertise_hosts);
+      if (std::optional<IpAddress> from = PeerAddress(peer_)) own.push_back(*from);
+      service_.own_addresses_.AddAgent(name_, own);
       AuditEntry audit;
       audit.time = record_.connected_at;
       audit.who = absl::StrCat("agent:", name_);
@@ -375,30 +387,28 @@ class AgentServiceImpl::SessionReactor final
       case v1::AgentMessage::kKnockMatched: return HandleKnock(id, message.knock_matched());
       case v1::AgentMessage::kGrantResult: {
         const v1::GrantResult& r = message.grant_result();
-        GrantAgentStatus status{name_, r.applied() ? GrantAgentState::kApplied : GrantAgentState::kFailed,
-                                r.error().substr(0, kMaxText), FromWireTime(r.at())};
         AuditEntry audit = AgentAudit(id, r.applied() ? "grant.applied" : "grant.failed", r.at());
-        audit.details = {{"grant", absl::StrCat(r.grant_id())}};
+        GrantAgentStatus status{name_, r.applied() ? GrantAgentState::kApplied : GrantAgentState::kFailed,
+                                r.error().substr(0, kMaxText), audit.time};
+        audit.details["grant"] = absl::StrCat(r.grant_id());
         if (!r.applied()) audit.details["error"] = status.detail;
         return GrantReport(id, r.grant_id(), status, std::move(audit));
       }
       case v1::AgentMessage::kRevokeApplied: {
         const v1::RevokeApplied& r = message.revoke_applied();
-        GrantAgentStatus status{name_, GrantAgentState::kRemoved, r.error().substr(0, kMaxText),
-                                FromWireTime(r.at())};
         AuditEntry audit = AgentAudit(id, r.error().empty() ? "grant.removed" : "grant.remove_failed", r.at());
-        audit.details = {{"grant", absl::StrCat(r.grant_id())}, {"expired", r.expired() ? "true" : "false"}};
+        GrantAgentStatus status{name_, GrantAgentState::kRemoved, r.error().substr(0, kMaxText), audit.time};
+        audit.details["grant"] = absl::StrCat(r.grant_id());
+        audit.details["expired"] = r.expired() ? "true" : "false";
         if (!r.error().empty()) audit.details["error"] = status.detail;
         return GrantReport(id, r.grant_id(), status, std::move(audit));
       }
       case v1::AgentMessage::kScannerSeen: {
+        // One record per report, also for an aggregate of a whole window.
         const v1::ScannerSeen& s = message.scanner_seen();
-        std::optional<IpAddress> source = IpAddress::Parse(s.source());
         AuditEntry audit = AgentAudit(id, "scanner.seen", s.at());
-        audit.who = source ? source->ToString() : "invalid-address";
-        audit.details = {{"distinct_ports", absl::StrCat(s.distinct_ports())},
-                         {"window", absl::FormatDuration(FromWireDuration(s.window()))}};
-        if (metrics() != nullptr) metrics()->ScannerReported();
+        const uint64_t scanners = DescribeScannerSeen(s, audit);
+        if (metrics() != nullptr) metrics()->ScannerReported(scanners);
         return Record(id, std::move(audit));
       }
       case v1::AgentMessage::kAudit: {
@@ -408,7 +418,11 @@ class AgentServiceImpl::SessionReactor final
           return Receipt(id);  // never valid: do not let it sit in the spool
         }
         AuditEntry audit = AgentAudit(id, e.what(), e.time());
-        for (const auto& [key, value] : e.details()) audit.details[key] = value;
+        // The agent's own details, except where they would pass for the
+        // controller's view of the agent's time.
+        for (const auto& [key, value] : e.details()) {
+          if (key != "agent_time" && key != "agent_time_refused") audit.details[key] = value;
+        }
         return Record(id, std::move(audit));
       }
       default:
@@ -417,13 +431,24 @@ class AgentServiceImpl::SessionReactor final
     }
   }
 
+  // A record of what the agent reports. Its time is the controller's: the
+  // agent's (at) is only a detail, and refused more than a day off.
   AuditEntry AgentAudit(const std::string& id, const std::string& what, const google::protobuf::Timestamp& at) {
     AuditEntry audit;
-    audit.time = at.seconds() != 0 ? FromWireTime(at) : service_.clock_.Now();
+    audit.time = service_.clock_.Now();
     audit.who = absl::StrCat("agent:", name_);
     audit.what = what;
     audit.where = audit.who;
     audit.origin = Origin(id);
+    if (IsSet(at)) {
+      const absl::Time agent_time = FromWireTime(at);
+      if (!CheckAgentTime(agent_time, audit.time, audit.time)) {
+        audit.details["agent_time"] = AgentTimeText(agent_time);
+      } else {
+        audit.details["agent_time_refused"] = AgentTimeText(agent_time);
+        if (metrics() != nullptr) metrics()->AgentTimeRefused();
+      }
+    }
     return audit;
   }
 
@@ -444,10 +469,39 @@ class AgentServiceImpl::SessionReactor final
     Receipt(id);
   }
 
+  // Takes a token of the agent's limit; false (and counted, logged once a
+  // window) when it is over it.
+  bool Admit(LimitKind kind) {
+    const AgentRateLimiter::Verdict v = service_.limiter_.Take(name_, kind);
+    if (v == AgentRateLimiter::Verdict::kAdmitted) return true;
+    if (metrics() != nullptr) metrics()->RateLimited(name_, LimitKindName(kind));
+    if (v == AgentRateLimiter::Verdict::kRefusedFirstInWindow) {
+      const RateLimit& l = service_.limiter_.limit(kind);
+      LogWarning(absl::StrCat("agent ", name_, ": over its limit of ", l.per_minute, " ",
+                              kind == LimitKind::kGrants ? "grant orders" : "knock reports", " a minute (burst ",
+                              l.burst, "): refusing them; audited once per ",
+                              absl::FormatDuration(service_.limiter_.limits().audit_window)));
+    }
+    return false;
+  }
+
   void HandleKnock(const std::string& id, const v1::KnockMatched& k) {
     v1::ControllerMessage reply;
     v1::KnockVerdict* verdict = reply.mutable_knock_verdict();
     verdict->set_reply_to(id);
+    // Rate limits first: nothing over them reaches the store. An offline
+    // report is left unanswered (see agent_service.h).
+    const bool orders_grant = !k.offline();
+    if (!Admit(LimitKind::kKnockReports) || (orders_grant && !Admit(LimitKind::kGrants))) {
+      if (k.offline()) return;
+      verdict->set_outcome(v1::KNOCK_OUTCOME_REFUSED);
+      Send(std::move(reply));
+      return;
+    }
+    // A grant token not spent on a grant goes back.
+    absl::Cleanup unused_grant = [&] {
+      if (orders_grant) service_.limiter_.GiveBack(name_, LimitKind::kGrants);
+    };
     std::optional<IpAddress> source = IpAddress::Parse(k.source());
     absl::StatusOr<std::vector<Knock>> knocks = FromWireKnocks(k.knocks(), "knocks");
     if (!source || !knocks.ok() || (k.sequence_id() == 0 && knocks->empty())) {
@@ -465,7 +519,9 @@ class AgentServiceImpl::SessionReactor final
     request.request_id = id;
     request.offline = k.offline();
     // An offline reserve knock already opened the door on the agent.
-    request.order_grant = !k.offline();
+    request.order_grant = orders_grant;
+    if (k.has_matched_at() && IsSet(k.matched_at())) request.agent_time = FromWireTime(k.matched_at());
+    request.own_addresses = service_.own_addresses_.Get();
     absl::StatusOr<ConsumeResult> result = Timed([&] { return service_.store_.Consume(request); });
     if (!result.ok()) {
       if (absl::IsInvalidArgument(result.status())) {
@@ -476,8 +532,9 @@ class AgentServiceImpl::SessionReactor final
       }
       return Fail(result.status());
     }
+    if (result->grant && !result->repeated) std::move(unused_grant).Cancel();
     // A resent report gets the first answer again: counted once.
-    if (metrics() != nullptr && !result->repeated) metrics()->KnockReported(result->outcome);
+    if (metrics() != nullptr && !result->repeated) metrics()->KnockReported(result->outcome, result->refused_reason);
     verdict->set_outcome(ToWire(result->outcome));
     verdict->set_sequence_id(result->sequence_id);
     if (result->outcome == ConsumeOutcome::kReplay) verdict->set_first_agent(result->first_agent);
@@ -507,9 +564,50 @@ class AgentServiceImpl::SessionReactor final
 
 AgentServiceImpl::AgentServiceImpl(Store& store, FleetHub& hub, WorkQueue& work, IdentityResolver identity,
                                    const Clock& clock, AgentServiceOptions options)
-    : store_(store), hub_(hub), work_(work), identity_(std::move(identity)), clock_(clock), options_(options) {}
+    : store_(store),
+      hub_(hub),
+      work_(work),
+      identity_(std::move(identity)),
+      clock_(clock),
+      options_(std::move(options)),
+      limiter_(options_.limits, clock) {
+  own_addresses_.SetController(options_.controller_addresses);
+  // The bastions' addresses known from before this start; their sessions
+  // add the addresses they come from.
+  absl::StatusOr<std::vector<AgentRecord>> agents = store_.ListAgents();
+  if (!agents.ok()) {
+    LogWarning(absl::StrCat("cannot read the agents' advertised addresses: ", agents.status().message()));
+  } else {
+    for (const AgentRecord& a : *agents) own_addresses_.AddAgent(a.name, AddressLiterals(a.advertise_hosts));
+  }
+}
 
-AgentServiceImpl::~AgentServiceImpl() = default;
+AgentServiceImpl::~AgentServiceImpl() { FlushRefusalWindows(/*all=*/true); }
+
+void AgentServiceImpl::FlushRefusalWindows(bool all) {
+  std::vector<AuditEntry> entries;
+  for (const RefusalWindow& w : limiter_.TakeClosedWindows(all)) {
+    const RateLimit& l = limiter_.limit(w.kind);
+    const char* what = w.kind == LimitKind::kGrants ? "grant orders" : "knock reports";
+    AuditEntry e;
+    e.time = clock_.Now();
+    e.who = absl::StrCat("agent:", w.agent);
+    e.where = e.who;
+    e.what = "knock.refused";
+    e.details = {{"reason", "rate_limit"},
+                 {"limit", LimitKindName(w.kind)},
+                 {"refused", absl::StrCat(w.refused)},
+                 {"first", AgentTimeText(w.opened)},
+                 {"last", AgentTimeText(w.last)},
+                 {"why", absl::StrCat("over the agent's limit of ", l.per_minute, " ", what, " a minute (burst ",
+                                      l.burst, "): ", w.refused, " refused, recorded once per ",
+                                      absl::FormatDuration(limiter_.limits().audit_window))}};
+    entries.push_back(std::move(e));
+  }
+  if (entries.empty()) return;
+  absl::StatusOr<std::vector<AuditRecord>> r = store_.AppendAudit(std::move(entries));
+  if (!r.ok()) LogWarning(absl::StrCat("cannot record the rate-limit refusals: ", r.status().message()));
+}
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* AgentServiceImpl::Session(
     grpc::CallbackServerContext* context) {

@@ -8,8 +8,10 @@
 //
 // Per message from the agent (each on a WorkQueue, never on gRPC's threads):
 //   Ack           -> Store::AckRevision
-//   KnockMatched  -> Store::Consume (request id = message id, so a resend
-//                    gets the first answer) -> KnockVerdict; the burn and the
+//   KnockMatched  -> the agent's rate limits, then Store::Consume (request
+//                    id = message id, so a resend gets the first answer),
+//                    checked against what this agent could have seen
+//                    (consume_decision.h) -> KnockVerdict; the burn and the
 //                    grant reach every agent through the change feed before
 //                    the verdict is sent
 //   GrantResult, RevokeApplied -> per-bastion grant state + audit record
@@ -19,6 +21,23 @@
 // Every message except Ack and Heartbeat is confirmed by a Receipt (or the
 // verdict) once durable; audit records carry origin "agent:NAME/ID", so a
 // resent message is never recorded twice.
+//
+// A bastion is trusted for its own traffic only:
+//   - Knock reports are checked by the store's decision against the
+//     sequence, the knocker's address (not the controller's or a known
+//     bastion's own, own_addresses.h) and the agent's clock.
+//   - Per agent, knock reports and the grants they order are rate-limited
+//     (options.limits, agent_rate_limits.h): a report over a limit gets
+//     the verdict REFUSED and nothing is consumed, except a report of a knock
+//     admitted offline, which gets no answer (the agent keeps it spooled and
+//     resends it at its next session; its reserve sequence stays spent
+//     there). Refusals are counted (sesame_controller_rate_limited_total),
+//     logged once per window and recorded once per window
+//     (FlushRefusalWindows: "knock.refused", reason "rate_limit", with the
+//     count), never one record per report.
+//   - Times agents send are not trusted: every record's time is the
+//     controller's; the agent's time is the detail "agent_time", or, more
+//     than a day off, "agent_time_refused" (and a knock report is refused).
 //
 // Sessions are bounded: at most max_pending messages in processing (reading
 // pauses beyond), at most max_queued messages waiting to be written (the
@@ -32,7 +51,10 @@
 #include <memory>
 
 #include "common/clock.h"
+#include "common/ip_address.h"
+#include "controller/service/agent_rate_limits.h"
 #include "controller/service/fleet_hub.h"
+#include "controller/service/own_addresses.h"
 #include "controller/service/peer_identity.h"
 #include "controller/service/work_queue.h"
 #include "controller/store/store.h"
@@ -49,6 +71,11 @@ struct AgentServiceOptions {
   // Counts knock outcomes, scanners and store write latency, keeps the
   // agents' heartbeat metrics. Optional; must outlive the service.
   ControllerMetrics* metrics = nullptr;
+  // Per agent: knock reports and grant orders.
+  AgentLimits limits;
+  // The controller's own addresses (LocalAddresses); the bastions' are
+  // learnt from the store and their sessions.
+  std::vector<IpAddress> controller_addresses;
 };
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
@@ -61,6 +88,11 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* Session(
       grpc::CallbackServerContext* context) override;
 
+  // Records the rate-limit refusal windows that have passed (all of them
+  // with all = true), one "knock.refused" record each. Call every second
+  // or so; the destructor records what is left.
+  void FlushRefusalWindows(bool all = false);
+
  private:
   class SessionReactor;
 
@@ -70,6 +102,8 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   const IdentityResolver identity_;
   const Clock& clock_;
   const AgentServiceOptions options_;
+  AgentRateLimiter limiter_;
+  OwnAddressBook own_addresses_;
   // One thread: the agents' records (connect, heartbeat, disconnect) are
   // written in the order sessions post them.
   WorkQueue bookkeeping_{1};

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "controller/store/knock_report_checks.h"
+
 namespace sesame::controller {
 namespace {
 
@@ -17,19 +19,30 @@ MetricSample ForAgent(MetricSample sample, const std::string& agent) {
 ControllerMetrics::ControllerMetrics(std::function<GroupCommitStats()> commit_stats)
     : commit_stats_(std::move(commit_stats)) {}
 
-void ControllerMetrics::KnockReported(ConsumeOutcome outcome) {
+void ControllerMetrics::KnockReported(ConsumeOutcome outcome, const std::string& refused_reason) {
   absl::MutexLock lock(&mu_);
   ++knocks_;
   switch (outcome) {
     case ConsumeOutcome::kWon: ++won_; break;
     case ConsumeOutcome::kReplay: ++replays_; break;
     case ConsumeOutcome::kUnknown: ++unknown_; break;
+    case ConsumeOutcome::kRefused: ++refused_[refused_reason.empty() ? "unspecified" : refused_reason]; break;
   }
 }
 
-void ControllerMetrics::ScannerReported() {
+void ControllerMetrics::RateLimited(const std::string& agent, const std::string& limit) {
   absl::MutexLock lock(&mu_);
-  ++scanners_;
+  ++rate_limited_[{agent, limit}];
+}
+
+void ControllerMetrics::AgentTimeRefused() {
+  absl::MutexLock lock(&mu_);
+  ++agent_times_refused_;
+}
+
+void ControllerMetrics::ScannerReported(uint64_t scanners) {
+  absl::MutexLock lock(&mu_);
+  scanners_ += scanners;
 }
 
 void ControllerMetrics::StoreWrite(absl::Duration took) {
@@ -130,8 +143,31 @@ std::vector<MetricSample> ControllerMetrics::Collect(Store& store) const {
                           "Reported knocks that consumed their sequence (first use).", N(won_)));
     out.push_back(Counter("sesame_controller_replays_total", "Reported knocks of a sequence already burnt.",
                           N(replays_)));
-    out.push_back(Counter("sesame_controller_unknown_sequences_total",
-                          "Reported knocks of no live sequence (or another bastion's reserve).", N(unknown_)));
+    out.push_back(Counter("sesame_controller_unknown_sequences_total", "Reported knocks of no sequence.",
+                          N(unknown_)));
+    // Every reason, 0 until it happens, so that an alert sees the series.
+    for (RefusalReason r : kAllRefusalReasons) {
+      const auto it = refused_.find(RefusalReasonName(r));
+      MetricSample m = Counter("sesame_controller_knocks_refused_total",
+                               "Reported knocks refused as not what the agent could have seen (label reason).",
+                               N(it == refused_.end() ? 0 : it->second));
+      m.labels["reason"] = RefusalReasonName(r);
+      out.push_back(std::move(m));
+    }
+    // Sorted, so that the file reads the same from one write to the next.
+    std::vector<std::pair<std::pair<std::string, std::string>, uint64_t>> limited(rate_limited_.begin(),
+                                                                                  rate_limited_.end());
+    std::sort(limited.begin(), limited.end());
+    for (const auto& [key, count] : limited) {
+      MetricSample m = ForAgent(Counter("sesame_controller_rate_limited_total",
+                                        "Agent reports refused by a per-agent rate limit (label limit).", N(count)),
+                                key.first);
+      m.labels["limit"] = key.second;
+      out.push_back(std::move(m));
+    }
+    out.push_back(Counter("sesame_controller_agent_times_refused_total",
+                          "Agent reports (not knocks) whose agent time was more than a day off; recorded without it.",
+                          N(agent_times_refused_)));
     out.push_back(Counter("sesame_controller_scanners_reported_total", "Scanners agents reported.", N(scanners_)));
     out.push_back(Counter("sesame_controller_store_writes_total",
                           "Durable store writes timed on the agents' path (consume, audit, reports, heartbeats).",

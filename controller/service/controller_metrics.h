@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -35,9 +36,16 @@ class ControllerMetrics {
 
   // AgentService: a knock report's outcome (a resent report's repeated
   // answer is not counted again); a report too malformed to look up counts
-  // as unknown.
-  void KnockReported(ConsumeOutcome outcome);
-  void ScannerReported();
+  // as unknown. kRefused with its reason (RefusalReasonName).
+  void KnockReported(ConsumeOutcome outcome, const std::string& refused_reason = "");
+  // A report refused by a per-agent rate limit ("knock_reports", "grants"):
+  // nothing was decided, so it is not a knock reported.
+  void RateLimited(const std::string& agent, const std::string& limit);
+  // A report other than a knock whose agent time was more than a day off
+  // (recorded, without that time).
+  void AgentTimeRefused();
+  // A ScannerSeen report standing for `scanners` sources (an aggregate, many).
+  void ScannerReported(uint64_t scanners = 1);
   // A durable store write on the agents' path (consume, audit, grant
   // reports, heartbeats), as long as the caller waited for it.
   void StoreWrite(absl::Duration took);
@@ -65,6 +73,10 @@ class ControllerMetrics {
   uint64_t won_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t replays_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t unknown_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, uint64_t> refused_ ABSL_GUARDED_BY(mu_);  // by reason
+  // By (agent, limit); agents are the CA's, limits two.
+  absl::flat_hash_map<std::pair<std::string, std::string>, uint64_t> rate_limited_ ABSL_GUARDED_BY(mu_);
+  uint64_t agent_times_refused_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t scanners_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t store_writes_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Duration store_write_total_ ABSL_GUARDED_BY(mu_);

@@ -2,6 +2,8 @@
 
 #include <grpcpp/support/status.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace sesame::controller {
@@ -159,6 +161,24 @@ v1::AuditCheckpoint ToWire(const AuditCheckpoint& c) {
   out.set_chain_hash(std::string(reinterpret_cast<const char*>(c.chain_hash.data()), c.chain_hash.size()));
   *out.mutable_time() = ToWireTime(c.time);
   out.set_signature(c.signature);
+  return out;
+}
+
+absl::StatusOr<AuditCheckpoint> FromWire(const v1::AuditCheckpoint& c, std::string_view field) {
+  const std::string name(field);
+  if (c.chain_hash().size() != 32) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ".chain_hash: expected 32 bytes (SHA-256), got ",
+                                                   c.chain_hash().size()));
+  }
+  if (c.signature().size() != 64) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ".signature: expected 64 bytes (Ed25519), got ",
+                                                   c.signature().size()));
+  }
+  AuditCheckpoint out;
+  out.record_count = c.record_count();
+  std::copy(c.chain_hash().begin(), c.chain_hash().end(), out.chain_hash.begin());
+  out.time = FromWireTime(c.time());
+  out.signature = c.signature();
   return out;
 }
 

@@ -3,6 +3,7 @@
 // refused with InvalidArgument naming the field.
 #pragma once
 
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -37,6 +38,9 @@ absl::StatusOr<SequenceState> FromWire(v1::SequenceState state);
 v1::Grant ToWire(const GrantRecord& grant, bool with_agents);
 v1::AuditRecord ToWire(const AuditRecord& record);
 v1::AuditCheckpoint ToWire(const AuditCheckpoint& checkpoint);
+// Checks the sizes of the hash (32 bytes) and the signature (64); field
+// names it in errors ("heads[2].checkpoint").
+absl::StatusOr<AuditCheckpoint> FromWire(const v1::AuditCheckpoint& checkpoint, std::string_view field);
 
 // absl::StatusCode and grpc::StatusCode share their numbering.
 grpc::Status ToGrpcStatus(const absl::Status& status);

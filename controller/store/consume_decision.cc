@@ -5,8 +5,22 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "controller/store/knock_report_checks.h"
 
 namespace sesame::controller {
+namespace {
+
+// The sequence as this report burns it; revision 0 until SetBurnRevision.
+Sequence Burnt(Sequence q, const ConsumeRequest& request, absl::Time now) {
+  q.state = SequenceState::kBurnt;
+  q.consumed_by = request.agent;
+  q.consumed_from = request.source;
+  q.consumed_at = now;
+  q.revision = 0;
+  return q;
+}
+
+}  // namespace
 
 ConsumeDecision DecideConsume(const ConsumeRequest& request, std::optional<Sequence> found, absl::Time now) {
   ConsumeDecision d;
@@ -20,21 +34,51 @@ ConsumeDecision DecideConsume(const ConsumeRequest& request, std::optional<Seque
   if (!request.knocks.empty()) entry.details["knocks"] = KnocksToText(request.knocks);
   if (request.sequence_id != 0) entry.details["sequence"] = absl::StrCat(request.sequence_id);
   if (request.offline) entry.details["offline"] = "true";
+  if (request.agent_time) entry.details["agent_time"] = AgentTimeText(*request.agent_time);
 
-  // Another bastion's reserve sequence is not valid here: unknown, and it
-  // stays unused for its own bastion.
-  const bool foreign_reserve = found && !found->reserve_agent.empty() && found->reserve_agent != request.agent;
-  if (!found || foreign_reserve) {
+  // The agent's own reserve, reported as admitted offline: the door is open
+  // there already, and the sequence must not come back to it.
+  const bool own_offline_reserve = found && request.offline && found->reserve_agent == request.agent;
+  std::optional<Refusal> refusal = CheckKnockerAddress(request.source, request.own_addresses.get());
+  if (!refusal && request.agent_time) {
+    refusal = CheckAgentTime(*request.agent_time, now, own_offline_reserve ? found->issued_at : now);
+  }
+  if (!found && !refusal) {
     result.outcome = ConsumeOutcome::kUnknown;
     entry.what = "knock.unknown";
-    if (foreign_reserve) entry.details["reserve_of"] = found->reserve_agent;
+    return d;
+  }
+  if (found) {
+    result.sequence_id = found->id;
+    result.door = found->door;
+    entry.details["door"] = found->door;
+    entry.details["sequence"] = absl::StrCat(found->id);
+    if (!refusal) refusal = CheckSequenceScope(request, *found);
+    if (!refusal) refusal = CheckKnocks(request, *found);
+  }
+
+  if (refusal) {
+    result.outcome = ConsumeOutcome::kRefused;
+    result.refused_reason = RefusalReasonName(refusal->reason);
+    entry.what = "knock.refused";
+    entry.details["reason"] = result.refused_reason;
+    entry.details["why"] = refusal->why;
+    if (found && !found->reserve_agent.empty() && found->reserve_agent != request.agent) {
+      entry.details["reserve_of"] = found->reserve_agent;
+    }
+    if (found && found->unused() && request.knocks == found->knocks && !own_offline_reserve) {
+      // Right knocks, refused all the same: the sequence stays usable, so
+      // the log must not show them.
+      entry.details["knocks"] = absl::StrCat("withheld: those of unused sequence ", found->id);
+    }
+    if (own_offline_reserve && found->unused()) {
+      // Burnt without a grant: that sequence was valid on this agent alone.
+      entry.details["burnt"] = "the agent's own reserve, spent there";
+      d.burnt = Burnt(*std::move(found), request, now);
+    }
     return d;
   }
 
-  result.sequence_id = found->id;
-  result.door = found->door;
-  entry.details["door"] = found->door;
-  entry.details["sequence"] = absl::StrCat(found->id);
   if (found->state == SequenceState::kBurnt) {
     result.outcome = ConsumeOutcome::kReplay;
     result.first_agent = found->consumed_by;
@@ -50,13 +94,7 @@ ConsumeDecision DecideConsume(const ConsumeRequest& request, std::optional<Seque
   result.first_source = request.source;
   result.consumed_at = now;
   entry.what = "knock.opened";
-  Sequence burnt = *std::move(found);
-  burnt.state = SequenceState::kBurnt;
-  burnt.consumed_by = request.agent;
-  burnt.consumed_from = request.source;
-  burnt.consumed_at = now;
-  burnt.revision = 0;
-  d.burnt = std::move(burnt);
+  d.burnt = Burnt(*std::move(found), request, now);
   d.open_grant = request.order_grant;
   return d;
 }

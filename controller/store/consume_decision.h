@@ -1,8 +1,24 @@
 // What a consumption decides, written once for every Store: whether the
-// sequence found may be consumed by the reporting agent (another bastion's
-// reserve sequence may not), won / replay / unknown, the row as burnt, the
-// grant a win opens, the audit record of the outcome, and the answer to a
-// resent request. Pure functions of what the store found: no I/O, no clock.
+// report is what the reporting agent could have seen, won / replay /
+// unknown / refused, the row as burnt, the grant a win opens, the audit
+// record of the outcome, and the answer to a resent request. Pure functions
+// of what the store found: no I/O, no clock (now is the store's).
+//
+// What a report must be (knock_report_checks.h), else it is refused
+// (knock.refused, with the reason and why; nothing consumed, no grant):
+//   - the knocker's address is unicast and not the controller's or a known
+//     bastion's own (request.own_addresses);
+//   - the agent's time, when sent, is within a day of the store's clock (an
+//     offline report of the agent's own reserve: not before the sequence
+//     was issued, less a day); the record's time is always the store's;
+//   - the sequence is not another bastion's reserve, and one reported as
+//     admitted offline is a reserve sequence;
+//   - a report by id carries exactly the sequence's knocks.
+// A refused report whose knocks are those of a sequence that stays unused
+// does not show them in the record. One exception burns on a refusal: an
+// offline report of the agent's own unused reserve sequence (the door is
+// open there already; it must not come back to that agent), without grant.
+//
 // A store only makes the decision atomic; in one transaction it:
 //   1. answers a request_id it kept before with RepeatedConsumeResult, and
 //      does nothing else;
@@ -33,8 +49,8 @@ struct ConsumeDecision {
   // The store adds revision (SetBurnRevision), grant (SetGrant) and
   // audit_index (once audit is appended).
   ConsumeResult result;
-  // kWon: the sequence as this consumption burns it; revision 0 until
-  // SetBurnRevision.
+  // kWon (and the refused own offline reserve above): the sequence as this
+  // consumption burns it; revision 0 until SetBurnRevision.
   std::optional<Sequence> burnt;
   // kWon with request.order_grant: open the grant of door result.door, if
   // that door exists.

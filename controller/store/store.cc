@@ -7,6 +7,7 @@ const char* ConsumeOutcomeName(ConsumeOutcome outcome) {
     case ConsumeOutcome::kWon: return "won";
     case ConsumeOutcome::kReplay: return "replay";
     case ConsumeOutcome::kUnknown: return "unknown";
+    case ConsumeOutcome::kRefused: return "refused";
   }
   return "?";
 }

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,6 +32,13 @@
 #include "controller/model/model.h"
 
 namespace sesame::controller {
+
+// An address no knocker can have: the controller's own or a bastion's
+// own (a report naming it as the knocker is refused).
+struct OwnAddress {
+  IpAddress address;
+  std::string owner;  // "the controller" or "agent NAME"
+};
 
 // One completed knock sequence reported by an agent.
 struct ConsumeRequest {
@@ -51,14 +59,22 @@ struct ConsumeRequest {
   // this agent or fleet-wide as the door says). False when the caller orders
   // grants itself.
   bool order_grant = true;
+  // What the report is checked against (consume_decision.h, "What a report
+  // must be"). agent_time: the agent's clock when the last knock arrived
+  // (KnockMatched.matched_at), unset when it sent none; a detail of the
+  // record, never its time.
+  std::optional<absl::Time> agent_time;
+  // The controller's and the known bastions' own addresses; null: none known.
+  std::shared_ptr<const std::vector<OwnAddress>> own_addresses;
 };
 
 enum class ConsumeOutcome {
-  kWon,     // first use: the sequence is burnt now
-  kReplay,  // already burnt (here or elsewhere)
-  kUnknown  // no such sequence, or another bastion's reserve sequence
+  kWon,      // first use: the sequence is burnt now
+  kReplay,   // already burnt (here or elsewhere)
+  kUnknown,  // no such sequence
+  kRefused   // not what this agent could have seen (consume_decision.h): nothing consumed
 };
-const char* ConsumeOutcomeName(ConsumeOutcome outcome);  // "won", "replay", "unknown"
+const char* ConsumeOutcomeName(ConsumeOutcome outcome);  // "won", "replay", "unknown", "refused"
 
 struct ConsumeResult {
   ConsumeOutcome outcome = ConsumeOutcome::kUnknown;
@@ -72,14 +88,21 @@ struct ConsumeResult {
   std::optional<GrantRecord> grant;  // kWon with order_grant
   uint64_t audit_index = 0;          // the record of this knock's outcome
   bool repeated = false;             // the answer to an earlier request_id
+  // kRefused and not repeated: why, as a short name (RefusalReasonName in
+  // consume_decision.h), for the metrics.
+  std::string refused_reason;
 };
 
 // Every consumption is audited in its own transaction (consume_decision.h
 // decides the outcome, the grant and this record for every store):
+//   time = the store's clock (never the agent's),
 //   who = knocker's address, where = "agent:NAME",
-//   what = "knock.opened" | "knock.replay" | "knock.unknown",
+//   what = "knock.opened" | "knock.replay" | "knock.unknown" | "knock.refused",
 //   details: door, sequence, knocks (when sent), first_agent (replay),
-//            grant (opened with a grant), offline ("true" when set).
+//            grant (opened with a grant), offline ("true" when set),
+//            agent_time (the agent's clock, RFC 3339, when sent),
+//            reason and why (refused), reserve_of (another bastion's
+//            reserve sequence).
 
 // One change agents must learn about, as committed.
 struct StoreChange {

@@ -230,6 +230,7 @@ TEST_F(ControllerDaemonTest, ARestartKeepsBurntSequencesBurnt) {
     v1::AgentMessage knock;
     knock.set_id("k1");
     knock.mutable_knock_matched()->set_sequence_id(id);
+    *knock.mutable_knock_matched()->mutable_knocks() = issued.sequences(0).knocks();
     knock.mutable_knock_matched()->set_source("203.0.113.78");
     ASSERT_TRUE(b1.Send(knock));
     std::optional<v1::ControllerMessage> verdict =
@@ -248,6 +249,7 @@ TEST_F(ControllerDaemonTest, ARestartKeepsBurntSequencesBurnt) {
   v1::AgentMessage knock;
   knock.set_id("k1");
   knock.mutable_knock_matched()->set_sequence_id(id);
+  *knock.mutable_knock_matched()->mutable_knocks() = issued.sequences(0).knocks();
   knock.mutable_knock_matched()->set_source("203.0.113.79");
   ASSERT_TRUE(b2.Send(knock));
   std::optional<v1::ControllerMessage> verdict =
@@ -332,6 +334,41 @@ TEST(ControllerConfigTest, ParsesTheExampleShapeAndReportsErrorsWithLines) {
   };
   for (const auto& [text, expected] : bad) {
     absl::StatusOr<ControllerConfig> r = ParseControllerConfig(text, "c.conf");
+    EXPECT_FALSE(r.ok()) << text;
+    EXPECT_THAT(r.status().message(), ::testing::HasSubstr(expected)) << text;
+  }
+}
+
+TEST(ControllerConfigTest, PerAgentLimitsHaveSaneDefaultsAndAreChecked) {
+  const std::string tls = "[tls]\nCA_Cert=/a\nCert=/b\nKey=/c\n";
+  absl::StatusOr<ControllerConfig> defaults = ParseControllerConfig(tls, "c.conf");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->agent_limits.knock_reports.per_minute, 12);
+  EXPECT_EQ(defaults->agent_limits.knock_reports.burst, 30);
+  EXPECT_EQ(defaults->agent_limits.grants.per_minute, 6);
+  EXPECT_EQ(defaults->agent_limits.grants.burst, 20);
+  EXPECT_EQ(defaults->agent_limits.audit_window, absl::Minutes(1));
+
+  absl::StatusOr<ControllerConfig> set = ParseControllerConfig(
+      tls + "[limits]\n  Knock_Reports_Per_Minute = 4\n  Knock_Report_Burst = 8\n  Grants_Per_Minute = 2\n"
+            "  Grant_Burst = 3\n  Refusal_Audit_Window = 5m\n",
+      "c.conf");
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->agent_limits.knock_reports.per_minute, 4);
+  EXPECT_EQ(set->agent_limits.knock_reports.burst, 8);
+  EXPECT_EQ(set->agent_limits.grants.per_minute, 2);
+  EXPECT_EQ(set->agent_limits.grants.burst, 3);
+  EXPECT_EQ(set->agent_limits.audit_window, absl::Minutes(5));
+
+  const std::pair<const char*, const char*> bad[] = {
+      {"[limits]\nKnock_Reports_Per_Minute = 0\n", "c.conf:6: Knock_Reports_Per_Minute: \"0\": expected a whole number"},
+      {"[limits]\nGrant_Burst = lots\n", "c.conf:6: Grant_Burst"},
+      {"[limits]\nRefusal_Audit_Window = 2d\n", "c.conf:6:"},
+      {"[limits]\nRefusal_Audit_Window = 25h\n", "c.conf:6: Refusal_Audit_Window: expected at most 24h"},
+      {"[limits]\nBurst = 3\n", "c.conf:6: unknown key \"burst\" in [limits]"},
+  };
+  for (const auto& [text, expected] : bad) {
+    absl::StatusOr<ControllerConfig> r = ParseControllerConfig(tls + text, "c.conf");
     EXPECT_FALSE(r.ok()) << text;
     EXPECT_THAT(r.status().message(), ::testing::HasSubstr(expected)) << text;
   }

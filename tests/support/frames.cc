@@ -305,4 +305,24 @@ absl::Status WritePcapFile(const std::string& path, int link_type, const std::ve
   return absl::OkStatus();
 }
 
+absl::StatusOr<CaptureFile> ReadPcapFile(const std::string& path) {
+  char error[PCAP_ERRBUF_SIZE] = "";
+  pcap_t* pcap = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, error);
+  if (pcap == nullptr) return absl::NotFoundError(absl::StrCat(path, ": ", error));
+  CaptureFile file;
+  file.link_type = pcap_datalink(pcap);
+  pcap_pkthdr* header = nullptr;
+  const u_char* data = nullptr;
+  int status;
+  while ((status = pcap_next_ex(pcap, &header, &data)) == 1) {
+    // With nanosecond precision asked for, tv_usec holds nanoseconds.
+    const absl::Time time = absl::FromUnixSeconds(header->ts.tv_sec) + absl::Nanoseconds(header->ts.tv_usec);
+    file.frames.push_back({time, std::vector<uint8_t>(data, data + header->caplen)});
+  }
+  const std::string why = status == PCAP_ERROR ? pcap_geterr(pcap) : "";
+  pcap_close(pcap);
+  if (status == PCAP_ERROR) return absl::DataLossError(absl::StrCat(path, ": ", why));
+  return file;
+}
+
 }  // namespace sesame::testing

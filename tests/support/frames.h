@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
 namespace sesame::testing {
@@ -88,5 +89,13 @@ struct CapturedFrame {
 };
 // Writes a pcap file (nanosecond timestamps) through libpcap's pcap_dump.
 absl::Status WritePcapFile(const std::string& path, int link_type, const std::vector<CapturedFrame>& frames);
+
+// A capture file's frames, read through libpcap (any precision; times kept
+// to the nanosecond), to combine files that tools wrote.
+struct CaptureFile {
+  int link_type = DLT_EN10MB;
+  std::vector<CapturedFrame> frames;
+};
+absl::StatusOr<CaptureFile> ReadPcapFile(const std::string& path);
 
 }  // namespace sesame::testing

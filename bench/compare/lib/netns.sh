@@ -5,7 +5,8 @@
 #
 # The pair is created inside the namespaces, so the host never sees it, and
 # every sender runs in $NS_CL where sx-cl0 is the only link besides lo:
-# nothing generated here can leave the machine. Sourced by run.sh.
+# nothing generated here can leave the machine. GW_FIREWALL=1 drops TCP and
+# UDP in $NS_GW's input hook (see netns_up). Sourced by run.sh.
 
 NS_GW="sx-gw-$$"
 NS_CL="sx-cl-$$"
@@ -30,7 +31,19 @@ netns_up() {
     ip -n "$NS_GW" addr add "$GW_IP6/64" dev "$GW_IF" nodad &&
     ip -n "$NS_CL" addr add "$CL_IP6/64" dev "$CL_IF" nodad &&
     ip -n "$NS_GW" link set lo up && ip -n "$NS_CL" link set lo up &&
-    ip -n "$NS_GW" link set "$GW_IF" up && ip -n "$NS_CL" link set "$CL_IF" up
+    ip -n "$NS_GW" link set "$GW_IF" up && ip -n "$NS_CL" link set "$CL_IF" up || return 1
+  [ "${GW_FIREWALL:-0}" = 1 ] || return 0
+  # A knock host's default-drop firewall: TCP and UDP arriving on $GW_IF are
+  # dropped in the input hook, so the daemons' side answers no flood packet
+  # with a RST or an ICMP error. Capture (AF_PACKET) sees them before that.
+  in_gw nft -f - <<EOF
+table inet sx_bench {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    iifname "$GW_IF" meta l4proto { tcp, udp } drop
+  }
+}
+EOF
 }
 
 # Deleting a namespace destroys its end of the veth, and with it the pair.

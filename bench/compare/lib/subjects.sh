@@ -21,13 +21,13 @@ SEQ_TIMEOUT=15
 declare -A SUBJECT_PID=() SUBJECT_DIR=() SUBJECT_OUT=()
 RUNNING_SUBJECTS=()
 
-# knockd.conf text shared by all subjects; $1 = the subject's work dir.
-door_config() {
+# The doors' sections of the config; $1 = the subject's work dir. A scenario
+# serving other doors sets DOORS_CONFIG to its own function (as a local, so
+# the next scenario gets the default back) and SEQUENCE to the door the probe
+# knocks; every door's start command must touch DIR/doors/%IP%.
+DOORS_CONFIG=bench_door_config
+bench_door_config() {
   cat <<EOF
-[options]
-    LogFile = $1/daemon.log
-    PidFile = $1/daemon.pid
-
 [bench]
     sequence      = $SEQUENCE
     seq_timeout   = $SEQ_TIMEOUT
@@ -36,11 +36,61 @@ door_config() {
 EOF
 }
 
+# A plain knockd.conf's three static doors (no sesame keys), for the hostile
+# scenarios (sweep, halfknock): their ports ascend within 7000..7400, one
+# door after the other, so an ascending sweep passes each door's knocks in
+# order, door by door. PLAIN_DOORS_INTERLEAVED: the same ports dealt out
+# round-robin, so the doors' knocks interleave (the sweep scenario runs
+# both). Each door also touches DIR/doors/%IP%.NAME, to tell which opened.
+PLAIN_DOORS_SEQUENTIAL=("door1=7010:tcp,7050:udp,7100:tcp" "door2=7150,7200,7250" "door3=7300:udp,7350:udp,7390")
+PLAIN_DOORS_INTERLEAVED=("door1=7010:tcp,7150:udp,7300:tcp" "door2=7050,7200,7350" "door3=7100:udp,7250:udp,7390")
+PLAIN_DOORS=("${PLAIN_DOORS_SEQUENTIAL[@]}")
+PLAIN_SEQ_TIMEOUT=3
+plain_doors_config() {
+  local door
+  for door in "${PLAIN_DOORS[@]}"; do
+    cat <<EOF
+[${door%%=*}]
+    sequence      = ${door#*=}
+    seq_timeout   = $PLAIN_SEQ_TIMEOUT
+    tcpflags      = syn
+    start_command = /usr/bin/touch $1/doors/%IP% $1/doors/%IP%.${door%%=*}
+
+EOF
+  done
+}
+
+# count_doors NAME ADDRESS: how many doors NAME opened for ADDRESS.
+count_doors() {
+  local n=0 f
+  for f in "${SUBJECT_DIR[$1]}/doors/$2".*; do [ -e "$f" ] && n=$((n + 1)); done
+  echo $n
+}
+
+# sesame's matcher counters (its "stats matcher:" log line at exit), or "-".
+matcher_counters() {
+  local line
+  line=$(grep -h "stats matcher:" "${SUBJECT_DIR[$1]}/daemon.log" 2>/dev/null | tail -n 1)
+  [ -n "$line" ] && echo "${line#*stats matcher: }" || echo "-"
+}
+
+# knockd.conf text shared by all subjects; $1 = the subject's work dir, $2 =
+# its name. sesame-strict is sesame with one more line, ResetMode = strict
+# (its default is compat for a knockd.conf); knockd never sees that line.
+door_config() {
+  echo "[options]"
+  echo "    LogFile = $1/daemon.log"
+  echo "    PidFile = $1/daemon.pid"
+  [ "$2" = sesame-strict ] && echo "    ResetMode = strict"
+  echo
+  "$DOORS_CONFIG" "$1"
+}
+
 # Prints the daemon's argv, one word a line; $1 = name, $2 = work dir.
 subject_argv() {
   case "$1" in
     knockd) printf '%s\n' "$KNOCKD" -i "$GW_IF" -c "$2/knockd.conf" ;;
-    sesame) printf '%s\n' "$SESAME_AGENT" -i "$GW_IF" -c "$2/sesame.conf" --state-dir "$2/state" ;;
+    sesame | sesame-strict) printf '%s\n' "$SESAME_AGENT" -i "$GW_IF" -c "$2/$1.conf" --state-dir "$2/state" ;;
     *) return 1 ;;
   esac
 }
@@ -48,7 +98,7 @@ subject_argv() {
 subject_available() {
   case "$1" in
     knockd) [ -x "$KNOCKD" ] ;;
-    sesame) [ -x "$SESAME_AGENT" ] ;;
+    sesame | sesame-strict) [ -x "$SESAME_AGENT" ] ;;
     *) return 1 ;;
   esac
 }
@@ -60,7 +110,7 @@ subject_start() {
   local name=$1 dir=$2
   SUBJECT_OUT[$name]=$3
   mkdir -p "$dir/doors" "$dir/state" || return 1
-  door_config "$dir" >"$dir/$name.conf"
+  door_config "$dir" "$name" >"$dir/$name.conf"
   local -a argv
   mapfile -t argv < <(subject_argv "$name" "$dir") || return 1
   printf '%q ' "${argv[@]}" >"$dir/command.txt"
@@ -91,7 +141,7 @@ subject_forget() {
 subject_stop() {
   local name=$1 pid=${SUBJECT_PID[$1]:-}
   [ -n "$pid" ] || return 0
-  if [ "$name" = sesame ] && kill -0 "$pid" 2>/dev/null; then
+  if [[ $name == sesame* ]] && kill -0 "$pid" 2>/dev/null; then
     kill -USR1 "$pid" 2>/dev/null
     sleep 0.3
   fi

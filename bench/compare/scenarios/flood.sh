@@ -1,10 +1,15 @@
-# (b) Flood: FLOOD_COUNT knock-shaped packets to the door's first port from
-# random sources in FLOOD_PREFIX, with FLOOD_KNOCKERS real knockers
-# (198.19.200.1 upward) completing the sequence spread through it, written to a
-# pcap and replayed with tcpreplay --topspeed (bounded by the file). Counts
-# the real knockers let in, libpcap's drops and CPU. Sourced by run.sh.
+# (b) Flood: FLOOD_COUNT knock-shaped packets to FLOOD_PORT (default the
+# door's first port) from random sources in FLOOD_PREFIX, with FLOOD_KNOCKERS
+# real knockers (198.19.200.1 upward) completing the sequence spread through
+# it, written to a pcap and replayed with tcpreplay --topspeed (bounded by the
+# file). Counts the real knockers let in, libpcap's drops and CPU, and CPU
+# per packet received. `floodrandom` is the same flood to a random port and
+# protocol per packet (FLOOD_PORT=random): packets that are no knock for any
+# door, which sesame's capture (every TCP/UDP packet) still hands to the
+# matcher. Sourced by run.sh.
 
 FLOOD_COUNT=${FLOOD_COUNT:-1000000}
+FLOOD_PORT=${FLOOD_PORT:-$FIRST_PORT}
 FLOOD_KNOCKERS=${FLOOD_KNOCKERS:-100}
 FLOOD_PREFIX=${FLOOD_PREFIX:-198.18.0.0/16}
 FLOOD_DRAIN_MAX=${FLOOD_DRAIN_MAX:-60}
@@ -12,13 +17,13 @@ FLOOD_DRAIN_MAX=${FLOOD_DRAIN_MAX:-60}
 scenario_flood() {
   local out=$1 s pcap=$WORK/flood.pcap
   local -a gen=("$KNOCKGEN" flood -w "$pcap" --dst "$GW_IP" --dst-mac "$GW_MAC" --src-mac "$CL_MAC"
-    --count "$FLOOD_COUNT" --port "$FIRST_PORT" --random-prefix "$FLOOD_PREFIX"
+    --count "$FLOOD_COUNT" --port "$FLOOD_PORT" --random-prefix "$FLOOD_PREFIX"
     --knockers "$FLOOD_KNOCKERS" --src-base 198.19.200.1 --sequence "$SEQUENCE"
     --knockers-out "$out/knockers.txt")
   note_command "$out" "${gen[@]}"
   run_child "${gen[@]}" >"$out/knockgen.txt" || return 1
 
-  subjects_start "$WORK/flood" "$out" || return 1
+  subjects_start "$WORK/$(basename "$out")" "$out" || return 1
   local -a names=("${RUNNING_SUBJECTS[@]}") targets=()
   for s in "${names[@]}"; do targets+=("$s=${SUBJECT_PID[$s]}"); done
   # The link counters tell when the packets actually arrived: tcpreplay
@@ -44,11 +49,11 @@ scenario_flood() {
   {
     grep -E '^(Actual|Rated)' "$out/tcpreplay.txt" | sed 's/^/tcpreplay: /'
     awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "tcpreplay ran %.1f s (loading, then sending); the daemons went idle %.1f s after it\n", b - a, c - b }'
-    printf '%-10s %8s %10s %10s %7s %12s %11s\n' subject opened pcap_recv pcap_drop drop% self_frames self_drops
+    printf '%-14s %8s %10s %10s %7s %12s %11s\n' subject opened pcap_recv pcap_drop drop% self_frames self_drops
     for s in "${names[@]}"; do
       read -r recv drop < <(pcap_counters "$s")
       read -r frames drops < <(self_counters "$s")
-      printf '%-10s %8s %10s %10s %7s %12s %11s\n' "$s" "${opened[$s]}/$FLOOD_KNOCKERS" "$recv" "$drop" \
+      printf '%-14s %8s %10s %10s %7s %12s %11s\n' "$s" "${opened[$s]}/$FLOOD_KNOCKERS" "$recv" "$drop" \
         "$(percent "$drop" "$recv")" "$frames" "$drops"
     done
     local first last
@@ -57,6 +62,16 @@ scenario_flood() {
     echo "CPU while packets arrived:"
     "$PROCSTAT" cpu "$out/samples.csv" --from "$first" --to "$last"
     echo "CPU from the first packet until idle:"
-    "$PROCSTAT" cpu "$out/samples.csv" --from "$first" --to "$t2"
+    "$PROCSTAT" cpu "$out/samples.csv" --from "$first" --to "$t2" | tee "$out/cpu.txt"
+    echo "CPU per packet received (CPU from the first packet until idle / pcap_recv):"
+    for s in "${names[@]}"; do
+      read -r recv drop < <(pcap_counters "$s")
+      awk -v s="$s" -v r="$recv" '$1 == s && r > 0 { printf "%-14s %8.3f us/packet\n", s, 1e6 * $2 / r }' "$out/cpu.txt"
+    done
   } | tee "$out/table.txt"
+}
+
+scenario_floodrandom() {
+  local FLOOD_PORT=random
+  scenario_flood "$1"
 }

@@ -42,9 +42,10 @@ std::string ProtocolsToText(const std::vector<Protocol>& protocols) {
 std::string PortsToText(const std::vector<uint16_t>& ports) { return absl::StrJoin(ports, ","); }
 
 ConsumeOutcome ConsumeOutcomeFromText(absl::string_view text) {
-  return text == "won"      ? ConsumeOutcome::kWon
-         : text == "replay" ? ConsumeOutcome::kReplay
-                            : ConsumeOutcome::kUnknown;
+  return text == "won"       ? ConsumeOutcome::kWon
+         : text == "replay"  ? ConsumeOutcome::kReplay
+         : text == "refused" ? ConsumeOutcome::kRefused
+                             : ConsumeOutcome::kUnknown;
 }
 
 // --- Rows -------------------------------------------------------------------

@@ -127,12 +127,32 @@ CREATE TABLE consumptions (
 ) WITHOUT ROWID;
 )sql";
 
+// A refused report's answer is kept like any other (a resend gets it again,
+// recorded once). SQLite cannot change a CHECK: the table is rebuilt.
+constexpr std::string_view kRefusedConsumptions = R"sql(
+CREATE TABLE consumptions_v3 (
+  agent       TEXT NOT NULL,
+  request_id  TEXT NOT NULL,
+  outcome     TEXT NOT NULL CHECK (outcome IN ('won', 'replay', 'unknown', 'refused')),
+  sequence_id INTEGER NOT NULL,
+  grant_id    INTEGER NOT NULL,
+  audit_index INTEGER NOT NULL,
+  at_us       INTEGER NOT NULL,
+  PRIMARY KEY (agent, request_id)
+) WITHOUT ROWID;
+INSERT INTO consumptions_v3 (agent, request_id, outcome, sequence_id, grant_id, audit_index, at_us)
+  SELECT agent, request_id, outcome, sequence_id, grant_id, audit_index, at_us FROM consumptions;
+DROP TABLE consumptions;
+ALTER TABLE consumptions_v3 RENAME TO consumptions;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& SqliteMigrations() {
   static const std::vector<Migration> migrations = {
       {1, "doors, sequences, agents, grants, audit chain", kInitialSchema},
       {2, "consumptions remembered per agent message id", kConsumptions},
+      {3, "refused knock reports remembered too", kRefusedConsumptions},
   };
   return migrations;
 }

@@ -63,41 +63,8 @@ std::vector<std::vector<testing::VlanTag>> TagStacks(int link_type) {
   return {{}, {{0x8100, 100}}, {{0x88A8, 10}, {0x8100, 20}}};
 }
 
-AgentConfig Config(ResetMode mode, std::vector<std::vector<Knock>> sequences) {
-  AgentConfig config;
-  config.options.reset_mode = mode;
-  for (auto& s : sequences) {
-    DoorConfig door;
-    door.name = "door" + std::to_string(config.doors.size());
-    door.sequence = std::move(s);
-    config.doors.push_back(std::move(door));
-  }
-  return config;
-}
-
 constexpr Knock Tcp(uint16_t port) { return {port, Protocol::kTcp}; }
 constexpr Knock Udp(uint16_t port) { return {port, Protocol::kUdp}; }
-
-TEST(ScopeForConfigTest, StrictAnywhereMeansEverything) {
-  AgentConfig config = Config(ResetMode::kCompat, {{Tcp(7000), Udp(8000)}, {Tcp(9000)}});
-  EXPECT_EQ(ScopeForConfig(config, std::nullopt), CaptureScope::Only({Tcp(7000), Tcp(9000), Udp(8000)}));
-  config.doors[1].reset_mode = ResetMode::kStrict;
-  EXPECT_EQ(ScopeForConfig(config, std::nullopt), CaptureScope::Everything());
-  config = Config(ResetMode::kStrict, {{Tcp(7000)}});
-  EXPECT_EQ(ScopeForConfig(config, std::nullopt), CaptureScope::Everything());
-}
-
-TEST(ScopeForConfigTest, OneTimeDoorsNeedTheCurrentKnocksOrEverything) {
-  AgentConfig config = Config(ResetMode::kCompat, {{Tcp(7000)}});
-  DoorConfig one_time;
-  one_time.name = "once";
-  one_time.one_time_sequences = "/etc/knockd/once";
-  config.doors.push_back(one_time);
-  EXPECT_EQ(ScopeForConfig(config, std::nullopt), CaptureScope::Everything());
-  EXPECT_EQ(ScopeForConfig(config, std::vector<Knock>{Udp(4242), Tcp(7000), Tcp(31337)}),
-            CaptureScope::Only({Tcp(7000), Tcp(31337), Udp(4242)}));
-  EXPECT_EQ(ScopeForConfig(config, std::vector<Knock>{}), CaptureScope::Only({Tcp(7000)}));
-}
 
 TEST(CaptureFilterTextTest, ReadsAsExpected) {
   const CaptureScope scope = CaptureScope::Only({Udp(8000), Tcp(7002), Tcp(7000), Tcp(7001), Tcp(9000)});

@@ -165,6 +165,7 @@ TEST(ParseConfigTest, DefaultsWhenKeysAreAbsent) {
   EXPECT_EQ(o.scan_threshold, 12);
   EXPECT_EQ(o.scan_window, absl::Seconds(5));
   EXPECT_EQ(o.scan_ban, absl::Seconds(300));
+  EXPECT_EQ(o.scan_report_window, absl::Seconds(60));
   EXPECT_EQ(o.max_children, 16);
   EXPECT_EQ(o.command_time_limit, absl::Seconds(60));
 
@@ -269,6 +270,7 @@ TEST(ParseConfigTest, SesameOptions) {
       "ScanThreshold = 20\n"
       "ScanWindow = 1500ms\n"
       "ScanBan = 10m\n"
+      "ScanReportWindow = 5m\n"
       "MaxChildren = 4\n"
       "CommandTimeLimit = 30\n"
       "[a]\nsequence = 1\nbackend = hosts_allow\n"
@@ -282,6 +284,7 @@ TEST(ParseConfigTest, SesameOptions) {
   EXPECT_EQ(o.scan_threshold, 20);
   EXPECT_EQ(o.scan_window, absl::Milliseconds(1500));
   EXPECT_EQ(o.scan_ban, absl::Minutes(10));
+  EXPECT_EQ(o.scan_report_window, absl::Minutes(5));
   EXPECT_EQ(o.max_children, 4);
   EXPECT_EQ(o.command_time_limit, absl::Seconds(30));
   // The include form's file lives in StateDir, even when StateDir comes later.
@@ -451,8 +454,8 @@ TEST(ParseConfigErrorsTest, ExactMessagesAndLines) {
        "HostsAllow_Table, HostsAllow_Service, Nft_Table, Iptables_Chain"},
       {"[options]\nlogfle = /x\n" + ok_door,
        "k.conf:2: unknown key \"logfle\" in [options]; expected one of UseSyslog, LogFile, PidFile, Interface, "
-       "StateDir, ResetMode, MaxSources, ScanThreshold, ScanWindow, ScanBan, MaxChildren, CommandTimeLimit, "
-       "MetricsFile, MetricsInterval"},
+       "StateDir, ResetMode, MaxSources, ScanThreshold, ScanWindow, ScanBan, ScanReportWindow, MaxChildren, "
+       "CommandTimeLimit, MetricsFile, MetricsInterval"},
       {"[options]\nsequence = 1\n", "k.conf:2: Sequence belongs in a door section, not in [options]"},
       {ok_door + "logfile = /x\n", "k.conf:4: LogFile belongs in [options], not in door [d]"},
       {"[options]\nUseSyslog = yes\n", "k.conf:2: UseSyslog takes no value; write it alone on its line"},
@@ -513,6 +516,7 @@ TEST(ParseConfigErrorsTest, ExactMessagesAndLines) {
       {"[options]\nScanWindow = 0ms\n" + ok_door, "k.conf:2: ScanWindow: expected a duration greater than zero"},
       {"[options]\nScanBan = 1d\n" + ok_door,
        "k.conf:2: ScanBan: expected a duration (whole seconds, or a number with ms, s, m or h), got \"1d\""},
+      {"[options]\nScanReportWindow = 25h\n" + ok_door, "k.conf:2: ScanReportWindow: expected at most 24h, got \"25h\""},
       {"[options]\nCommandTimeLimit = 0\n" + ok_door,
        "k.conf:2: CommandTimeLimit: expected a duration greater than zero"},
       // Addresses, names, paths.

@@ -34,6 +34,7 @@ TEST(ManagedConfigTest, AFileWithoutDoorsIsFineInManagedMode) {
   EXPECT_EQ(m.ca_cert, "/etc/sesame/tls/ca.crt");
   EXPECT_EQ(m.backend, BackendKind::kNftables);
   EXPECT_EQ(m.keepalive, absl::Seconds(20));
+  EXPECT_EQ(m.spool_limit_bytes, uint64_t{16} << 20);
   // DESIGN: strict is the default in managed mode.
   EXPECT_EQ(config->options.reset_mode, ResetMode::kStrict);
   EXPECT_TRUE(config->doors.empty());
@@ -44,6 +45,7 @@ TEST(ManagedConfigTest, AllKeys) {
                                 "  AgentName = bastion1\n"
                                 "  ManagedBackend = hosts_allow\n"
                                 "  ReserveSize = 5\n"
+                                "  SpoolLimitMB = 64\n"
                                 "  Keepalive = 30s\n"
                                 "  BackoffMin = 500ms\n"
                                 "  BackoffMax = 1m\n"
@@ -64,6 +66,7 @@ TEST(ManagedConfigTest, AllKeys) {
   EXPECT_EQ(m.agent_name, "bastion1");
   EXPECT_EQ(m.backend, BackendKind::kHostsAllow);
   EXPECT_EQ(m.reserve_size, 5);
+  EXPECT_EQ(m.spool_limit_bytes, uint64_t{64} << 20);
   EXPECT_EQ(m.keepalive, absl::Seconds(30));
   EXPECT_EQ(m.backoff_min, absl::Milliseconds(500));
   EXPECT_EQ(m.backoff_max, absl::Minutes(1));
@@ -113,6 +116,8 @@ TEST(ManagedConfigTest, ErrorsNameTheLine) {
   EXPECT_EQ(ErrorOf(m + "BackoffMin = 10s\nBackoffMax = 1s\n"),
             "a.conf:2: BackoffMax (1s) is shorter than BackoffMin (10s)");
   EXPECT_EQ(ErrorOf(m + "ReserveSize = 65\n"), "a.conf:6: ReserveSize: expected a whole number from 0 to 64, got \"65\"");
+  EXPECT_EQ(ErrorOf(m + "SpoolLimitMB = 0\n"),
+            "a.conf:6: SpoolLimitMB: expected a whole number from 1 to 4096, got \"0\"");
   EXPECT_EQ(ErrorOf(m + "[d]\nController = x:1\n"), "a.conf:7: Controller belongs in [options], not in door [d]");
   // In managed mode the list of keys names the managed ones too.
   EXPECT_TRUE(absl::StrContains(ErrorOf(m + "Controler = x:1\n"), "Controller, CaCert, Cert, Key, AgentName"));

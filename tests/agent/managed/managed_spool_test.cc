@@ -8,8 +8,10 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "agent/managed/audit_spool.h"
 #include "common/file_util.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/temp_dir.h"
 
@@ -163,6 +165,182 @@ TEST(AuditSpoolTest, CompactsOnceConfirmationsPileUp) {
   ASSERT_TRUE(reopened.ok());
   EXPECT_EQ((*reopened)->depth(), 10u);
   EXPECT_EQ((*reopened)->Pending()[0]->id(), ids[590]);
+}
+
+// The size limit (audit_spool.h): notices give way first, records are
+// refused when only records and consumptions are left, consumptions never.
+
+constexpr uint64_t kLimit = 8192;
+
+v1::AgentMessage Notice(AuditSpool& spool, int n) {
+  v1::AgentMessage m;
+  m.set_id(spool.NewId());
+  v1::ScannerSeen* s = m.mutable_scanner_seen();
+  s->set_source(absl::StrCat("198.18.0.", n % 250 + 1));
+  s->set_distinct_ports(12);
+  return m;
+}
+
+v1::AgentMessage Consumption(AuditSpool& spool, uint64_t sequence) {
+  v1::AgentMessage m;
+  m.set_id(spool.NewId());
+  v1::KnockMatched* k = m.mutable_knock_matched();
+  k->set_door("ssh");
+  k->set_sequence_id(sequence);
+  k->set_source("198.51.100.7");
+  k->set_offline(true);
+  return m;
+}
+
+struct Kinds {
+  int notices = 0, records = 0, consumptions = 0;
+};
+Kinds KindsOf(const AuditSpool& spool) {
+  Kinds k;
+  for (const v1::AgentMessage* m : spool.Pending()) {
+    if (m->has_scanner_seen()) {
+      ++k.notices;
+    } else if (m->has_knock_matched()) {
+      ++k.consumptions;
+    } else {
+      ++k.records;
+    }
+  }
+  return k;
+}
+
+TEST(AuditSpoolLimitTest, ClassesFollowTheMessage) {
+  v1::AgentMessage m;
+  m.mutable_scanner_seen();
+  EXPECT_EQ(AuditSpool::ClassOf(m), SpoolClass::kNotice);
+  m.mutable_knock_matched();
+  EXPECT_EQ(AuditSpool::ClassOf(m), SpoolClass::kConsumption);
+  m.mutable_grant_result();
+  EXPECT_EQ(AuditSpool::ClassOf(m), SpoolClass::kRecord);
+  m.mutable_audit();
+  EXPECT_EQ(AuditSpool::ClassOf(m), SpoolClass::kRecord);
+}
+
+TEST(AuditSpoolLimitTest, NoticesStopAtTheLimit) {
+  testing::TempDir dir;
+  auto spool = AuditSpool::Open(dir.File("spool"), kLimit);
+  ASSERT_TRUE(spool.ok()) << spool.status();
+  AuditSpool& s = **spool;
+  int written = 0;
+  absl::Status status;
+  for (int i = 0; i < 10000 && status.ok(); ++i) {
+    status = s.Append(Notice(s, i));
+    if (status.ok()) ++written;
+  }
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("scanner notice not written"));
+  EXPECT_GT(written, 10);
+  EXPECT_EQ(s.depth(), static_cast<size_t>(written));  // a refused one is not pending
+  EXPECT_LE(s.file_bytes(), kLimit);
+  EXPECT_EQ(s.counters().notices_refused, 1u);
+  EXPECT_EQ(std::filesystem::file_size(dir.File("spool")), s.file_bytes());
+}
+
+TEST(AuditSpoolLimitTest, ARecordShedsEveryPendingNoticeAndSaysSo) {
+  testing::TempDir dir;
+  {
+    auto spool = AuditSpool::Open(dir.File("spool"), kLimit);
+    ASSERT_TRUE(spool.ok());
+    AuditSpool& s = **spool;
+    ASSERT_TRUE(s.Append(Audit(s, "before")).ok());
+    int notices = 0;
+    while (s.Append(Notice(s, notices)).ok()) ++notices;
+    ASSERT_GT(notices, 10);
+    ASSERT_TRUE(s.Append(Audit(s, "knock.opened")).ok());
+    const Kinds k = KindsOf(s);
+    EXPECT_EQ(k.notices, 0);
+    EXPECT_EQ(k.records, 2);
+    EXPECT_EQ(s.counters().notices_shed, static_cast<uint64_t>(notices));
+    EXPECT_LE(s.file_bytes(), kLimit);
+    // Room again for notices, after the records.
+    EXPECT_TRUE(s.Append(Notice(s, 1)).ok());
+  }
+  auto reopened = AuditSpool::Open(dir.File("spool"), kLimit);
+  ASSERT_TRUE(reopened.ok());
+  const Kinds k = KindsOf(**reopened);
+  EXPECT_EQ(k.records, 2);  // the shed notices stay shed
+  EXPECT_EQ(k.notices, 1);
+}
+
+TEST(AuditSpoolLimitTest, ConfirmedRecordsAreCompactedAwayBeforeAnythingIsRefused) {
+  testing::TempDir dir;
+  auto spool = AuditSpool::Open(dir.File("spool"), kLimit);
+  ASSERT_TRUE(spool.ok());
+  AuditSpool& s = **spool;
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::string> ids;
+    for (int i = 0; i < 20; ++i) {
+      v1::AgentMessage m = Audit(s, std::string(100, 'x'));
+      ids.push_back(m.id());
+      ASSERT_TRUE(s.Append(m).ok()) << "round " << round << ": " << i;
+      ASSERT_TRUE(s.Append(Notice(s, i)).ok()) << "round " << round << ": " << i;
+    }
+    std::vector<std::string> all = ids;
+    for (const v1::AgentMessage* m : s.Pending()) all.push_back(m->id());
+    ASSERT_TRUE(s.Confirm(all).ok());
+    EXPECT_LE(s.file_bytes(), kLimit);
+  }
+  EXPECT_EQ(s.counters().notices_refused, 0u);
+  EXPECT_EQ(s.counters().notices_shed, 0u);
+  EXPECT_EQ(s.counters().records_refused, 0u);
+}
+
+// Full of records that must not be shed: a record is refused, a
+// consumption is written past the limit (one per sequence held, a bound of
+// its own), and nothing already there is touched.
+TEST(AuditSpoolLimitTest, FullOfRecordsARecordIsRefusedAConsumptionNever) {
+  testing::TempDir dir;
+  auto spool = AuditSpool::Open(dir.File("spool"), kLimit);
+  ASSERT_TRUE(spool.ok());
+  AuditSpool& s = **spool;
+  int records = 0;
+  absl::Status status;
+  while ((status = s.Append(Audit(s, std::string(64, 'r')))).ok()) ++records;
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+  EXPECT_EQ(s.counters().records_refused, 1u);
+  EXPECT_EQ(s.depth(), static_cast<size_t>(records));
+
+  for (uint64_t sequence = 41; sequence <= 43; ++sequence) ASSERT_TRUE(s.Append(Consumption(s, sequence)).ok());
+  EXPECT_GE(s.counters().over_limit, 2u);  // the first may still have fitted
+  EXPECT_GT(s.file_bytes(), kLimit);
+  EXPECT_EQ(KindsOf(s).consumptions, 3);
+  EXPECT_EQ(KindsOf(s).records, records);
+  // A replay's report is a record: refused.
+  v1::AgentMessage replay = Consumption(s, 44);
+  replay.mutable_knock_matched()->set_offline(false);
+  EXPECT_TRUE(absl::IsResourceExhausted(s.Append(replay, SpoolClass::kRecord, /*sync=*/true)));
+  EXPECT_FALSE(s.Contains(replay.id()));
+  // And a notice, of course.
+  EXPECT_TRUE(absl::IsResourceExhausted(s.Append(Notice(s, 1))));
+
+  // Once the controller confirms, everything fits again.
+  std::vector<std::string> ids;
+  for (const v1::AgentMessage* m : s.Pending()) ids.push_back(m->id());
+  ASSERT_TRUE(s.Confirm(ids).ok());
+  EXPECT_TRUE(s.Append(Notice(s, 2)).ok());
+  EXPECT_LE(s.file_bytes(), kLimit);
+}
+
+TEST(AuditSpoolLimitTest, AFileAboveTheLimitIsKeptWholeAtOpen) {
+  testing::TempDir dir;
+  size_t written = 0;
+  {
+    auto spool = AuditSpool::Open(dir.File("spool"), 4 * kLimit);
+    ASSERT_TRUE(spool.ok());
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE((*spool)->Append(Audit(**spool, std::string(100, 'k'))).ok());
+    written = (*spool)->depth();
+    ASSERT_GT((*spool)->file_bytes(), kLimit);
+  }
+  auto smaller = AuditSpool::Open(dir.File("spool"), kLimit);
+  ASSERT_TRUE(smaller.ok()) << smaller.status();
+  EXPECT_EQ((*smaller)->depth(), written);
+  EXPECT_TRUE(absl::IsResourceExhausted((*smaller)->Append(Notice(**smaller, 1))));
+  EXPECT_FALSE(AuditSpool::Open(dir.File("other"), 100).ok()) << "a limit too small to hold anything";
 }
 
 }  // namespace

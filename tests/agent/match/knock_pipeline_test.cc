@@ -1,8 +1,12 @@
 #include "agent/match/knock_pipeline.h"
 
 #include <fstream>
+#include <string>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "common/file_util.h"
+#include "common/log.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/temp_dir.h"
@@ -102,7 +106,7 @@ TEST_F(KnockPipelineTest, OneTimeSequencesAreUsedOnceThenTheNextOneCounts) {
   Knock(*p, "198.18.0.10", {2001, 2002}, absl::Seconds(3));
   EXPECT_EQ(sink_.grants.size(), 2u);
   // Exhausted: the door is closed, and nothing crashes.
-  EXPECT_TRUE(p->CurrentSequences().empty());
+  EXPECT_FALSE(p->matcher().door(0).enabled);
   Knock(*p, "198.18.0.11", {2001, 2002}, absl::Seconds(4));
   EXPECT_EQ(sink_.grants.size(), 2u);
   // New lines appended by the operator open it again at the next tick.
@@ -111,7 +115,7 @@ TEST_F(KnockPipelineTest, OneTimeSequencesAreUsedOnceThenTheNextOneCounts) {
     out << " 3001,3002\n";
   }
   p->Tick(kStart + absl::Seconds(10));
-  ASSERT_EQ(p->CurrentSequences().size(), 1u);
+  ASSERT_TRUE(p->matcher().door(0).enabled);
   Knock(*p, "198.18.0.11", {3001, 3002}, absl::Seconds(11));
   EXPECT_EQ(sink_.grants.size(), 3u);
 }
@@ -124,6 +128,46 @@ TEST_F(KnockPipelineTest, ThirtyInterleavedClientsAllGetIn) {
     }
   }
   EXPECT_EQ(sink_.grants.size(), 30u);
+}
+
+// A thousand spoofed scanners: the log says so in a few lines (the first
+// scanner alone, at once; the others in one summary at the window's end; the
+// same for the marks ending), not a thousand.
+TEST_F(KnockPipelineTest, AFloodOfScannersWritesAFewLogLines) {
+  std::vector<std::string> lines;
+  LogOptions log;
+  log.to_stderr = false;
+  log.observer = [&](LogLevel, std::string_view line) { lines.emplace_back(line); };
+  ASSERT_TRUE(ConfigureLogging(log).ok());
+  auto p = Make("[options]\nScanReportWindow = 60s\n[ssh]\nsequence = 7000,8000,9000\ncommand = /bin/true %IP%\n");
+  for (int s = 0; s < 1000; ++s) {
+    const std::string source = "198.19." + std::to_string(s / 250) + "." + std::to_string(s % 250 + 1);
+    const absl::Duration at = absl::Milliseconds(10 * s);
+    p->OnPacket(Syn(source.c_str(), 7000, at));  // tracked from its first knock
+    for (uint16_t port = 20001; port <= 20014; ++port) p->OnPacket(Syn(source.c_str(), port, at));
+  }
+  ASSERT_EQ(p->matcher().counters().scanners, 1000u);
+  p->Tick(kStart + absl::Seconds(59));
+  p->Tick(kStart + absl::Seconds(61));
+  // The marks end (ScanBan, 5 minutes): the same again.
+  p->Tick(kStart + absl::Seconds(400));
+  p->Tick(kStart + absl::Seconds(461));
+  ASSERT_TRUE(ConfigureLogging(LogOptions()).ok());
+
+  std::vector<std::string> scanner_lines;
+  for (const std::string& line : lines) {
+    if (absl::StrContains(line, "scanner")) scanner_lines.push_back(line);
+  }
+  ASSERT_EQ(scanner_lines.size(), 4u) << ::testing::PrintToString(scanner_lines);
+  EXPECT_EQ(scanner_lines[0], "198.19.0.1: knocks like a scanner (many distinct wrong ports); reported once while it goes on");
+  EXPECT_TRUE(absl::StartsWith(scanner_lines[1], "scanners in the last 1m: 999 more sources flagged, 0 marks ended, "))
+      << scanner_lines[1];
+  EXPECT_TRUE(absl::StrContains(scanner_lines[1], "; e.g. 198.19.0.2, 198.19.0.3")) << scanner_lines[1];
+  // Expire walks the table in its own order: any one of them comes first.
+  EXPECT_TRUE(absl::StrContains(scanner_lines[2], ": scanning stopped")) << scanner_lines[2];
+  EXPECT_TRUE(absl::StartsWith(scanner_lines[3], "scanners in the last 1m: 0 more sources flagged, 999 marks ended"))
+      << scanner_lines[3];
+  EXPECT_LE(lines.size(), 6u) << ::testing::PrintToString(lines);
 }
 
 }  // namespace

@@ -140,10 +140,20 @@ TEST_F(MatcherTest, OneKnockDoorCompletesAtOnce) {
 
 // ------------------------------------------------------------ reset modes
 
-TEST_F(MatcherTest, CompatIgnoresPortsOfNoSequence) {
+// knockd's filter never shows it knocks to ports of no sequence, so it
+// forgives any number. sesame sees them (a sweep is made of them): compat
+// forgives one per attempt, a stray SYN, and resets on the second.
+TEST_F(MatcherTest, CompatForgivesOneKnockToAPortOfNoSequence) {
   Make({Door("ssh", kOpen)});
-  EXPECT_THAT(Sequence(kAlice, {Tcp(7000), Tcp(1234), Tcp(8000), Udp(8000), Tcp(22), Tcp(9000)}, S(0)), ElementsAre(0));
+  EXPECT_THAT(Sequence(kAlice, {Tcp(7000), Tcp(1234), Tcp(8000), Tcp(8000), Tcp(9000)}, S(0)), ElementsAre(0));
   EXPECT_EQ(matcher_->counters().resets, 0u);
+}
+
+TEST_F(MatcherTest, CompatResetsOnTheSecondKnockToAPortOfNoSequence) {
+  Make({Door("ssh", kOpen)});
+  EXPECT_THAT(Sequence(kAlice, {Tcp(7000), Tcp(1234), Tcp(8000), Udp(8000), Tcp(9000)}, S(0)), IsEmpty());
+  EXPECT_EQ(matcher_->counters().resets, 1u);
+  EXPECT_THAT(Sequence(kAlice, kOpen, S(1)), ElementsAre(0));
 }
 
 TEST_F(MatcherTest, CompatResetsOnAPortOfAnotherDoorsSequence) {
@@ -191,18 +201,33 @@ TEST_F(MatcherTest, StrictRestartsAtStageOneOnTheFirstPort) {
   EXPECT_THAT(Sequence(kAlice, {Tcp(8000), Tcp(9000)}, S(2)), ElementsAre(0));
 }
 
-// A strict sweep cannot walk through a sequence; a compat one can (knockd's
-// rule), which is what scanner detection is for.
-TEST_F(MatcherTest, PortSweepWalksThroughCompatButNotStrict) {
+// A sequential sweep (knockd walks through every ascending door) opens
+// nothing in either mode, at any rate, even with scanner detection off: it
+// knocks two or more ports of no sequence during a door's attempt. Only a
+// door so close in sweep order that the sweep makes at most one wrong knock
+// on the way (7000,7001,7002) is walked: nothing tells that sweep from a
+// knock (docs/design.md).
+TEST_F(MatcherTest, SequentialSweepWalksThroughNoDoor) {
   MatcherOptions options = TestOptions();
   options.scan_threshold = 0;
+  const std::vector<Knock> close = {Tcp(7100), Tcp(7102), Tcp(7104)};
+  const std::vector<Knock> mixed = {Tcp(7200), Udp(7300), Tcp(7400)};
   for (ResetMode mode : {ResetMode::kCompat, ResetMode::kStrict}) {
-    Make({Door("ssh", kOpen, mode, absl::Seconds(60))}, options);
-    size_t completions = 0;
-    for (int port = 6990; port <= 9010; ++port) {
-      completions += matcher_->Process(MakePacket(kAlice, Tcp(port), absl::Milliseconds(port))).completed.size();
+    for (absl::Duration gap : {absl::Microseconds(100), absl::Milliseconds(10), absl::Seconds(1)}) {
+      for (bool with_udp : {false, true}) {
+        Make({Door("ssh", kOpen, mode, absl::Hours(24)), Door("close", close, mode, absl::Hours(24)),
+              Door("mixed", mixed, mode, absl::Hours(24))},
+             options);
+        size_t completions = 0;
+        absl::Duration at = S(0);
+        for (int port = 6990; port <= 9010; ++port) {
+          completions += matcher_->Process(MakePacket(kAlice, Tcp(port), at)).completed.size();
+          if (with_udp) completions += matcher_->Process(MakePacket(kAlice, Udp(port), at)).completed.size();
+          at += gap;
+        }
+        EXPECT_EQ(completions, 0u) << (mode == ResetMode::kStrict ? "strict" : "compat") << " " << gap << (with_udp ? " tcp+udp" : " tcp");
+      }
     }
-    EXPECT_EQ(completions, mode == ResetMode::kCompat ? 1u : 0u);
   }
 }
 
@@ -589,7 +614,10 @@ MatcherOptions ScanOptions() {
   return options;
 }
 
-TEST_F(MatcherTest, ScannerIsFlaggedOnceIgnoredAndReleased) {
+// A scanner is reported once per episode, not ignored: its address may be
+// forged, and a forged sweep must not keep the address's owner out once the
+// forgery stops.
+TEST_F(MatcherTest, ScannerIsFlaggedOnceNotIgnoredAndReleased) {
   Make({Door("ssh", kOpen)}, ScanOptions());
   K(kAlice, Tcp(7000), S(0));
   int flagged_after = 0;
@@ -602,22 +630,48 @@ TEST_F(MatcherTest, ScannerIsFlaggedOnceIgnoredAndReleased) {
   EXPECT_EQ(matcher_->counters().scanners, 1u);
   EXPECT_EQ(matcher_->StageOf(kAlice, 0), 0);
   for (int port = 200; port < 300; ++port) K(kAlice, Tcp(port), S(2));  // still scanning: reported once
-  EXPECT_THAT(Sequence(kAlice, kOpen, S(3)), IsEmpty());                // ignored while banned
+  // The address's own knock right after opens.
+  EXPECT_THAT(Sequence(kAlice, kOpen, S(3)), ElementsAre(0));
+  // Judged as any source: compat forgives one stray knock, resets on the second.
+  EXPECT_THAT(Sequence(kAlice, {Tcp(7000), Tcp(22), Tcp(8000), Tcp(9000)}, S(4)), ElementsAre(0));
+  Sequence(kAlice, {Tcp(7000), Tcp(8000)}, S(5));
+  K(kAlice, Tcp(8001), S(5.3));
+  K(kAlice, Tcp(8002), S(5.4));
+  EXPECT_EQ(matcher_->StageOf(kAlice, 0), 0);
   const auto flagged = Events(MatcherEventKind::kScannerFlagged);
   ASSERT_EQ(flagged.size(), 1u);
   EXPECT_EQ(flagged[0].source, kAlice);
-  EXPECT_EQ(matcher_->counters().scanner_packets_ignored, 103u);
+  EXPECT_EQ(matcher_->counters().scanner_packets, 111u);
   // Bob is unaffected.
   EXPECT_THAT(Sequence(kBob, kOpen, S(3)), ElementsAre(0));
 
-  matcher_->Expire(kT0 + S(299));
+  // The episode ends scan_ban after the last wrong knock.
+  matcher_->Expire(kT0 + S(305));
   EXPECT_TRUE(matcher_->IsBanned(kAlice));
-  matcher_->Expire(kT0 + S(301));
+  matcher_->Expire(kT0 + S(306));
   EXPECT_FALSE(matcher_->IsBanned(kAlice));
   const auto released = Events(MatcherEventKind::kScannerReleased);
   ASSERT_EQ(released.size(), 1u);
-  EXPECT_EQ(released[0].ignored_packets, 103u);
+  EXPECT_EQ(released[0].ignored_packets, 111u);
   EXPECT_THAT(Sequence(kAlice, kOpen, S(400)), ElementsAre(0));
+}
+
+// The attack of a forged sweep: the engineer's address as the source of a
+// sweep across the door's ports, then the engineer's correct knock 2 s
+// after the sweep's last packet. It opens, in both modes.
+TEST_F(MatcherTest, ForgedSweepDoesNotLockTheAddressOut) {
+  const std::vector<Knock> door = {Tcp(7000), Udp(8000), Tcp(9000)};
+  for (ResetMode mode : {ResetMode::kCompat, ResetMode::kStrict}) {
+    Make({Door("ssh", door, mode, S(10))}, ScanOptions());
+    absl::Duration at = S(0);
+    for (int port = 6990; port <= 9010; ++port) {
+      K(kAlice, Tcp(port), at);
+      at += absl::Microseconds(500);  // 2,000 packets/s
+    }
+    EXPECT_EQ(matcher_->counters().scanners, 1u) << (mode == ResetMode::kStrict ? "strict" : "compat");
+    at += S(2);
+    EXPECT_THAT(Sequence(kAlice, door, at), ElementsAre(0)) << (mode == ResetMode::kStrict ? "strict" : "compat");
+  }
 }
 
 TEST_F(MatcherTest, ScannerBanEndsOnTheNextPacketToo) {
@@ -718,28 +772,81 @@ TEST_F(MatcherTest, SourcesWithoutProgressGoBeforeFirstKnocks) {
   for (uint32_t i = 1; i < 8; ++i) EXPECT_EQ(matcher_->StageOf(V4(100 + i), 0), 1) << i;
 }
 
-TEST_F(MatcherTest, FirstKnocksNeverDisplaceFurtherKnockers) {
+// Progress older than a second goes before any younger, whatever the stage.
+TEST_F(MatcherTest, YoungProgressOutlastsOld) {
   Make({Door("ssh", kOpen, ResetMode::kCompat, S(60))}, OneBucket());
-  Sequence(V4(1), {Tcp(7000), Tcp(8000)}, S(0));
-  for (uint32_t i = 0; i < 1000; ++i) K(V4(1000 + i), Tcp(7000), S(1));
+  for (uint32_t i = 0; i < 7; ++i) K(V4(100 + i), Tcp(7000), S(0));
+  matcher_->Expire(kT0 + S(1.5));
+  Sequence(V4(1), {Tcp(7000), Tcp(8000)}, S(1.5));
+  for (uint32_t i = 0; i < 7; ++i) K(V4(1000 + i), Tcp(7000), S(1.8));  // displace the old first knocks
   EXPECT_EQ(matcher_->StageOf(V4(1), 0), 2);
-  EXPECT_THAT(K(V4(1), Tcp(9000), S(2)), ElementsAre(0));
+  EXPECT_THAT(K(V4(1), Tcp(9000), S(1.9)), ElementsAre(0));
+  EXPECT_EQ(matcher_->counters().young_evictions, 0u);
+  for (uint32_t i = 0; i < 7; ++i) EXPECT_EQ(matcher_->StageOf(V4(100 + i), 0), 0) << i;
+}
 
-  // A bucket full of stage-2 knockers: a new source is not tracked at all.
-  for (uint32_t i = 0; i < 8; ++i) Sequence(V4(10 + i), {Tcp(7000), Tcp(8000)}, S(3));
-  K(V4(99), Tcp(7000), S(4));
-  EXPECT_EQ(matcher_->counters().insert_failures, 1u);
-  EXPECT_EQ(matcher_->StageOf(V4(99), 0), 0);
-  for (uint32_t i = 0; i < 8; ++i) EXPECT_THAT(K(V4(10 + i), Tcp(9000), S(5)), ElementsAre(0)) << i;
+// Forged half-knocks (the first two knocks from sources that never finish)
+// hold their rank for a second only; then a new knocker displaces them.
+TEST_F(MatcherTest, HalfKnocksLoseTheirEdgeAfterASecond) {
+  Make({Door("ssh", kOpen, ResetMode::kCompat, S(60))}, OneBucket());
+  for (uint32_t i = 0; i < 8; ++i) {
+    K(V4(10 + i), Tcp(7000), S(0));
+    K(V4(10 + i), Tcp(8000), S(0));
+  }
+  matcher_->Expire(kT0 + S(1.5));
+  EXPECT_THAT(Sequence(V4(99), kOpen, S(2)), ElementsAre(0));
+  EXPECT_EQ(matcher_->counters().evicted_progress, 1u);
+  EXPECT_EQ(matcher_->counters().young_evictions, 0u);
+}
+
+// A bucket full of fresh half-knocks (a flood of more new sources a second
+// than the table holds) still takes a new source: the least recent goes.
+// The newcomer is not the next victim: forged half-knocks never outrank a
+// real first knock.
+TEST_F(MatcherTest, ABucketOfFreshHalfKnocksStillTakesANewSource) {
+  Make({Door("ssh", kOpen, ResetMode::kCompat, S(60))}, OneBucket());
+  for (uint32_t i = 0; i < 8; ++i) Sequence(V4(10 + i), {Tcp(7000), Tcp(8000)}, S(0.01 * i));
+  K(V4(99), Tcp(7000), S(0.2));
+  K(V4(200), Tcp(7000), S(0.21));  // one more forged first knock lands in the bucket
+  EXPECT_THAT(Sequence(V4(99), {Tcp(8000), Tcp(9000)}, S(0.22)), ElementsAre(0));
+  EXPECT_EQ(matcher_->counters().young_evictions, 2u);
+  EXPECT_EQ(matcher_->StageOf(V4(10), 0), 0);
+  EXPECT_EQ(matcher_->StageOf(V4(11), 0), 0);
+  for (uint32_t i = 2; i < 8; ++i) EXPECT_EQ(matcher_->StageOf(V4(10 + i), 0), 2) << i;
 }
 
 // Random sources from a seeded generator.
 IpAddress RandomV4(std::mt19937_64& rng) { return V4(static_cast<uint32_t>(rng())); }
 
+// 150,000 spoofed sources each send the first two knocks of the door (at
+// about 70,000 sources a second, more than the table holds), then 20 real
+// knockers knock: all get in.
+TEST_F(MatcherTest, FloodOfSpoofedHalfKnocksThenRealKnockers) {
+  MatcherOptions options = TestOptions();
+  options.max_sources = 65536;
+  Make({Door("ssh", kOpen, ResetMode::kStrict, S(15))}, options);
+  matcher_->SetObserver(nullptr);
+  std::mt19937_64 rng(11);
+  absl::Duration now = S(0);
+  absl::Duration next_expire = S(0.1);
+  for (int i = 0; i < 150000; ++i) {
+    const IpAddress spoofed = RandomV4(rng);
+    matcher_->Process(MakePacket(spoofed, Tcp(7000), now));
+    matcher_->Process(MakePacket(spoofed, Tcp(8000), now));
+    now += absl::Microseconds(14);
+    if (now >= next_expire) {  // the daemon's tick
+      matcher_->Expire(kT0 + now);
+      next_expire += S(0.1);
+    }
+  }
+  size_t completed = 0;
+  for (uint32_t r = 0; r < 20; ++r) completed += Sequence(V4(0xc6336400 + r), kOpen, now).size();
+  EXPECT_EQ(completed, 20u);
+}
+
 // The attack the table is built for: spoofed first knocks from random
-// sources. Real knockers at stage >= 2 survive any flood; a knocker's first
-// knock survives as long as its bucket sees fewer than 8 newer first knocks
-// (about capacity flood packets).
+// sources. A knocker survives as long as its bucket sees fewer than 8 new
+// sources between two of its knocks (about capacity flood packets).
 TEST_F(MatcherTest, FloodOfSpoofedFirstKnocksDoesNotStopRealKnockers) {
   MatcherOptions options = TestOptions();
   options.max_sources = 65536;
@@ -770,11 +877,12 @@ TEST_F(MatcherTest, FloodOfSpoofedFirstKnocksDoesNotStopRealKnockers) {
   }
   EXPECT_EQ(completed, 100u);
 
-  // 100 knockers two knocks in, then a million spoofed packets, then the last knocks.
+  // 100 knockers two knocks in, then 3,000 spoofed first knocks (10 ms of a
+  // 300,000 packets/s flood), then the last knocks.
   for (uint32_t r = 0; r < 100; ++r) {
     for (const Knock& k : {Tcp(7000), Tcp(8000)}) matcher_->Process(MakePacket(V4(0xcb007100 + r), k, now));
   }
-  flood(1000000);
+  flood(3000);
   completed = 0;
   for (uint32_t r = 0; r < 100; ++r) {
     completed += matcher_->Process(MakePacket(V4(0xcb007100 + r), Tcp(9000), now)).completed.size();
@@ -784,8 +892,7 @@ TEST_F(MatcherTest, FloodOfSpoofedFirstKnocksDoesNotStopRealKnockers) {
   EXPECT_EQ(mallinfo2().uordblks, heap_before);  // no allocation on the packet path
   EXPECT_EQ(matcher_->TableBytes(), table_bytes);
   EXPECT_EQ(matcher_->occupancy(), matcher_->capacity());
-  EXPECT_GT(matcher_->counters().evictions, 2000000u);
-  EXPECT_EQ(matcher_->counters().insert_failures, 0u);
+  EXPECT_GT(matcher_->counters().evictions, 1000000u);
 }
 
 TEST_F(MatcherTest, Ipv6FloodIsBoundedToo) {

@@ -1,5 +1,6 @@
 #include "controller/sequences/sequence_generator.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -160,22 +161,23 @@ TEST(SequenceGeneratorTest, SequencesFollowThePolicy) {
 }
 
 TEST(SequenceGeneratorTest, FreshAgainstExistingSequencesOfOtherLengths) {
-  // A tiny space, so clashes are frequent: 6 candidates, length 2 → 30
-  // sequences; existing length-1 and length-3 sequences block some.
+  // A tiny space, so clashes are frequent: 6 candidates, length 2, ports
+  // more than 2 apart → 12 sequences; existing length-1 and length-3
+  // sequences block some.
   DoorPolicy p = Policy(3000, 3005, 2);
   SequenceIndex index;
   index.Add({{3000, Protocol::kTcp}});                                               // blocks 3000,x
   index.Add({{3001, Protocol::kTcp}, {3002, Protocol::kTcp}, {3003, Protocol::kTcp}});  // blocks 3001,3002
   SequenceGenerator generator;
   generator.set_max_attempts(100000);
-  // 30 - 5 (3000,x) - 1 (3001,3002) = 24 fresh sequences exist.
-  absl::StatusOr<std::vector<std::vector<Knock>>> out = generator.Generate(p, index, 24);
+  // 12 - 3 (3000,x) = 9 fresh sequences exist.
+  absl::StatusOr<std::vector<std::vector<Knock>>> out = generator.Generate(p, index, 9);
   ASSERT_TRUE(out.ok()) << out.status();
   for (const auto& knocks : *out) {
     EXPECT_NE(knocks[0].port, 3000) << KnocksToText(knocks);
-    EXPECT_FALSE(knocks[0].port == 3001 && knocks[1].port == 3002);
+    EXPECT_GT(std::abs(int{knocks[0].port} - int{knocks[1].port}), kMinPortStep) << KnocksToText(knocks);
   }
-  // The 25th cannot exist.
+  // The 10th cannot exist.
   generator.set_max_attempts(2000);
   absl::StatusOr<std::vector<std::vector<Knock>>> more = generator.Generate(p, index, 1);
   EXPECT_TRUE(absl::IsResourceExhausted(more.status())) << more.status();
@@ -209,6 +211,8 @@ TEST(SequenceGeneratorTest, ErrorsAreReported) {
   SequenceGenerator good;
   DoorPolicy bad = Policy(5000, 5001, 3);  // 2 candidates for 3 distinct knocks
   EXPECT_TRUE(absl::IsInvalidArgument(good.Generate(bad, index, 1).status()));
+  DoorPolicy narrow = Policy(5000, 5002, 2);  // no two ports more than 2 apart
+  EXPECT_TRUE(absl::IsResourceExhausted(good.Generate(narrow, index, 1).status()));
   FailingRandom failing;
   SequenceGenerator broken(failing);
   EXPECT_TRUE(absl::IsUnavailable(broken.Generate(Policy(5000, 6000, 3), index, 1).status()));

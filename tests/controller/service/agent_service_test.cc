@@ -8,14 +8,19 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <barrier>
 #include <deque>
+#include <map>
 #include <memory>
 #include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "controller/service/controller_metrics.h"
+#include "controller/service/wire_convert.h"
+#include "controller/store/knock_report_checks.h"
 #include "controller/store/sqlite/sqlite_store.h"
 #include "gtest/gtest.h"
 #include "tests/support/temp_dir.h"
@@ -61,15 +66,23 @@ class TestAgent {
   bool Send(const v1::AgentMessage& m) { return stream_->Write(m); }
 
   // False when the controller already ended the stream.
-  bool TryHello(uint64_t last_revision = 0) {
+  bool TryHello(uint64_t last_revision = 0, const std::vector<std::string>& hosts = {"bastion.example.net"}) {
     v1::AgentMessage m;
     m.set_id("hello");
     m.mutable_hello()->set_version("test");
     m.mutable_hello()->set_last_revision(last_revision);
-    m.mutable_hello()->add_advertise_hosts("bastion.example.net");
+    for (const std::string& h : hosts) m.mutable_hello()->add_advertise_hosts(h);
     return Send(m);
   }
-  void Hello(uint64_t last_revision = 0) { ASSERT_TRUE(TryHello(last_revision)); }
+  void Hello(uint64_t last_revision = 0, const std::vector<std::string>& hosts = {"bastion.example.net"}) {
+    ASSERT_TRUE(TryHello(last_revision, hosts));
+  }
+
+  // Whether a message matching pred has arrived (without waiting).
+  bool Has(const std::function<bool(const v1::ControllerMessage&)>& pred) {
+    absl::MutexLock lock(&mu_);
+    return std::any_of(inbox_.begin(), inbox_.end(), pred);
+  }
 
   // The first message matching pred (removed from the inbox), waiting up to
   // kWait.
@@ -140,17 +153,40 @@ class TestAgent {
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-v1::AgentMessage KnockReport(const std::string& id, uint64_t sequence_id, const char* source = "198.51.100.20") {
+// A report of q as its bastion saw it: by id, with its knocks.
+v1::AgentMessage KnockReport(const std::string& id, const Sequence& q, const char* source = "198.51.100.20") {
   v1::AgentMessage m;
   m.set_id(id);
   m.mutable_knock_matched()->set_door("ssh");
-  m.mutable_knock_matched()->set_sequence_id(sequence_id);
+  m.mutable_knock_matched()->set_sequence_id(q.id);
+  AppendWireKnocks(q.knocks, m.mutable_knock_matched()->mutable_knocks());
   m.mutable_knock_matched()->set_source(source);
   return m;
 }
 
+// A clock tests move while the service reads it from its threads.
+class SteppedClock final : public Clock {
+ public:
+  absl::Time Now() const override {
+    absl::MutexLock lock(&mu_);
+    return now_;
+  }
+  void Advance(absl::Duration d) {
+    absl::MutexLock lock(&mu_);
+    now_ += d;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::Now();
+};
+
 class AgentServiceTest : public ::testing::Test {
  protected:
+  // What the service is built with; a fixture below sets its own.
+  virtual AgentServiceOptions Options() { return {}; }
+  virtual const Clock& ServiceClock() { return RealClock::Instance(); }
+
   void SetUp() override {
     SqliteStoreOptions options;
     options.state_dir = dir_.path();
@@ -164,7 +200,7 @@ class AgentServiceTest : public ::testing::Test {
     ASSERT_TRUE(hub.ok()) << hub.status();
     hub_ = *std::move(hub);
     work_ = std::make_unique<WorkQueue>(4);
-    service_ = std::make_unique<AgentServiceImpl>(*store_, *hub_, *work_, HeaderIdentity());
+    service_ = std::make_unique<AgentServiceImpl>(*store_, *hub_, *work_, HeaderIdentity(), ServiceClock(), Options());
     grpc::ServerBuilder builder;
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
@@ -275,7 +311,7 @@ TEST_F(AgentServiceTest, AWonKnockIsBurntOnEveryAgent) {
     a->Hello();
     ASSERT_TRUE(a->Snapshot().has_value());
   }
-  ASSERT_TRUE(b1.Send(KnockReport("k1", s[0].id)));
+  ASSERT_TRUE(b1.Send(KnockReport("k1", s[0])));
   std::optional<v1::ControllerMessage> verdict = b1.Verdict("k1");
   ASSERT_TRUE(verdict.has_value());
   EXPECT_EQ(verdict->knock_verdict().outcome(), v1::KNOCK_OUTCOME_OPENED);
@@ -284,7 +320,7 @@ TEST_F(AgentServiceTest, AWonKnockIsBurntOnEveryAgent) {
   for (TestAgent* a : {&b1, &b2, &b3}) EXPECT_TRUE(a->Burnt(s[0].id).has_value());
   EXPECT_TRUE(b1.Next([](const v1::ControllerMessage& m) { return m.has_delta() && m.delta().has_grant(); }));
 
-  ASSERT_TRUE(b2.Send(KnockReport("k9", s[0].id, "203.0.113.50")));
+  ASSERT_TRUE(b2.Send(KnockReport("k9", s[0], "203.0.113.50")));
   verdict = b2.Verdict("k9");
   ASSERT_TRUE(verdict.has_value());
   EXPECT_EQ(verdict->knock_verdict().outcome(), v1::KNOCK_OUTCOME_REPLAY);
@@ -308,7 +344,7 @@ TEST_F(AgentServiceTest, SameSequenceFromManyAgentsOpensOnce) {
       threads.emplace_back([&, i] {
         const std::string id = absl::StrCat("r", round);
         start.arrive_and_wait();
-        agents[i]->Send(KnockReport(id, s[round].id));
+        agents[i]->Send(KnockReport(id, s[round]));
         std::optional<v1::ControllerMessage> v = agents[i]->Verdict(id);
         outcomes[i] = v ? v->knock_verdict().outcome() : v1::KNOCK_OUTCOME_UNSPECIFIED;
       });
@@ -332,9 +368,9 @@ TEST_F(AgentServiceTest, AResentMessageGetsTheSameAnswerAndOneRecord) {
   TestAgent agent(*stub_, "agent/b1");
   agent.Hello();
   ASSERT_TRUE(agent.Snapshot().has_value());
-  ASSERT_TRUE(agent.Send(KnockReport("k1", s[0].id)));
+  ASSERT_TRUE(agent.Send(KnockReport("k1", s[0])));
   std::optional<v1::ControllerMessage> first = agent.Verdict("k1");
-  ASSERT_TRUE(agent.Send(KnockReport("k1", s[0].id)));
+  ASSERT_TRUE(agent.Send(KnockReport("k1", s[0])));
   std::optional<v1::ControllerMessage> again = agent.Verdict("k1");
   ASSERT_TRUE(first && again);
   EXPECT_EQ(first->knock_verdict().outcome(), v1::KNOCK_OUTCOME_OPENED);
@@ -368,7 +404,7 @@ TEST_F(AgentServiceTest, GrantResultsAcksAndHeartbeatsAreRecorded) {
   TestAgent agent(*stub_, "agent/b1");
   agent.Hello();
   std::optional<v1::ControllerMessage> snapshot = agent.Snapshot();
-  ASSERT_TRUE(agent.Send(KnockReport("k1", s[0].id)));
+  ASSERT_TRUE(agent.Send(KnockReport("k1", s[0])));
   std::optional<v1::ControllerMessage> verdict = agent.Verdict("k1");
   ASSERT_TRUE(verdict.has_value());
   const uint64_t grant_id = verdict->knock_verdict().grant().id();
@@ -416,7 +452,7 @@ TEST_F(AgentServiceTest, WrongCallersAndWrongStartsAreRefused) {
   }
   {
     TestAgent agent(*stub_, "agent/b1");
-    (void)agent.Send(KnockReport("k1", 1));
+    (void)agent.Send(KnockReport("k1", Sequence{.id = 1}));
     EXPECT_EQ(agent.AwaitEnd().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   }
   EXPECT_EQ(store_->GetAuditHead()->record_count, 0u);
@@ -449,7 +485,7 @@ TEST_F(AgentServiceTest, AnAgentAwayCatchesUpOnReturn) {
   TestAgent b1(*stub_, "agent/b1");
   b1.Hello();
   ASSERT_TRUE(b1.Snapshot().has_value());
-  ASSERT_TRUE(b1.Send(KnockReport("k1", s[0].id)));
+  ASSERT_TRUE(b1.Send(KnockReport("k1", s[0])));
   ASSERT_TRUE(b1.Verdict("k1").has_value());
   std::vector<Sequence> fresh = Add(1);
 
@@ -460,6 +496,256 @@ TEST_F(AgentServiceTest, AnAgentAwayCatchesUpOnReturn) {
   std::set<uint64_t> held;
   for (const v1::HeldSequence& q : snapshot->snapshot().sequences()) held.insert(q.id());
   EXPECT_EQ(held, (std::set<uint64_t>{s[1].id, fresh[0].id}));  // the burnt one is gone
+}
+
+// --- A bastion is trusted for its own traffic only ---------------------------
+
+// Records of kind what, oldest first.
+std::vector<AuditRecord> Records(Store& store, const std::string& what) {
+  std::vector<AuditRecord> out;
+  absl::StatusOr<std::vector<AuditRecord>> all = store.ReadAudit(0, 10000);
+  EXPECT_TRUE(all.ok()) << all.status();
+  for (const AuditRecord& r : all.value_or(std::vector<AuditRecord>{})) {
+    if (r.entry.what == what) out.push_back(r);
+  }
+  return out;
+}
+
+double MetricValue(ControllerMetrics& metrics, Store& store, const std::string& name,
+                   const std::map<std::string, std::string>& labels) {
+  for (const MetricSample& m : metrics.Collect(store)) {
+    if (m.name == name && m.labels == labels) return m.value;
+  }
+  return -1;
+}
+
+v1::KnockOutcome Outcome(TestAgent& agent, const v1::AgentMessage& report) {
+  if (!agent.Send(report)) return v1::KNOCK_OUTCOME_UNSPECIFIED;
+  std::optional<v1::ControllerMessage> v = agent.Verdict(report.id());
+  return v ? v->knock_verdict().outcome() : v1::KNOCK_OUTCOME_UNSPECIFIED;
+}
+
+class AgentServiceChecksTest : public AgentServiceTest {
+ protected:
+  AgentServiceOptions Options() override {
+    AgentServiceOptions o;
+    o.metrics = &metrics_;
+    o.controller_addresses = {*IpAddress::Parse("192.0.2.10")};
+    return o;
+  }
+  ControllerMetrics metrics_;
+};
+
+TEST_F(AgentServiceChecksTest, AReportIsCheckedAgainstWhatTheAgentCouldHaveSeen) {
+  std::vector<Sequence> s = Add(3);
+  std::vector<Sequence> b2_reserve = Add(1, "b2");
+  TestAgent b1(*stub_, "agent/b1"), b2(*stub_, "agent/b2");
+  b1.Hello(0, {"bastion1.example.net", "192.0.2.11"});
+  b2.Hello(0, {"192.0.2.12", "2001:db8::12"});
+  ASSERT_TRUE(b1.Snapshot().has_value());
+  ASSERT_TRUE(b2.Snapshot().has_value());
+
+  // The knocks are not the sequence's.
+  v1::AgentMessage wrong = KnockReport("k1", s[0]);
+  wrong.mutable_knock_matched()->mutable_knocks(2)->set_port(1);
+  EXPECT_EQ(Outcome(b1, wrong), v1::KNOCK_OUTCOME_REFUSED);
+  // Knockers that are the fleet itself, or no host at all.
+  EXPECT_EQ(Outcome(b1, KnockReport("k2", s[0], "192.0.2.12")), v1::KNOCK_OUTCOME_REFUSED);   // bastion2
+  EXPECT_EQ(Outcome(b1, KnockReport("k3", s[0], "2001:db8::12")), v1::KNOCK_OUTCOME_REFUSED);  // bastion2
+  EXPECT_EQ(Outcome(b1, KnockReport("k4", s[0], "192.0.2.10")), v1::KNOCK_OUTCOME_REFUSED);    // the controller
+  EXPECT_EQ(Outcome(b1, KnockReport("k5", s[0], "224.0.0.1")), v1::KNOCK_OUTCOME_REFUSED);
+  // Another bastion's reserve.
+  EXPECT_EQ(Outcome(b1, KnockReport("k6", b2_reserve[0])), v1::KNOCK_OUTCOME_REFUSED);
+  // An agent clock far off (the year 294247).
+  v1::AgentMessage future = KnockReport("k7", s[1]);
+  future.mutable_knock_matched()->mutable_matched_at()->set_seconds(9223372036854LL);
+  EXPECT_EQ(Outcome(b1, future), v1::KNOCK_OUTCOME_REFUSED);
+
+  // Nothing was consumed: each of them still opens for its own bastion.
+  for (const Sequence& q : {s[0], s[1], b2_reserve[0]}) EXPECT_TRUE(store_->GetSequence(q.id)->unused());
+  v1::AgentMessage plausible = KnockReport("k8", s[0]);
+  *plausible.mutable_knock_matched()->mutable_matched_at() = ToWireTime(absl::Now() - absl::Seconds(2));
+  EXPECT_EQ(Outcome(b1, plausible), v1::KNOCK_OUTCOME_OPENED);
+  EXPECT_EQ(Outcome(b2, KnockReport("k1", b2_reserve[0])), v1::KNOCK_OUTCOME_OPENED);
+
+  // Each refusal is recorded with why, and counted by reason.
+  std::map<std::string, int> reasons;
+  for (const AuditRecord& r : Records(*store_, "knock.refused")) {
+    EXPECT_EQ(r.entry.where, "agent:b1");
+    EXPECT_FALSE(r.entry.details.at("why").empty());
+    ++reasons[r.entry.details.at("reason")];
+  }
+  EXPECT_EQ(reasons, (std::map<std::string, int>{{"knocks_differ", 1},
+                                                 {"source_own_address", 3},
+                                                 {"source_not_unicast", 1},
+                                                 {"other_bastion", 1},
+                                                 {"agent_time", 1}}));
+  for (const auto& [reason, count] : reasons) {
+    EXPECT_EQ(MetricValue(metrics_, *store_, "sesame_controller_knocks_refused_total", {{"reason", reason}}), count)
+        << reason;
+  }
+  // The won knock's record has the controller's time, the agent's as a detail.
+  std::vector<AuditRecord> opened = Records(*store_, "knock.opened");
+  ASSERT_EQ(opened.size(), 2u);
+  EXPECT_LT(absl::AbsDuration(opened[0].entry.time - absl::Now()), absl::Minutes(10));
+  EXPECT_EQ(opened[0].entry.details.count("agent_time"), 1u);
+}
+
+TEST_F(AgentServiceChecksTest, AgentTimesAreDetailsAndFarOffOnesAreRefused) {
+  TestAgent b1(*stub_, "agent/b1");
+  b1.Hello();
+  ASSERT_TRUE(b1.Snapshot().has_value());
+  const absl::Time before = absl::Now();
+  v1::AgentMessage event;
+  event.set_id("e1");
+  event.mutable_audit()->set_what("door.standalone.opened");
+  event.mutable_audit()->mutable_time()->set_seconds(-620000000000LL);  // the year -17678
+  (*event.mutable_audit()->mutable_details())["agent_time"] = "forged";
+  ASSERT_TRUE(b1.Send(event));
+  ASSERT_TRUE(b1.ReceiptFor("e1").has_value());
+  v1::AgentMessage honest = event;
+  honest.set_id("e2");
+  *honest.mutable_audit()->mutable_time() = ToWireTime(before - absl::Seconds(1));
+  ASSERT_TRUE(b1.Send(honest));
+  ASSERT_TRUE(b1.ReceiptFor("e2").has_value());
+
+  std::vector<AuditRecord> records = Records(*store_, "door.standalone.opened");
+  ASSERT_EQ(records.size(), 2u);
+  std::sort(records.begin(), records.end(),
+            [](const AuditRecord& a, const AuditRecord& b) { return a.entry.origin < b.entry.origin; });
+  for (const AuditRecord& r : records) {
+    EXPECT_GE(r.entry.time, before - absl::Milliseconds(1));  // the controller's time (truncated to µs)
+    EXPECT_LT(r.entry.time, absl::Now() + absl::Seconds(1));
+  }
+  EXPECT_EQ(records[0].entry.details.count("agent_time"), 0u);
+  EXPECT_EQ(records[0].entry.details.at("agent_time_refused").substr(0, 6), "-17678");
+  EXPECT_EQ(records[1].entry.details.at("agent_time"), AgentTimeText(absl::FromUnixSeconds(
+                                                           absl::ToUnixSeconds(before - absl::Seconds(1)))));
+  EXPECT_EQ(MetricValue(metrics_, *store_, "sesame_controller_agent_times_refused_total", {}), 1);
+}
+
+class AgentServiceRateLimitTest : public AgentServiceTest {
+ protected:
+  AgentServiceOptions Options() override {
+    AgentServiceOptions o;
+    o.metrics = &metrics_;
+    o.limits.knock_reports = {1, 3};  // three at once, then one a minute
+    o.limits.grants = {1, 2};
+    o.limits.audit_window = absl::Minutes(1);
+    return o;
+  }
+  const Clock& ServiceClock() override { return clock_; }
+  SteppedClock clock_;
+  ControllerMetrics metrics_;
+};
+
+TEST_F(AgentServiceRateLimitTest, ExcessIsRefusedCountedAndRecordedOncePerWindow) {
+  std::vector<Sequence> s = Add(6);
+  std::vector<Sequence> reserve = Add(1, "b1");
+  TestAgent b1(*stub_, "agent/b1"), b2(*stub_, "agent/b2");
+  b1.Hello();
+  b2.Hello();
+  ASSERT_TRUE(b1.Snapshot().has_value());
+  ASSERT_TRUE(b2.Snapshot().has_value());
+
+  EXPECT_EQ(Outcome(b1, KnockReport("k1", s[0])), v1::KNOCK_OUTCOME_OPENED);
+  EXPECT_EQ(Outcome(b1, KnockReport("k2", s[1])), v1::KNOCK_OUTCOME_OPENED);
+  EXPECT_EQ(Outcome(b1, KnockReport("k3", s[2])), v1::KNOCK_OUTCOME_REFUSED);  // a third grant
+  EXPECT_EQ(Outcome(b1, KnockReport("k4", s[3])), v1::KNOCK_OUTCOME_REFUSED);  // a fourth report
+  for (int i = 5; i < 25; ++i) EXPECT_EQ(Outcome(b1, KnockReport(absl::StrCat("k", i), s[3])), v1::KNOCK_OUTCOME_REFUSED);
+  // Over the limit, a knock admitted offline is left unanswered: the agent
+  // keeps it spooled and resends it at its next session.
+  v1::AgentMessage offline = KnockReport("o1", reserve[0]);
+  offline.mutable_knock_matched()->set_offline(true);
+  ASSERT_TRUE(b1.Send(offline));
+  const std::map<std::string, std::string> reports = {{"agent", "b1"}, {"limit", "knock_reports"}};
+  ASSERT_TRUE(Eventually([&] {
+    return MetricValue(metrics_, *store_, "sesame_controller_rate_limited_total", reports) == 22;
+  }));
+  EXPECT_FALSE(b1.Has([](const v1::ControllerMessage& m) {
+    return m.has_knock_verdict() && m.knock_verdict().reply_to() == "o1";
+  }));
+  EXPECT_EQ(MetricValue(metrics_, *store_, "sesame_controller_rate_limited_total",
+                        {{"agent", "b1"}, {"limit", "grants"}}),
+            1);
+  // Another bastion is not held back; nothing over the limit was consumed.
+  EXPECT_EQ(Outcome(b2, KnockReport("k1", s[4])), v1::KNOCK_OUTCOME_OPENED);
+  for (const Sequence& q : {s[2], s[3], reserve[0]}) EXPECT_TRUE(store_->GetSequence(q.id)->unused());
+
+  // Nothing recorded per refusal; once the window has passed, one record
+  // per (agent, limit) with the count.
+  EXPECT_TRUE(Records(*store_, "knock.refused").empty());
+  service_->FlushRefusalWindows();
+  EXPECT_TRUE(Records(*store_, "knock.refused").empty());  // the window is still open
+  clock_.Advance(absl::Minutes(1));
+  service_->FlushRefusalWindows();
+  std::map<std::string, std::string> refused;
+  for (const AuditRecord& r : Records(*store_, "knock.refused")) {
+    EXPECT_EQ(r.entry.who, "agent:b1");
+    EXPECT_EQ(r.entry.details.at("reason"), "rate_limit");
+    refused[r.entry.details.at("limit")] = r.entry.details.at("refused");
+  }
+  EXPECT_EQ(refused, (std::map<std::string, std::string>{{"knock_reports", "22"}, {"grants", "1"}}));
+  service_->FlushRefusalWindows();
+  EXPECT_EQ(Records(*store_, "knock.refused").size(), 2u);
+
+  // A minute later the agent has a token again: its next knock opens, and
+  // its resent offline report is taken.
+  EXPECT_EQ(Outcome(b1, KnockReport("k30", s[5])), v1::KNOCK_OUTCOME_OPENED);
+  clock_.Advance(absl::Minutes(1));
+  EXPECT_EQ(Outcome(b1, offline), v1::KNOCK_OUTCOME_OPENED);
+  EXPECT_FALSE(store_->GetSequence(reserve[0].id)->unused());
+}
+
+// A scanner aggregate (everything an agent's reporting window saw beyond
+// the scanner it reported alone) is one audit record with its counts and a
+// re-printed sample; a lone scanner's notice names the scanner; a resend
+// records nothing twice.
+TEST_F(AgentServiceTest, AScannerAggregateIsOneAuditRecord) {
+  TestAgent agent(*stub_, "agent/b1");
+  agent.Hello();
+  ASSERT_TRUE(agent.Snapshot().has_value());
+  const absl::Time first = absl::Now() - absl::Seconds(70);
+
+  v1::AgentMessage alone;
+  alone.set_id("s1");
+  alone.mutable_scanner_seen()->set_source("198.51.100.4");
+  alone.mutable_scanner_seen()->set_distinct_ports(12);
+  *alone.mutable_scanner_seen()->mutable_at() = ToWireTime(first);
+  v1::AgentMessage many;
+  many.set_id("s2");
+  v1::ScannerSeen* seen = many.mutable_scanner_seen();
+  seen->set_source("198.51.100.5");
+  seen->set_distinct_ports(12);
+  *seen->mutable_at() = ToWireTime(first);
+  v1::ScannerSeen::Aggregate* a = seen->mutable_aggregate();
+  a->set_sources(99999);
+  a->set_released(3);
+  a->set_packets(1200000);
+  for (const char* s : {"198.51.100.5", "198.51.100.6", "not-an-address", "2001:DB8::1"}) a->add_sample(s);
+  *a->mutable_first_seen() = ToWireTime(first);
+  *a->mutable_last_seen() = ToWireTime(first + absl::Seconds(3));
+  *a->mutable_period() = ToWireDuration(absl::Seconds(60));
+  for (const v1::AgentMessage* m : {&alone, &many, &many}) {
+    ASSERT_TRUE(agent.Send(*m));
+    ASSERT_TRUE(agent.ReceiptFor(m->id()).has_value());
+  }
+
+  const std::vector<AuditRecord> records = Records(*store_, "scanner.seen");
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].entry.who, "198.51.100.4");
+  EXPECT_EQ(records[0].entry.details.count("aggregate"), 0u);
+  const AuditEntry& e = records[1].entry;
+  EXPECT_EQ(e.who, "agent:b1");
+  EXPECT_EQ(e.where, "agent:b1");
+  EXPECT_EQ(e.origin, "agent:b1/s2");
+  EXPECT_EQ(e.details.at("aggregate"), "true");
+  EXPECT_EQ(e.details.at("sources"), "99999");
+  EXPECT_EQ(e.details.at("released"), "3");
+  EXPECT_EQ(e.details.at("packets"), "1200000");
+  EXPECT_EQ(e.details.at("sample"), "198.51.100.5,198.51.100.6,2001:db8::1");
+  EXPECT_EQ(e.details.at("period"), "1m");
+  EXPECT_EQ(e.details.at("distinct_ports"), "12");
 }
 
 }  // namespace

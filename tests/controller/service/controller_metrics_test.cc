@@ -93,10 +93,12 @@ class Agent {
   std::vector<v1::ControllerMessage> inbox_ ABSL_GUARDED_BY(mu_);
 };
 
-v1::AgentMessage Knock(const std::string& id, uint64_t sequence) {
+v1::AgentMessage Knock(const std::string& id, uint64_t sequence,
+                       const google::protobuf::RepeatedPtrField<v1::Knock>& knocks) {
   v1::AgentMessage m;
   m.set_id(id);
   m.mutable_knock_matched()->set_sequence_id(sequence);
+  *m.mutable_knock_matched()->mutable_knocks() = knocks;
   m.mutable_knock_matched()->set_source("203.0.113.9");
   return m;
 }
@@ -109,10 +111,12 @@ v1::Metric WireMetric(const std::string& name, double value, bool counter) {
   return m;
 }
 
-double Value(const v1::GetStatsResponse& stats, const std::string& name, const std::string& agent = "") {
+double Value(const v1::GetStatsResponse& stats, const std::string& name, const std::string& agent = "",
+             const std::string& label = "", const std::string& label_value = "") {
   for (const v1::Metric& m : stats.metrics()) {
     if (m.name() != name) continue;
     if (!agent.empty() && (m.labels().count("agent") == 0 || m.labels().at("agent") != agent)) continue;
+    if (!label.empty() && (m.labels().count(label) == 0 || m.labels().at(label) != label_value)) continue;
     return m.value();
   }
   return -1;
@@ -192,14 +196,17 @@ TEST_F(ControllerMetricsTest, KnockOutcomesScannersAndHeartbeatsAreCounted) {
   hello.mutable_hello()->set_version("0.1.0");
   ASSERT_TRUE(b1.Send(hello));
 
-  ASSERT_TRUE(b1.Send(Knock("k1", id)));
+  const auto& knocks = issued.sequences(0).knocks();
+  ASSERT_TRUE(b1.Send(Knock("k1", id, knocks)));
   ASSERT_EQ(b1.Verdict("k1").value_or(v1::KnockVerdict()).outcome(), v1::KNOCK_OUTCOME_OPENED);
-  ASSERT_TRUE(b1.Send(Knock("k2", id)));
+  ASSERT_TRUE(b1.Send(Knock("k2", id, knocks)));
   ASSERT_EQ(b1.Verdict("k2").value_or(v1::KnockVerdict()).outcome(), v1::KNOCK_OUTCOME_REPLAY);
-  ASSERT_TRUE(b1.Send(Knock("k1", id)));  // a resend after a reconnect: the first answer, not counted again
+  ASSERT_TRUE(b1.Send(Knock("k1", id, knocks)));  // a resend after a reconnect: the first answer, not counted again
   ASSERT_TRUE(b1.Answered("k1", 2));
-  ASSERT_TRUE(b1.Send(Knock("k3", 987654)));
+  ASSERT_TRUE(b1.Send(Knock("k3", 987654, knocks)));
   ASSERT_EQ(b1.Verdict("k3").value_or(v1::KnockVerdict()).outcome(), v1::KNOCK_OUTCOME_UNKNOWN);
+  ASSERT_TRUE(b1.Send(Knock("k4", id, {})));  // by id without the knocks
+  ASSERT_EQ(b1.Verdict("k4").value_or(v1::KnockVerdict()).outcome(), v1::KNOCK_OUTCOME_REFUSED);
   v1::AgentMessage scanner;
   scanner.set_id("s1");
   scanner.mutable_scanner_seen()->set_source("198.51.100.4");
@@ -236,7 +243,9 @@ TEST_F(ControllerMetricsTest, KnockOutcomesScannersAndHeartbeatsAreCounted) {
     stats = Stats();
     return Value(stats, "sesame_controller_agent_spool_depth", "b1") == 2;
   }));
-  EXPECT_EQ(Value(stats, "sesame_controller_knocks_reported_total"), 3);
+  EXPECT_EQ(Value(stats, "sesame_controller_knocks_reported_total"), 4);
+  EXPECT_EQ(Value(stats, "sesame_controller_knocks_refused_total", "", "reason", "knocks_differ"), 1);
+  EXPECT_EQ(Value(stats, "sesame_controller_knocks_refused_total", "", "reason", "other_bastion"), 0);
   EXPECT_EQ(Value(stats, "sesame_controller_consumptions_won_total"), 1);
   EXPECT_EQ(Value(stats, "sesame_controller_replays_total"), 1);
   EXPECT_EQ(Value(stats, "sesame_controller_unknown_sequences_total"), 1);

@@ -63,11 +63,8 @@ TEST(ConsumeConcurrencyTest, SameSequenceFromManyAgentsIsWonExactlyOnce) {
       for (int round = 0; round < kRounds; ++round) {
         ConsumeRequest r;
         // Half report by id, half by knocks: both paths race each other.
-        if (t % 2 == 0) {
-          r.sequence_id = static_cast<uint64_t>(round + 1);
-        } else {
-          r.knocks = SequenceKnocks(round);
-        }
+        if (t % 2 == 0) r.sequence_id = static_cast<uint64_t>(round + 1);
+        r.knocks = SequenceKnocks(round);
         r.agent = absl::StrCat("bastion", t);
         r.source = IpAddress::V4(0xc6336400u + static_cast<uint32_t>(t));  // 198.51.100.t
         r.request_id = absl::StrCat("round-", round);
@@ -197,6 +194,7 @@ TEST(ConsumeConcurrencyTest, ManySequencesAtOnceAllWonOnce) {
       for (int i = 0; i < kSequences; i += 3) {
         ConsumeRequest r;
         r.sequence_id = static_cast<uint64_t>((i + t * 25) % kSequences + 1);
+        r.knocks = SequenceKnocks((i + t * 25) % kSequences);
         r.agent = absl::StrCat("b", t);
         r.source = IpAddress::V4(0xc0000202u);
         r.order_grant = false;

@@ -205,6 +205,7 @@ TEST_F(SqliteStoreTest, ConsumeOutcomesAreAuditedWithGrant) {
 
   ConsumeRequest by_id;
   by_id.sequence_id = added[0].id;
+  by_id.knocks = K({7000, 8000, 9000});
   by_id.agent = "b2";
   by_id.source = Ip("2001:db8::1");
   absl::StatusOr<ConsumeResult> replay = store_->Consume(by_id);
@@ -266,10 +267,17 @@ TEST_F(SqliteStoreTest, ResentRequestGetsTheFirstAnswer) {
 
 TEST_F(SqliteStoreTest, ReserveSequencesAreValidOnTheirAgentOnly) {
   ASSERT_TRUE(store_->PutDoor(SshDoor(), {}).ok());
-  Add({K({7000, 8000, 9000})}, "b1");
-  ConsumeResult elsewhere = Consume(K({7000, 8000, 9000}), "b2");
-  EXPECT_EQ(elsewhere.outcome, ConsumeOutcome::kUnknown);
-  EXPECT_EQ(elsewhere.sequence_id, 0u);
+  std::vector<Sequence> reserve = Add({K({7000, 8000, 9000})}, "b1");
+  ConsumeResult elsewhere = Consume(K({7000, 8000, 9000}), "b2", "b2-1");
+  EXPECT_EQ(elsewhere.outcome, ConsumeOutcome::kRefused);
+  EXPECT_EQ(elsewhere.refused_reason, "other_bastion");
+  EXPECT_FALSE(elsewhere.grant.has_value());
+  EXPECT_TRUE(store_->GetSequence(reserve[0].id)->unused());
+  // Refused, the answer is kept like any other: a resend gets it again.
+  ConsumeResult resent = Consume(K({7000, 8000, 9000}), "b2", "b2-1");
+  EXPECT_EQ(resent.outcome, ConsumeOutcome::kRefused);
+  EXPECT_TRUE(resent.repeated);
+  ASSERT_THAT(*store_->ReadAudit(0, 10), SizeIs(1));
   ConsumeRequest offline;
   offline.knocks = K({7000, 8000, 9000});
   offline.agent = "b1";
@@ -571,6 +579,37 @@ TEST_F(SqliteStoreTest, MigratesAnOldDatabaseKeepingItsData) {
   ASSERT_TRUE(won.ok()) << won.status();
   EXPECT_EQ(won->outcome, ConsumeOutcome::kWon);
   EXPECT_EQ(won->audit_index, 1u);
+}
+
+TEST_F(SqliteStoreTest, VersionThreeKeepsTheConsumptionsAndAdmitsRefusals) {
+  state_dir_ = dir_.File("v2");
+  Reopen(/*schema_version=*/2);
+  ASSERT_TRUE(store_->PutDoor(SshDoor(), {}).ok());
+  Add({K({7000, 8000, 9000})});
+  Add({K({7001, 8001, 9001})}, "b2");
+  const ConsumeResult won = Consume(K({7000, 8000, 9000}), "b1", "m1");
+  ASSERT_EQ(won.outcome, ConsumeOutcome::kWon);
+  // Version 2 cannot keep a refused answer: the transaction fails whole.
+  ConsumeRequest foreign;
+  foreign.knocks = K({7001, 8001, 9001});
+  foreign.agent = "b1";
+  foreign.source = Ip("192.0.2.1");
+  foreign.request_id = "m2";
+  EXPECT_FALSE(store_->Consume(foreign).ok());
+  EXPECT_THAT(*store_->ReadAudit(0, 10), SizeIs(1));
+
+  Reopen();  // latest
+  const ConsumeResult again = Consume(K({7000, 8000, 9000}), "b1", "m1");
+  EXPECT_TRUE(again.repeated);
+  EXPECT_EQ(again.grant->id, won.grant->id);
+  absl::StatusOr<ConsumeResult> refused = store_->Consume(foreign);
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_EQ(refused->outcome, ConsumeOutcome::kRefused);
+  absl::StatusOr<ConsumeResult> resent = store_->Consume(foreign);
+  ASSERT_TRUE(resent.ok()) << resent.status();
+  EXPECT_EQ(resent->outcome, ConsumeOutcome::kRefused);
+  EXPECT_TRUE(resent->repeated);
+  EXPECT_THAT(*store_->ReadAudit(0, 10), SizeIs(2));
 }
 
 TEST_F(SqliteStoreTest, RefusesADatabaseFromTheFuture) {
