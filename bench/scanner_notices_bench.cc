@@ -12,10 +12,10 @@
 // is the worst case for records). The matcher's sketch of distinct ports is
 // keyed at random per run, and all sources send the same 9 ports: a run
 // where two of them share a bit would flag nobody, so the key is fixed
-// (hash_seed) to one under which the 9 ports fill 9 bits. Packet time runs at `rate` packets/s;
-// Tick (timeouts, ends of marks) and the notices' Take run every 100 ms of
-// packet time, and after the flood until every mark has ended (ScanBan
-// 300 s) and the last window is over.
+// (hash_seed) to one under which the 9 ports fill 9 bits. Packet time runs
+// at `rate` packets/s; Tick (timeouts, ends of marks) and the notices' Take
+// run every 100 ms of packet time, and after the flood until every mark has
+// ended (ScanBan 300 s) and the last window is over.
 //
 // Arguments: reporting window in seconds (0: every scanner a notice of its
 // own, what the agent did before), packets per second. Counters:
