@@ -361,7 +361,8 @@ TEST(ControllerConfigTest, PerAgentLimitsHaveSaneDefaultsAndAreChecked) {
   EXPECT_EQ(set->agent_limits.audit_window, absl::Minutes(5));
 
   const std::pair<const char*, const char*> bad[] = {
-      {"[limits]\nKnock_Reports_Per_Minute = 0\n", "c.conf:6: Knock_Reports_Per_Minute: \"0\": expected a whole number"},
+      {"[limits]\nKnock_Reports_Per_Minute = 0\n",
+       "c.conf:6: Knock_Reports_Per_Minute: \"0\": expected a whole number"},
       {"[limits]\nGrant_Burst = lots\n", "c.conf:6: Grant_Burst"},
       {"[limits]\nRefusal_Audit_Window = 2d\n", "c.conf:6:"},
       {"[limits]\nRefusal_Audit_Window = 25h\n", "c.conf:6: Refusal_Audit_Window: expected at most 24h"},

@@ -652,7 +652,9 @@ TEST_F(AgentServiceRateLimitTest, ExcessIsRefusedCountedAndRecordedOncePerWindow
   EXPECT_EQ(Outcome(b1, KnockReport("k2", s[1])), v1::KNOCK_OUTCOME_OPENED);
   EXPECT_EQ(Outcome(b1, KnockReport("k3", s[2])), v1::KNOCK_OUTCOME_REFUSED);  // a third grant
   EXPECT_EQ(Outcome(b1, KnockReport("k4", s[3])), v1::KNOCK_OUTCOME_REFUSED);  // a fourth report
-  for (int i = 5; i < 25; ++i) EXPECT_EQ(Outcome(b1, KnockReport(absl::StrCat("k", i), s[3])), v1::KNOCK_OUTCOME_REFUSED);
+  for (int i = 5; i < 25; ++i) {
+    EXPECT_EQ(Outcome(b1, KnockReport(absl::StrCat("k", i), s[3])), v1::KNOCK_OUTCOME_REFUSED);
+  }
   // Over the limit, a knock admitted offline is left unanswered: the agent
   // keeps it spooled and resends it at its next session.
   v1::AgentMessage offline = KnockReport("o1", reserve[0]);

@@ -46,7 +46,9 @@ ConsumeRequest Report() {
   r.request_id = "m1";
   r.agent_time = kNow - absl::Milliseconds(3);
   r.own_addresses = std::make_shared<const std::vector<OwnAddress>>(std::vector<OwnAddress>{
-      {Ip("192.0.2.10"), "the controller"}, {Ip("192.0.2.12"), "agent bastion2"}, {Ip("2001:db8::12"), "agent bastion2"}});
+      {Ip("192.0.2.10"), "the controller"},
+      {Ip("192.0.2.12"), "agent bastion2"},
+      {Ip("2001:db8::12"), "agent bastion2"}});
   return r;
 }
 
