@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "agent/capture/local_addresses.h"
+#include "common/local_addresses.h"
 #include "common/log.h"
 
 namespace sesame::daemon_internal {

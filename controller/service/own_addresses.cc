@@ -1,15 +1,13 @@
 // The fleet's own addresses (own_addresses.h).
 #include "controller/service/own_addresses.h"
 
-#include <ifaddrs.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
+#include "common/local_addresses.h"
 
 namespace sesame::controller {
 namespace {
@@ -86,21 +84,7 @@ std::vector<IpAddress> AddressLiterals(const std::vector<std::string>& hosts) {
 }
 
 std::vector<IpAddress> LocalAddresses(std::string_view listen) {
-  std::vector<IpAddress> out;
-  ifaddrs* list = nullptr;
-  if (getifaddrs(&list) == 0) {
-    for (const ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
-      if (i->ifa_addr == nullptr) continue;
-      if (i->ifa_addr->sa_family == AF_INET) {
-        const auto* in = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
-        AddUnique(out, IpAddress::V4(reinterpret_cast<const uint8_t*>(&in->sin_addr)), SIZE_MAX);
-      } else if (i->ifa_addr->sa_family == AF_INET6) {
-        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(i->ifa_addr);
-        AddUnique(out, IpAddress::V6(in6->sin6_addr.s6_addr), SIZE_MAX);
-      }
-    }
-    freeifaddrs(list);
-  }
+  std::vector<IpAddress> out = ListLocalAddresses().value_or(std::vector<IpAddress>{});
   const size_t colon = listen.rfind(':');
   if (colon != std::string_view::npos) {
     std::optional<IpAddress> a = Literal(listen.substr(0, colon));

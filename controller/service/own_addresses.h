@@ -58,7 +58,7 @@ std::optional<IpAddress> PeerAddress(std::string_view peer);
 // "[2001:db8::1]"); names are skipped.
 std::vector<IpAddress> AddressLiterals(const std::vector<std::string>& hosts);
 
-// This host's interface addresses (getifaddrs), and listen's host when it
+// This host's interface addresses (common/local_addresses.h), and listen's host when it
 // is an IP literal other than a wildcard. Empty when getifaddrs fails.
 std::vector<IpAddress> LocalAddresses(std::string_view listen);
 

@@ -452,7 +452,9 @@ TEST_F(AgentServiceTest, WrongCallersAndWrongStartsAreRefused) {
   }
   {
     TestAgent agent(*stub_, "agent/b1");
-    (void)agent.Send(KnockReport("k1", Sequence{.id = 1}));
+    Sequence sequence;
+    sequence.id = 1;
+    (void)agent.Send(KnockReport("k1", sequence));
     EXPECT_EQ(agent.AwaitEnd().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   }
   EXPECT_EQ(store_->GetAuditHead()->record_count, 0u);

@@ -1,4 +1,4 @@
-#include "agent/capture/local_addresses.h"
+#include "common/local_addresses.h"
 
 #include <ifaddrs.h>
 #include <netinet/in.h>
