@@ -1,8 +1,11 @@
 #include "controller/controller_config.h"
 
+#include <unistd.h>
+
 #include <set>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -74,6 +77,17 @@ class Parser {
       if (key == "listen") return Set(config_.listen, value);
       if (key == "statedir" || key == "state_dir") return Set(config_.state_dir, value);
       if (key == "heartbeat_interval") return Duration(value, config_.heartbeat_interval);
+      if (key == "name") {
+        if (!IsValidName(value)) return Error(absl::StrCat("Name: \"", value, "\": expected [A-Za-z0-9_.-]{1,64}"));
+        return Set(config_.name, value);
+      }
+      if (key == "store") {
+        const std::string kind = absl::AsciiStrToLower(value);
+        if (kind != "sqlite" && kind != "etcd") return Error(absl::StrCat("Store: \"", value, "\": expected sqlite or etcd"));
+        config_.store = kind == "etcd" ? StoreKind::kEtcd : StoreKind::kSqlite;
+        return absl::OkStatus();
+      }
+      if (absl::StartsWith(key, "etcd_")) return EtcdKey(key, value);
     } else if (section_ == "tls") {
       if (key == "ca_cert") return Set(config_.tls.ca_cert, value);
       if (key == "cert") return Set(config_.tls.cert, value);
@@ -100,6 +114,36 @@ class Parser {
       return DoorKey(key, value);
     }
     return Error(absl::StrCat("unknown key \"", key, "\" in [", section_, "]"));
+  }
+
+  absl::Status EtcdKey(const std::string& key, const std::string& value) {
+    EtcdSettings& etcd = config_.etcd;
+    etcd_line_ = line_;
+    if (key == "etcd_endpoints") {
+      etcd.endpoints.clear();
+      for (absl::string_view item : absl::StrSplit(value, ',')) {
+        const std::string endpoint(absl::StripAsciiWhitespace(item));
+        const size_t colon = endpoint.rfind(':');
+        int port = 0;
+        if (!absl::StartsWith(endpoint, "https://") || endpoint.size() <= 8 || colon <= 8 ||
+            !absl::SimpleAtoi(endpoint.substr(colon + 1), &port) || port < 1 || port > 65535) {
+          return Error(absl::StrCat("Etcd_Endpoints: \"", endpoint,
+                                    "\": expected https://HOST:PORT, comma-separated (etcd is spoken with TLS only)"));
+        }
+        etcd.endpoints.push_back(endpoint);
+      }
+      return absl::OkStatus();
+    }
+    if (key == "etcd_cacert" || key == "etcd_ca_cert") return Set(etcd.tls.ca_cert, value);
+    if (key == "etcd_cert") return Set(etcd.tls.cert, value);
+    if (key == "etcd_key") return Set(etcd.tls.key, value);
+    if (key == "etcd_prefix") {
+      if (value.front() != '/' || value.back() != '/' || value.find_first_of(" \t") != std::string::npos) {
+        return Error(absl::StrCat("Etcd_Prefix: \"", value, "\": expected a key prefix like /sesame/ (starting and ending with /)"));
+      }
+      return Set(etcd.prefix, value);
+    }
+    return Error(absl::StrCat("unknown key \"", key, "\" in [controller]"));
   }
 
   absl::Status DoorKey(const std::string& key, const std::string& value) {
@@ -191,6 +235,30 @@ class Parser {
       }
     }
     if (config_.audit_key.empty()) config_.audit_key = absl::StrCat(config_.state_dir, "/audit.key");
+    const EtcdSettings& etcd = config_.etcd;
+    const bool etcd_keys = !etcd.endpoints.empty() || !etcd.tls.ca_cert.empty() || !etcd.tls.cert.empty() ||
+                           !etcd.tls.key.empty();
+    if (config_.store == StoreKind::kSqlite && etcd_keys) {
+      return absl::InvalidArgumentError(absl::StrCat(file_, ":", etcd_line_,
+                                                     ": Etcd_* keys, but the store is SQLite; expected Store = etcd "
+                                                     "in [controller] to use them"));
+    }
+    if (config_.store == StoreKind::kEtcd) {
+      for (const auto& [name, missing] : {std::pair<const char*, bool>{"Etcd_Endpoints", etcd.endpoints.empty()},
+                                          {"Etcd_CaCert", etcd.tls.ca_cert.empty()},
+                                          {"Etcd_Cert", etcd.tls.cert.empty()},
+                                          {"Etcd_Key", etcd.tls.key.empty()}}) {
+        if (missing) {
+          return absl::InvalidArgumentError(absl::StrCat(file_, ": [controller] Store = etcd needs ", name,
+                                                         " (etcd is spoken with mutual TLS only)"));
+        }
+      }
+    }
+    if (config_.name.empty()) {
+      char host[256] = {};
+      if (gethostname(host, sizeof(host) - 1) == 0 && IsValidName(host)) config_.name = host;
+      if (config_.name.empty()) config_.name = "controller";
+    }
     return config_;
   }
 
@@ -236,6 +304,7 @@ class Parser {
   ControllerConfig config_;
   Door door_;
   int door_line_ = 0;
+  int etcd_line_ = 0;  // the last Etcd_* key
   bool in_door_ = false;
 };
 

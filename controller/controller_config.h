@@ -2,7 +2,9 @@
 // agent's syntax, "[section]" headers, "KEY = VALUE" lines, '#' comments on
 // their own line, keys case-insensitive.
 //
-//   [controller]  Listen, StateDir, Heartbeat_Interval
+//   [controller]  Listen, StateDir, Heartbeat_Interval, Name, Store
+//                 (sqlite or etcd), Etcd_Endpoints, Etcd_CaCert, Etcd_Cert,
+//                 Etcd_Key, Etcd_Prefix
 //   [tls]         CA_Cert, Cert, Key, CRL_Directory
 //   [audit]       Signing_Key, Checkpoint_Interval
 //   [metrics]     File, Interval
@@ -30,8 +32,23 @@
 
 namespace sesame::controller {
 
+// Where the controller keeps its state: SQLite in StateDir (one
+// controller), or etcd (any number of controllers sharing one state).
+enum class StoreKind { kSqlite, kEtcd };
+
+struct EtcdSettings {
+  std::vector<std::string> endpoints;  // https://HOST:PORT
+  TlsFiles tls;                        // etcd's own CA, our client certificate and key
+  std::string prefix = "/sesame/";
+};
+
 struct ControllerConfig {
   std::string path;
+  // This controller among others (audit records, the leader key, logs);
+  // default: the host name.
+  std::string name;
+  StoreKind store = StoreKind::kSqlite;
+  EtcdSettings etcd;
   std::string listen = "[::]:7443";
   std::string state_dir = "/var/lib/sesame-controller";
   absl::Duration heartbeat_interval = absl::Seconds(10);

@@ -7,8 +7,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/log.h"
 #include "common/prometheus_text.h"
 #include "common/status_macros.h"
@@ -19,6 +21,8 @@
 #include "controller/service/fleet_hub.h"
 #include "controller/service/own_addresses.h"
 #include "controller/service/work_queue.h"
+#include "controller/store/etcd/etcd_leader.h"
+#include "controller/store/etcd/etcd_store.h"
 #include "controller/store/sqlite/sqlite_store.h"
 
 namespace sesame::controller {
@@ -45,20 +49,11 @@ ControllerDaemon::~ControllerDaemon() { Shutdown(); }
 absl::StatusOr<std::unique_ptr<ControllerDaemon>> ControllerDaemon::Start(const ControllerConfig& config,
                                                                           const Clock& clock) {
   std::unique_ptr<ControllerDaemon> d(new ControllerDaemon(config, clock));
-  SqliteStoreOptions store_options;
-  store_options.state_dir = config.state_dir;
-  store_options.clock = &clock;
-  ASSIGN_OR_RETURN(d->store_, SqliteStore::Open(store_options));
-  struct stat db {};
-  if (stat(d->store_->path().c_str(), &db) != 0) {
-    return absl::InternalError(absl::StrCat("cannot stat ", d->store_->path(), ": ", std::strerror(errno)));
-  }
-  d->db_device_ = db.st_dev;
-  d->db_inode_ = db.st_ino;
-  SqliteStore* store = d->store_.get();
-  d->metrics_ = std::make_unique<ControllerMetrics>([store] { return store->commit_stats(); });
+  RETURN_IF_ERROR(d->OpenStore());
   RETURN_IF_ERROR(d->SyncDoors(config));
-  RETURN_IF_ERROR(d->CloseStaleSessions());
+  // Other controllers' agents are alive on a shared store: the leader
+  // sweeps the silent ones instead.
+  if (d->sqlite_ != nullptr) RETURN_IF_ERROR(d->CloseStaleSessions());
   ASSIGN_OR_RETURN(AuditSigningKey key, AuditSigningKey::LoadOrCreate(config.audit_key));
   d->audit_ = std::make_unique<AuditLog>(*d->store_, std::move(key), clock, config.checkpoint_interval);
   ASSIGN_OR_RETURN(d->hub_, FleetHub::Create(*d->store_, clock));
@@ -97,6 +92,60 @@ absl::StatusOr<std::unique_ptr<ControllerDaemon>> ControllerDaemon::Start(const 
                        config.state_dir));
   d->Tick();
   return d;
+}
+
+absl::Status ControllerDaemon::OpenStore() {
+  if (config_.store == StoreKind::kEtcd) {
+    EtcdStoreOptions options;
+    options.client.endpoints = config_.etcd.endpoints;
+    options.client.tls = config_.etcd.tls;
+    options.prefix = config_.etcd.prefix;
+    options.controller = config_.name;
+    options.clock = &clock_;
+    ASSIGN_OR_RETURN(std::unique_ptr<EtcdStore> store, EtcdStore::Open(options));
+    etcd_ = store.get();
+    store_ = std::move(store);
+    leader_ = std::make_unique<EtcdLeader>(etcd_->client(), etcd_->keys().leader(), config_.name);
+    EtcdStore* etcd = etcd_;
+    metrics_ = std::make_unique<ControllerMetrics>([etcd] { return etcd->commit_stats(); });
+    LogInfo(absl::StrCat("store: etcd at ", absl::StrJoin(config_.etcd.endpoints, ", "), " under ",
+                         config_.etcd.prefix, ", as controller ", config_.name));
+    return absl::OkStatus();
+  }
+  SqliteStoreOptions options;
+  options.state_dir = config_.state_dir;
+  options.clock = &clock_;
+  ASSIGN_OR_RETURN(std::unique_ptr<SqliteStore> store, SqliteStore::Open(options));
+  struct stat db {};
+  if (stat(store->path().c_str(), &db) != 0) {
+    return absl::InternalError(absl::StrCat("cannot stat ", store->path(), ": ", std::strerror(errno)));
+  }
+  db_device_ = db.st_dev;
+  db_inode_ = db.st_ino;
+  sqlite_ = store.get();
+  store_ = std::move(store);
+  SqliteStore* sqlite = sqlite_;
+  metrics_ = std::make_unique<ControllerMetrics>([sqlite] { return sqlite->commit_stats(); });
+  return absl::OkStatus();
+}
+
+bool ControllerDaemon::Leading() { return leader_ == nullptr || leader_->leading(); }
+
+void ControllerDaemon::SweepSilentAgents() {
+  absl::StatusOr<std::vector<AgentRecord>> agents = store_->ListAgents();
+  if (!agents.ok()) return;
+  const absl::Time now = clock_.Now();
+  for (AgentRecord& agent : *agents) {
+    if (!agent.connected || now - agent.last_heartbeat < 3 * config_.heartbeat_interval) continue;
+    agent.connected = false;
+    agent.disconnected_at = now;
+    AuditEntry audit = ControllerAudit(now, "agent.disconnected");
+    audit.who = absl::StrCat("agent:", agent.name);
+    audit.where = audit.who;
+    audit.details["reason"] = "no heartbeat for three intervals (its controller stopped)";
+    absl::Status s = store_->PutAgent(agent, {std::move(audit)});
+    if (!s.ok()) LogWarning(absl::StrCat("cannot mark agent ", agent.name, " disconnected: ", s.message()));
+  }
 }
 
 // A controller that was killed could not record its agents' disconnects:
@@ -152,6 +201,18 @@ void ControllerDaemon::Tick() {
   if (store_ == nullptr) return;
   const absl::Time now = clock_.Now();
   UpdateHealth();
+  if (!Leading()) {
+    if (agent_service_ != nullptr) agent_service_->FlushRefusalWindows();
+    if (!config_.metrics_file.empty() && now - last_metrics_ >= config_.metrics_interval) {
+      WriteMetrics();
+      last_metrics_ = now;
+    }
+    return;
+  }
+  // The leader's writes below fail once another controller holds the lease.
+  std::optional<EtcdStore::FencedScope> fence;
+  if (leader_ != nullptr) fence.emplace(leader_->revision());
+  if (etcd_ != nullptr) SweepSilentAgents();
   if (now - last_checkpoint_ >= config_.checkpoint_interval) {
     absl::StatusOr<AuditCheckpoint> c = audit_->Checkpoint();
     if (c.ok()) {
@@ -185,10 +246,12 @@ absl::Status ControllerDaemon::CheckStore() {
   if (absl::StatusOr<uint64_t> r = store_->CurrentRevision(); !r.ok()) {
     return absl::UnavailableError(absl::StrCat("the store does not answer: ", r.status().message()));
   }
+  if (etcd_ != nullptr) return absl::OkStatus();  // a quorum answered the read above
+  SqliteStore* store = sqlite_;
   struct stat db {};
-  if (stat(store_->path().c_str(), &db) != 0 || db.st_dev != db_device_ || db.st_ino != db_inode_) {
+  if (stat(store->path().c_str(), &db) != 0 || db.st_dev != db_device_ || db.st_ino != db_inode_) {
     return absl::UnavailableError(
-        absl::StrCat("the database file ", store_->path(), " was removed or replaced since the start"));
+        absl::StrCat("the database file ", store->path(), " was removed or replaced since the start"));
   }
   struct statvfs fs {};
   if (statvfs(config_.state_dir.c_str(), &fs) != 0) {
@@ -239,10 +302,17 @@ void ControllerDaemon::Shutdown() {
   hub_.reset();
   if (audit_ != nullptr && store_ != nullptr) {
     (void)store_->AppendAudit({ControllerAudit(clock_.Now(), "controller.stopped")});
-    (void)audit_->Checkpoint();
+    if (Leading()) {
+      std::optional<EtcdStore::FencedScope> fence;
+      if (leader_ != nullptr) fence.emplace(leader_->revision());
+      (void)audit_->Checkpoint();
+    }
   }
   audit_.reset();
+  leader_.reset();  // gives the lease up: another controller leads at once
   store_.reset();
+  sqlite_ = nullptr;
+  etcd_ = nullptr;
 }
 
 }  // namespace sesame::controller

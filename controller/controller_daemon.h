@@ -4,11 +4,18 @@
 // the health status and the Prometheus text file.
 //
 // Health: SERVING only while the store is usable, which Tick checks each
-// time: the store answers a read, its database file is still the one it
-// opened (deleted or replaced under it, commits would land in a file that
-// is gone at the next start), and the state directory's filesystem is
-// writable with at least kMinFreeBytes free. NOT_SERVING is logged with the
+// time: the store answers a read; on SQLite, its database file is still the
+// one it opened (deleted or replaced under it, commits would land in a file
+// that is gone at the next start), and the state directory's filesystem is
+// writable with at least kMinFreeBytes free; on etcd, a linearizable read
+// answers (an etcd quorum is reachable). NOT_SERVING is logged with the
 // reason once, and so is the recovery.
+//
+// With Store = etcd, several controllers share one state; the singleton
+// work of Tick (closing expired grants, signing checkpoints, closing the
+// sessions of agents whose controller died) runs on the one holding the
+// leader lease (etcd_leader.h), fenced so that a controller that lost it
+// changes nothing more.
 //
 // Metrics (controller_metrics.h): one ControllerMetrics shared by
 // AgentService (counts), AdminService (GetStats, GetAgent) and the file
@@ -39,9 +46,12 @@ namespace sesame::controller {
 class AdminServiceImpl;
 class AgentServiceImpl;
 class AuditLog;
+class EtcdLeader;
+class EtcdStore;
 class ControllerMetrics;
 class FleetHub;
 class SqliteStore;
+class Store;
 class WorkQueue;
 
 class ControllerDaemon {
@@ -67,7 +77,13 @@ class ControllerDaemon {
 
  private:
   ControllerDaemon(const ControllerConfig& config, const Clock& clock);
+  absl::Status OpenStore();
   absl::Status CloseStaleSessions();
+  // With etcd: agents marked connected whose heartbeats stopped (their
+  // controller died) are marked disconnected.
+  void SweepSilentAgents();
+  // Whether this controller does the singleton work now.
+  bool Leading();
   absl::Status SyncDoors(const ControllerConfig& config);
   void ExpireGrants();
   void WriteMetrics();
@@ -75,7 +91,10 @@ class ControllerDaemon {
 
   ControllerConfig config_;
   const Clock& clock_;
-  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<Store> store_;
+  SqliteStore* sqlite_ = nullptr;  // the store, when it is SQLite
+  EtcdStore* etcd_ = nullptr;      // the store, when it is etcd
+  std::unique_ptr<EtcdLeader> leader_;
   dev_t db_device_ = 0;  // the database file as opened
   ino_t db_inode_ = 0;
   std::unique_ptr<ControllerMetrics> metrics_;

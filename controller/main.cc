@@ -2,6 +2,7 @@
 //
 //   sesame-controller --config /etc/sesame/controller.conf
 //   sesame-controller --check-config /etc/sesame/controller.conf
+//   sesame-controller --config CONF migrate --from sqlite:/var/lib/sesame-controller --to etcd
 //
 // Signals are taken synchronously (sigtimedwait on the main thread, every
 // other thread has them blocked), which also paces the periodic work.
@@ -15,6 +16,7 @@
 #include "common/log.h"
 #include "controller/controller_config.h"
 #include "controller/controller_daemon.h"
+#include "controller/migrate.h"
 #include "controller/service/tls_credentials.h"
 
 namespace {
@@ -32,7 +34,35 @@ int CheckConfig(const std::string& path) {
     std::fprintf(stderr, "%s: [tls]: %s\n", path.c_str(), std::string(tls.message()).c_str());
     return 1;
   }
+  if (config->store == sesame::controller::StoreKind::kEtcd) {
+    // etcd's CA, our client certificate and its key, read and matched
+    // (the cluster itself is not contacted).
+    absl::Status etcd = sesame::controller::MakeClientCredentials(config->etcd.tls).status();
+    if (!etcd.ok()) {
+      std::fprintf(stderr, "%s: [controller] Etcd_*: %s\n", path.c_str(), std::string(etcd.message()).c_str());
+      return 1;
+    }
+    std::printf("%s: OK (%zu doors, store etcd at %zu endpoints under %s, controller %s)\n", path.c_str(),
+                config->doors.size(), config->etcd.endpoints.size(), config->etcd.prefix.c_str(),
+                config->name.c_str());
+    return 0;
+  }
   std::printf("%s: OK (%zu doors)\n", path.c_str(), config->doors.size());
+  return 0;
+}
+
+int Migrate(const std::string& config_path, const std::string& from, const std::string& to) {
+  absl::StatusOr<sesame::controller::ControllerConfig> config = sesame::controller::LoadControllerConfig(config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());
+    return 1;
+  }
+  absl::StatusOr<std::string> done = sesame::controller::Migrate(from, to, *config);
+  if (!done.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(done.status().message()).c_str());
+    return 1;
+  }
+  std::printf("%s\n", done->c_str());
   return 0;
 }
 
@@ -45,8 +75,13 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_path, "configuration file");
   app.add_option("--check-config", check_path, "check a configuration file and exit");
   app.set_version_flag("-V,--version", kVersion);
+  CLI::App* migrate = app.add_subcommand("migrate", "copy a stopped controller's SQLite store into etcd");
+  std::string migrate_from, migrate_to;
+  migrate->add_option("--from", migrate_from, "sqlite:PATH (the state directory or its controller.db)")->required();
+  migrate->add_option("--to", migrate_to, "etcd (as the configuration's Etcd_* keys say)")->required();
   CLI11_PARSE(app, argc, argv);
   if (!check_path.empty()) return CheckConfig(check_path);
+  if (migrate->parsed()) return Migrate(config_path, migrate_from, migrate_to);
 
   sesame::LogOptions log_options;
   log_options.ident = "sesame-controller";

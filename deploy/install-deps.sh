@@ -11,6 +11,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # run and test: real firewalls, real capture, the real knockd to compare with
   iproute2 nftables iptables ufw tcpd knockd tcpdump tcpreplay openssl
+  # the high-availability store: real etcd members in the tests and the demo
+  etcd-server etcd-client
   # rollout: the roles are linted and run locally in the tests
   ansible ansible-lint
   procps psmisc python3

@@ -31,9 +31,14 @@ class BatchTransaction {
   virtual absl::Status Begin() = 0;
   virtual absl::Status BeginOperation() = 0;
   // ok: keep the operation's changes; otherwise undo them (and only them).
-  // An error here dooms the whole batch.
+  // ResourceExhausted: the operation was undone because it does not fit in
+  // this transaction (a database with a bound on a transaction's size); it
+  // and the operations after it wait for the next batch, or, first in its
+  // batch, fail with that error. Any other error dooms the whole batch.
   virtual absl::Status EndOperation(bool ok) = 0;
-  // Makes the batch durable.
+  // Makes the batch durable. Aborted: another writer committed first and
+  // nothing of this batch was kept; the batch is rolled back and all of its
+  // operations run again (optimistic concurrency between processes).
   virtual absl::Status Commit() = 0;
   // Undoes the whole batch after a failure.
   virtual void Rollback() = 0;
@@ -69,7 +74,11 @@ class GroupCommitter {
  private:
   struct Pending;
   void WriterLoop();
-  void RunBatch(std::deque<Pending*>& batch);
+  // Runs and commits batch; the operations that did not fit are moved to
+  // deferred.
+  void RunBatch(std::deque<Pending*>& batch, std::deque<Pending*>& deferred);
+  // One attempt; Aborted when it must be run again.
+  absl::Status TryBatch(std::deque<Pending*>& batch, std::deque<Pending*>& deferred);
 
   BatchTransaction& transaction_;
   const size_t max_batch_;

@@ -12,4 +12,20 @@ const char* ConsumeOutcomeName(ConsumeOutcome outcome) {
   return "?";
 }
 
+GrantRecord OpenedGrant(const NewGrant& g, uint64_t id, uint64_t revision, absl::Time now) {
+  GrantRecord out;
+  out.id = id;
+  out.door = g.door;
+  out.address = g.address;
+  out.ports = g.ports;
+  out.agent = g.fleet_wide ? std::string() : g.agent;
+  out.fleet_wide = g.fleet_wide;
+  out.opened_at = TruncateToMicros(now);
+  out.expires_at = TruncateToMicros(g.expires_at);
+  out.sequence_id = g.sequence_id;
+  out.opened_by = g.opened_by;
+  out.revision = revision;
+  return out;
+}
+
 }  // namespace sesame::controller

@@ -104,6 +104,10 @@ struct ConsumeResult {
 //            reason and why (refused), reserve_of (another bastion's
 //            reserve sequence).
 
+// The grant g opens as every store records it: with id and revision, open
+// from now, times truncated to microseconds.
+GrantRecord OpenedGrant(const NewGrant& g, uint64_t id, uint64_t revision, absl::Time now);
+
 // One change agents must learn about, as committed.
 struct StoreChange {
   enum class Kind { kSequenceAdded, kSequenceBurnt, kGrantOpened, kGrantClosed, kDoorChanged };
@@ -137,8 +141,10 @@ class Store {
 
   // Set once, before the first write; nullptr: nobody listens.
   virtual void SetChangeListener(ChangeListener* listener) = 0;
-  // A consistent view for a listener to start from: changes it receives
-  // afterwards have revisions above state.revision.
+  // A consistent view for a listener to start from: every change not in it
+  // reaches the listener afterwards with a revision above state.revision.
+  // A change already in it may reach the listener too (etcd: applied, not
+  // yet handed over), at or below state.revision: the listener skips those.
   virtual absl::StatusOr<FleetState> LoadFleetState() = 0;
 
   // --- Revision ---

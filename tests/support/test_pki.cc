@@ -23,8 +23,8 @@ std::string Extensions(const TestLeaf& leaf) {
   for (const std::string& d : leaf.dns) sans.push_back("DNS:" + d);
   for (const std::string& a : leaf.ip) sans.push_back("IP:" + a);
   if (!leaf.role.empty()) sans.push_back(absl::StrCat("URI:spiffe://sesame/", leaf.role, "/", leaf.name));
-  std::string ext = absl::StrCat("basicConstraints=CA:FALSE\nextendedKeyUsage=",
-                                 leaf.role == "controller" ? "serverAuth" : "clientAuth", "\n");
+  const std::string eku = !leaf.eku.empty() ? leaf.eku : leaf.role == "controller" ? "serverAuth" : "clientAuth";
+  std::string ext = absl::StrCat("basicConstraints=CA:FALSE\nextendedKeyUsage=", eku, "\n");
   if (!sans.empty()) absl::StrAppend(&ext, "subjectAltName=", absl::StrJoin(sans, ","), "\n");
   return ext;
 }

@@ -26,6 +26,9 @@ struct TestLeaf {
   // means ROLE (none when ROLE is empty too). Only the SAN grants an identity.
   std::string cn, ou;
   std::string ca = "ca";             // the CA in DIR that signs it: DIR/CA.{crt,key}
+  // extendedKeyUsage; empty: serverAuth for a controller, clientAuth else
+  // (an etcd member, server and peer client at once: "serverAuth,clientAuth").
+  std::string eku;
 };
 
 // A self-signed CA in DIR/NAME.crt and DIR/NAME.key.

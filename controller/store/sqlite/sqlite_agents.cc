@@ -7,6 +7,7 @@
 #include "controller/store/sqlite/internal/sqlite_rows.h"
 #include "controller/store/sqlite/internal/sqlite_writer.h"
 #include "controller/store/sqlite/sqlite_store.h"
+#include "controller/store/store_checks.h"
 
 namespace sesame::controller {
 
@@ -15,12 +16,7 @@ using internal::BindTimeOrNull;
 using internal::kAgentColumns;
 
 absl::Status SqliteStore::PutAgent(const AgentRecord& a, std::vector<AuditEntry> audit) {
-  if (!IsValidName(a.name)) return absl::InvalidArgumentError(absl::StrCat("bad agent name \"", a.name, "\""));
-  for (const std::string& host : a.advertise_hosts) {
-    if (host.empty() || host.find('\n') != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("agent ", a.name, ": bad advertised host"));
-    }
-  }
+  RETURN_IF_ERROR(ValidateAgentRecord(a));
   return Write([&](Writer& w) -> absl::Status {
     ASSIGN_OR_RETURN(SqliteStatement s, w.db().Prepare(absl::StrCat("INSERT OR REPLACE INTO agents (", kAgentColumns,
                                                                     ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")));

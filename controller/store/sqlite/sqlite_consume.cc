@@ -12,14 +12,9 @@
 #include "controller/store/sqlite/internal/sqlite_rows.h"
 #include "controller/store/sqlite/internal/sqlite_writer.h"
 #include "controller/store/sqlite/sqlite_store.h"
+#include "controller/store/store_checks.h"
 
 namespace sesame::controller {
-namespace {
-
-constexpr size_t kMaxRequestIdSize = 128;
-
-}  // namespace
-
 using internal::ConsumeOutcomeFromText;
 using internal::FindDoor;
 using internal::FindGrant;
@@ -27,14 +22,9 @@ using internal::FindSequence;
 using internal::FindSequenceByKnocks;
 using internal::InsertGrant;
 using internal::Micros;
-using internal::ValidateKnocks;
 
 absl::StatusOr<ConsumeResult> SqliteStore::Consume(const ConsumeRequest& request) {
-  if (!IsValidName(request.agent)) return absl::InvalidArgumentError("consume: bad agent name");
-  if (request.sequence_id == 0) RETURN_IF_ERROR(ValidateKnocks(request.knocks));
-  if (request.request_id.size() > kMaxRequestIdSize) {
-    return absl::InvalidArgumentError(absl::StrCat("consume: request id longer than ", kMaxRequestIdSize, " bytes"));
-  }
+  RETURN_IF_ERROR(ValidateConsumeRequest(request));
   ConsumeResult result;
   RETURN_IF_ERROR(Write([&](Writer& w) { return ConsumeInTransaction(w, request, result); }));
   return result;

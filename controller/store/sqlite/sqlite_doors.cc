@@ -8,6 +8,7 @@
 #include "controller/store/sqlite/internal/sqlite_rows.h"
 #include "controller/store/sqlite/internal/sqlite_writer.h"
 #include "controller/store/sqlite/sqlite_store.h"
+#include "controller/store/store_checks.h"
 
 namespace sesame::controller {
 
@@ -18,12 +19,7 @@ using internal::PortsToText;
 using internal::ProtocolsToText;
 
 absl::StatusOr<Door> SqliteStore::PutDoor(const Door& door, std::vector<AuditEntry> audit) {
-  if (!IsValidName(door.name)) {
-    return absl::InvalidArgumentError(absl::StrCat("door name \"", door.name, "\": expected [A-Za-z0-9_.-]{1,64}"));
-  }
-  if (absl::Status s = ValidateDoorPolicy(door.policy); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("door ", door.name, ": ", s.message()));
-  }
+  RETURN_IF_ERROR(ValidateDoorToPut(door));
   Door out = door;
   RETURN_IF_ERROR(Write([&](Writer& w) -> absl::Status {
     out.revision = w.NextRevision();

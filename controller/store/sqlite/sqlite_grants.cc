@@ -10,21 +10,9 @@
 #include "controller/store/sqlite/internal/sqlite_rows.h"
 #include "controller/store/sqlite/internal/sqlite_writer.h"
 #include "controller/store/sqlite/sqlite_store.h"
+#include "controller/store/store_checks.h"
 
 namespace sesame::controller {
-namespace {
-
-absl::Status ValidateNewGrant(const NewGrant& g) {
-  if (!IsValidName(g.door)) return absl::InvalidArgumentError(absl::StrCat("bad door name \"", g.door, "\""));
-  if (!g.fleet_wide && !IsValidName(g.agent)) {
-    return absl::InvalidArgumentError("a grant needs an agent unless it is fleet-wide");
-  }
-  if (g.ports.empty()) return absl::InvalidArgumentError("a grant opens at least one port");
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 using internal::FindDoor;
 using internal::FindGrant;
 using internal::GrantFromRow;
@@ -107,10 +95,7 @@ absl::StatusOr<GrantRecord> SqliteStore::CloseGrant(uint64_t id, GrantState stat
 
 absl::Status SqliteStore::SetGrantAgentState(uint64_t id, const GrantAgentStatus& status,
                                              std::vector<AuditEntry> audit) {
-  if (!IsValidName(status.agent)) return absl::InvalidArgumentError("grant report: bad agent name");
-  if (status.state == GrantAgentState::kPending) {
-    return absl::InvalidArgumentError("grant report: pending is the absence of a report");
-  }
+  RETURN_IF_ERROR(ValidateGrantAgentStatus(status));
   return Write([&](Writer& w) -> absl::Status {
     {
       ASSIGN_OR_RETURN(SqliteStatement s, w.db().Prepare("SELECT 1 FROM grants WHERE id = ?"));

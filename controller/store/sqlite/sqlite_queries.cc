@@ -110,28 +110,7 @@ absl::StatusOr<GrantRecord> InsertGrant(SqliteDb& db, uint64_t revision, const N
             int64_t{g.fleet_wide ? 1 : 0}, Micros(now), Micros(TruncateToMicros(g.expires_at)),
             static_cast<int64_t>(g.sequence_id), g.opened_by, static_cast<int64_t>(revision));
   RETURN_IF_ERROR(s.Run());
-  GrantRecord out;
-  out.id = static_cast<uint64_t>(db.LastInsertRowId());
-  out.door = g.door;
-  out.address = g.address;
-  out.ports = g.ports;
-  out.agent = g.fleet_wide ? std::string() : g.agent;
-  out.fleet_wide = g.fleet_wide;
-  out.opened_at = now;
-  out.expires_at = TruncateToMicros(g.expires_at);
-  out.sequence_id = g.sequence_id;
-  out.opened_by = g.opened_by;
-  out.revision = revision;
-  return out;
-}
-
-absl::Status ValidateKnocks(const std::vector<Knock>& knocks) {
-  if (knocks.empty()) return absl::InvalidArgumentError("a sequence needs at least one knock");
-  if (knocks.size() > 32) return absl::InvalidArgumentError("a sequence has at most 32 knocks");
-  for (const Knock& k : knocks) {
-    if (k.port == 0) return absl::InvalidArgumentError("knock on port 0: expected 1..65535");
-  }
-  return absl::OkStatus();
+  return OpenedGrant(g, static_cast<uint64_t>(db.LastInsertRowId()), revision, now);
 }
 
 }  // namespace sesame::controller::internal

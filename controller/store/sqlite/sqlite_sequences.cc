@@ -12,6 +12,7 @@
 #include "controller/store/sqlite/internal/sqlite_rows.h"
 #include "controller/store/sqlite/internal/sqlite_writer.h"
 #include "controller/store/sqlite/sqlite_store.h"
+#include "controller/store/store_checks.h"
 
 namespace sesame::controller {
 
@@ -21,20 +22,10 @@ using internal::kEffectiveState;
 using internal::Micros;
 using internal::SequenceColumns;
 using internal::SequenceFromRow;
-using internal::ValidateKnocks;
 
 absl::StatusOr<std::vector<Sequence>> SqliteStore::AddSequences(const std::vector<NewSequence>& sequences,
                                                                 std::vector<AuditEntry> audit) {
-  for (size_t i = 0; i < sequences.size(); ++i) {
-    const NewSequence& n = sequences[i];
-    if (!IsValidName(n.door)) return absl::InvalidArgumentError(absl::StrCat("sequence ", i, ": bad door name"));
-    if (!n.reserve_agent.empty() && !IsValidName(n.reserve_agent)) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, ": bad reserve agent name"));
-    }
-    if (absl::Status s = ValidateKnocks(n.knocks); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, ": ", s.message()));
-    }
-  }
+  RETURN_IF_ERROR(ValidateNewSequences(sequences));
   std::vector<Sequence> out;
   const absl::Time now = TruncateToMicros(clock_.Now());
   RETURN_IF_ERROR(Write([&](Writer& w) -> absl::Status {

@@ -11,7 +11,8 @@
 namespace sesame::controller {
 namespace {
 
-// Records the transaction calls; can be told to fail a commit.
+// Records the transaction calls; can be told to fail a commit, to lose
+// commits to another writer (Aborted), or to hold few operations.
 class FakeTransaction final : public BatchTransaction {
  public:
   absl::Status Begin() override {
@@ -28,6 +29,10 @@ class FakeTransaction final : public BatchTransaction {
   absl::Status EndOperation(bool ok) override {
     absl::MutexLock lock(&mu_);
     if (!ok) ++undone_;
+    if (in_batch_ > capacity_) {
+      --in_batch_;
+      return absl::ResourceExhaustedError("full");
+    }
     return absl::OkStatus();
   }
   absl::Status Commit() override {
@@ -35,6 +40,10 @@ class FakeTransaction final : public BatchTransaction {
     if (fail_next_commit_) {
       fail_next_commit_ = false;
       return absl::UnavailableError("disk full");
+    }
+    if (aborts_left_ > 0) {
+      --aborts_left_;
+      return absl::AbortedError("another writer committed first");
     }
     ++commits_;
     committed_ops_ += in_batch_;
@@ -53,6 +62,8 @@ class FakeTransaction final : public BatchTransaction {
   int committed_ops_ ABSL_GUARDED_BY(mu_) = 0;
   int rollbacks_ ABSL_GUARDED_BY(mu_) = 0;
   bool fail_next_commit_ ABSL_GUARDED_BY(mu_) = false;
+  int aborts_left_ ABSL_GUARDED_BY(mu_) = 0;
+  int capacity_ ABSL_GUARDED_BY(mu_) = 1 << 30;  // operations one transaction holds
 };
 
 TEST(GroupCommitTest, EveryCallerIsAnsweredAfterItsBatchCommitted) {
@@ -148,6 +159,59 @@ TEST(GroupCommitTest, AFailedCommitFailsTheBatchAndTheNextOneWorks) {
   absl::MutexLock lock(&txn.mu_);
   EXPECT_EQ(txn.rollbacks_, 1);
   EXPECT_EQ(txn.commits_, 1);
+}
+
+TEST(GroupCommitTest, ABatchThatLostToAnotherWriterRunsAgain) {
+  FakeTransaction txn;
+  GroupCommitter committer(txn, 16);
+  {
+    absl::MutexLock lock(&txn.mu_);
+    txn.aborts_left_ = 2;
+  }
+  int runs = 0;
+  EXPECT_TRUE(committer.Run([&] {
+    ++runs;
+    return absl::OkStatus();
+  }).ok());
+  EXPECT_EQ(runs, 3);  // decided again against the newer state each time
+  absl::MutexLock lock(&txn.mu_);
+  EXPECT_EQ(txn.rollbacks_, 2);
+  EXPECT_EQ(txn.commits_, 1);
+}
+
+TEST(GroupCommitTest, OperationsThatDoNotFitWaitForTheNextBatch) {
+  FakeTransaction txn;
+  {
+    absl::MutexLock lock(&txn.mu_);
+    txn.capacity_ = 2;
+  }
+  absl::Notification release;
+  absl::Notification blocked;
+  GroupCommitter committer(txn, 16);
+  // Hold the writer so that five operations queue up behind it.
+  std::thread holder([&] {
+    EXPECT_TRUE(committer.Run([&] {
+      blocked.Notify();
+      release.WaitForNotification();
+      return absl::OkStatus();
+    }).ok());
+  });
+  blocked.WaitForNotification();
+  std::atomic<int> ok{0};
+  std::vector<std::thread> callers;
+  for (int i = 0; i < 5; ++i) {
+    callers.emplace_back([&] {
+      if (committer.Run([] { return absl::OkStatus(); }).ok()) ++ok;
+    });
+  }
+  while (committer.queue_depth() < 5) absl::SleepFor(absl::Milliseconds(1));
+  release.Notify();
+  holder.join();
+  for (std::thread& t : callers) t.join();
+  EXPECT_EQ(ok, 5);
+  absl::MutexLock lock(&txn.mu_);
+  EXPECT_EQ(txn.committed_ops_, 6);
+  EXPECT_EQ(txn.commits_, 4);  // the holder alone, then 2 + 2 + 1
 }
 
 }  // namespace

@@ -50,7 +50,4 @@ class ReadTransaction {
   bool open_;
 };
 
-// 1 to 32 knocks, none on port 0.
-absl::Status ValidateKnocks(const std::vector<Knock>& knocks);
-
 }  // namespace sesame::controller::internal

@@ -1,0 +1,75 @@
+// EtcdStore's Consume: the one-time burn. What a consumption decides is
+// consume_decision.h's; this file finds what it decides from and applies the
+// decision in the batch's etcd transaction, in the order that header gives,
+// with consumption/AGENT/ID answering resent request ids.
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "controller/store/consume_decision.h"
+#include "controller/store/etcd/etcd_rows.h"
+#include "controller/store/etcd/etcd_store.h"
+#include "controller/store/etcd/etcd_writer.h"
+#include "controller/store/store_checks.h"
+
+namespace sesame::controller {
+
+absl::StatusOr<ConsumeResult> EtcdStore::Consume(const ConsumeRequest& request) {
+  RETURN_IF_ERROR(ValidateConsumeRequest(request));
+  ConsumeResult result;
+  RETURN_IF_ERROR(Write([&](Writer& w) { return ConsumeInTransaction(w, request, result); }));
+  return result;
+}
+
+absl::Status EtcdStore::ConsumeInTransaction(Writer& w, const ConsumeRequest& req, ConsumeResult& result) {
+  result = ConsumeResult();
+  const absl::Time now = TruncateToMicros(clock_.Now());
+  const std::string kept_key = keys_.consumption(req.agent, req.request_id);
+
+  // A resend: the first answer again.
+  if (!req.request_id.empty()) {
+    ASSIGN_OR_RETURN(std::optional<std::string> kept, w.Fetch(kept_key));
+    if (kept) {
+      ASSIGN_OR_RETURN(store::etcd::ConsumptionRow row, ParseRow<store::etcd::ConsumptionRow>(kept_key, *kept));
+      const ConsumptionRecord earlier = FromRow(row);
+      std::optional<Sequence> q;
+      if (earlier.sequence_id != 0) {
+        q = w.FindSequence(earlier.sequence_id);
+        if (q) q = mirror_->Read([&](const MirrorState& s) { return s.Effective(*q); });
+      }
+      std::optional<GrantRecord> grant;
+      if (earlier.grant_id != 0) grant = w.FindGrant(earlier.grant_id);
+      result = RepeatedConsumeResult(earlier, q, std::move(grant));
+      return absl::OkStatus();
+    }
+  }
+
+  std::optional<Sequence> q =
+      req.sequence_id != 0 ? w.FindSequence(req.sequence_id) : w.FindSequenceByKnocks(KnocksToText(req.knocks));
+  if (q) q = mirror_->Read([&](const MirrorState& s) { return s.Effective(*q); });
+  ConsumeDecision decision = DecideConsume(req, std::move(q), now);
+
+  if (decision.burnt) {
+    decision.SetBurnRevision(w.NextRevision());
+    w.PutSequence(*decision.burnt);
+  }
+  if (decision.open_grant) {
+    if (std::optional<Door> door = w.FindDoor(decision.result.door)) {
+      const uint64_t id = w.NextGrantId();
+      GrantRecord grant = OpenedGrant(decision.GrantOn(*door), id, w.NextRevision(), now);
+      w.PutGrant(grant);
+      decision.SetGrant(std::move(grant));
+    }
+  }
+  result = std::move(decision.result);
+  ASSIGN_OR_RETURN(AuditRecord record, w.Append(std::move(decision.audit)));
+  result.audit_index = record.index;
+
+  if (!req.request_id.empty()) {
+    w.PutRaw(kept_key, ToRow(ConsumptionRecordOf(result), now).SerializeAsString());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace sesame::controller

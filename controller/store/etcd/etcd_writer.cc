@@ -1,0 +1,324 @@
+// EtcdStore::Writer (etcd_writer.h).
+#include "controller/store/etcd/etcd_writer.h"
+
+#include <random>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+#include "controller/store/etcd/etcd_rows.h"
+
+namespace sesame::controller {
+namespace {
+
+std::string NewMark() {
+  static thread_local std::mt19937_64 random{std::random_device{}()};
+  return absl::StrFormat("%016x%016x", random(), random());
+}
+
+bool StartsWithKnocks(const std::string& text, const std::string& under) {
+  return text == under || (text.size() > under.size() && text.compare(0, under.size(), under) == 0 &&
+                           text[under.size()] == ',');
+}
+
+}  // namespace
+
+EtcdStore::Writer::Writer(EtcdClient& client, EtcdMirror& mirror, const EtcdKeys& keys, std::string controller,
+                          absl::Duration sync_timeout)
+    : client_(client), mirror_(mirror), keys_(keys), controller_(std::move(controller)), sync_timeout_(sync_timeout) {}
+
+template <typename Map, typename Key>
+void EtcdStore::Writer::Remember(Map& map, const Key& key) {
+  auto it = map.find(key);
+  if (it == map.end()) {
+    OnUndo([&map, key] { map.erase(key); });
+  } else {
+    OnUndo([&map, key, old = it->second] { map[key] = old; });
+  }
+}
+
+std::optional<Door> EtcdStore::Writer::FindDoor(const std::string& name) const {
+  if (auto it = doors_.find(name); it != doors_.end()) return it->second;
+  return mirror_.Read([&](const MirrorState& s) -> std::optional<Door> {
+    auto it = s.doors.find(name);
+    if (it == s.doors.end()) return std::nullopt;
+    return it->second;
+  });
+}
+
+std::optional<Sequence> EtcdStore::Writer::FindSequence(uint64_t id) const {
+  if (auto it = sequences_.find(id); it != sequences_.end()) return it->second;
+  return mirror_.Read([&](const MirrorState& s) -> std::optional<Sequence> {
+    auto it = s.sequences.find(id);
+    if (it == s.sequences.end()) return std::nullopt;
+    return it->second;
+  });
+}
+
+std::optional<uint64_t> EtcdStore::Writer::UnusedExactly(const std::string& text) const {
+  if (auto it = unused_by_knocks_.find(text); it != unused_by_knocks_.end()) return it->second;
+  std::optional<uint64_t> id = mirror_.Read([&](const MirrorState& s) -> std::optional<uint64_t> {
+    auto it = s.unused_by_knocks.find(text);
+    if (it == s.unused_by_knocks.end()) return std::nullopt;
+    return it->second;
+  });
+  if (id && burnt_here_.count(*id) > 0) return std::nullopt;
+  return id;
+}
+
+std::optional<uint64_t> EtcdStore::Writer::UnusedAtOrUnder(const std::string& text) const {
+  for (auto it = unused_by_knocks_.lower_bound(text); it != unused_by_knocks_.end(); ++it) {
+    if (!StartsWithKnocks(it->first, text)) break;
+    return it->second;
+  }
+  return mirror_.Read([&](const MirrorState& s) -> std::optional<uint64_t> {
+    for (auto it = s.unused_by_knocks.lower_bound(text); it != s.unused_by_knocks.end(); ++it) {
+      if (it->first.compare(0, text.size(), text) != 0) break;
+      if (!StartsWithKnocks(it->first, text) || burnt_here_.count(it->second) > 0) continue;
+      return it->second;
+    }
+    return std::nullopt;
+  });
+}
+
+std::optional<Sequence> EtcdStore::Writer::FindSequenceByKnocks(const std::string& text) const {
+  if (std::optional<uint64_t> id = UnusedExactly(text)) return FindSequence(*id);
+  uint64_t newest = 0;
+  if (auto it = burnt_by_knocks_.find(text); it != burnt_by_knocks_.end()) newest = it->second;
+  newest = std::max(newest, mirror_.Read([&](const MirrorState& s) -> uint64_t {
+    auto it = s.burnt_by_knocks.find(text);
+    return it == s.burnt_by_knocks.end() ? 0 : it->second;
+  }));
+  if (newest == 0) return std::nullopt;
+  return FindSequence(newest);
+}
+
+std::optional<GrantRecord> EtcdStore::Writer::FindGrant(uint64_t id) const {
+  if (auto it = grants_.find(id); it != grants_.end()) return it->second;
+  return mirror_.Read([&](const MirrorState& s) -> std::optional<GrantRecord> {
+    auto it = s.grants.find(id);
+    if (it == s.grants.end()) return std::nullopt;
+    return it->second;
+  });
+}
+
+std::optional<AgentRecord> EtcdStore::Writer::FindAgent(const std::string& name) const {
+  if (auto it = agents_.find(name); it != agents_.end()) return it->second;
+  return mirror_.Read([&](const MirrorState& s) -> std::optional<AgentRecord> {
+    auto it = s.agents.find(name);
+    if (it == s.agents.end()) return std::nullopt;
+    return it->second;
+  });
+}
+
+absl::StatusOr<std::optional<std::string>> EtcdStore::Writer::Fetch(const std::string& key) {
+  if (auto it = puts_.find(key); it != puts_.end()) return std::optional<std::string>(it->second);
+  if (auto it = fetched_.find(key); it != fetched_.end()) return it->second;
+  // Read at the newest revision: anything written since the batch began
+  // also moved the head, so the commit's compare fails and the batch is
+  // decided again.
+  ASSIGN_OR_RETURN(etcdserverpb::RangeResponse r, client_.Range(key, ""));
+  std::optional<std::string> value;
+  if (!r.kvs().empty()) value = r.kvs(0).value();
+  fetched_[key] = value;
+  return value;
+}
+
+void EtcdStore::Writer::PutRaw(const std::string& key, std::string value) {
+  Remember(puts_, key);
+  puts_[key] = std::move(value);
+}
+
+void EtcdStore::Writer::PutDoor(const Door& door) {
+  Remember(doors_, door.name);
+  doors_[door.name] = door;
+  PutRaw(keys_.door(door.name), ToRow(door).SerializeAsString());
+}
+
+void EtcdStore::Writer::PutSequence(const Sequence& q) {
+  Remember(sequences_, q.id);
+  sequences_[q.id] = q;
+  const std::string text = KnocksToText(q.knocks);
+  if (!q.unused()) {
+    if (burnt_here_.insert(q.id).second) OnUndo([this, id = q.id] { burnt_here_.erase(id); });
+    if (auto it = unused_by_knocks_.find(text); it != unused_by_knocks_.end() && it->second == q.id) {
+      Remember(unused_by_knocks_, text);
+      unused_by_knocks_.erase(text);
+    }
+    Remember(burnt_by_knocks_, text);
+    uint64_t& newest = burnt_by_knocks_[text];
+    newest = std::max(newest, q.id);
+  }
+  PutRaw(keys_.sequence(q.id), ToRow(q).SerializeAsString());
+}
+
+void EtcdStore::Writer::AddSequence(const Sequence& q) {
+  Remember(sequences_, q.id);
+  sequences_[q.id] = q;
+  const std::string text = KnocksToText(q.knocks);
+  Remember(unused_by_knocks_, text);
+  unused_by_knocks_[text] = q.id;
+  new_sequences_.push_back(q);
+  OnUndo([this] { new_sequences_.pop_back(); });
+}
+
+void EtcdStore::Writer::PutNewSequences() {
+  if (new_sequences_.empty()) return;
+  store::etcd::SequenceBatchRow batch;
+  for (const Sequence& q : new_sequences_) *batch.add_sequences() = ToRow(q);
+  PutRaw(keys_.sequence_batch(new_sequences_.front().id), batch.SerializeAsString());
+  OnUndo([this, added = new_sequences_] { new_sequences_ = added; });
+  new_sequences_.clear();
+}
+
+void EtcdStore::Writer::PutGrant(const GrantRecord& g) {
+  Remember(grants_, g.id);
+  grants_[g.id] = g;
+  PutRaw(keys_.grant(g.id), ToRow(g).SerializeAsString());
+}
+
+void EtcdStore::Writer::PutAgent(const AgentRecord& a) {
+  Remember(agents_, a.name);
+  agents_[a.name] = a;
+  PutRaw(keys_.agent(a.name), ToRow(a).SerializeAsString());
+}
+
+absl::StatusOr<AuditRecord> EtcdStore::Writer::Append(AuditEntry entry) {
+  if (!entry.origin.empty()) {
+    ASSIGN_OR_RETURN(std::optional<std::string> index_text, Fetch(keys_.origin(entry.origin)));
+    if (index_text) {
+      uint64_t index = 0;
+      if (!absl::SimpleAtoi(*index_text, &index)) return RowDataLoss(keys_.origin(entry.origin));
+      ASSIGN_OR_RETURN(std::optional<std::string> row, Fetch(keys_.audit(index)));
+      if (!row) return absl::DataLossError(absl::StrCat("audit record ", index, " of origin ", entry.origin, " is missing"));
+      ASSIGN_OR_RETURN(store::etcd::AuditRow parsed, ParseRow<store::etcd::AuditRow>(keys_.audit(index), *row));
+      return FromRow(parsed);
+    }
+  }
+  AuditRecord r = SealRecord(head_.audit, std::move(entry));
+  head_.audit = AuditHead{r.index + 1, r.hash};
+  PutRaw(keys_.audit(r.index), ToRow(r).SerializeAsString());
+  if (!r.entry.origin.empty()) PutRaw(keys_.origin(r.entry.origin), absl::StrCat(r.index));
+  return r;
+}
+
+absl::Status EtcdStore::Writer::AppendAll(std::vector<AuditEntry> entries) {
+  for (AuditEntry& e : entries) {
+    ASSIGN_OR_RETURN(AuditRecord r, Append(std::move(e)));
+    (void)r;
+  }
+  return absl::OkStatus();
+}
+
+void EtcdStore::Writer::Clear() {
+  puts_.clear();
+  doors_.clear();
+  sequences_.clear();
+  unused_by_knocks_.clear();
+  burnt_here_.clear();
+  burnt_by_knocks_.clear();
+  grants_.clear();
+  agents_.clear();
+  fetched_.clear();
+  new_sequences_.clear();
+  undo_.clear();
+  op_undo_ = 0;
+}
+
+absl::Status EtcdStore::Writer::Begin() {
+  Clear();
+  mirror_.Read([&](const MirrorState& s) {
+    base_mod_revision_ = s.head_mod_revision;
+    head_ = s.head;
+    return 0;
+  });
+  return absl::OkStatus();
+}
+
+absl::Status EtcdStore::Writer::BeginOperation() {
+  op_undo_ = undo_.size();
+  op_head_ = head_;
+  return absl::OkStatus();
+}
+
+absl::Status EtcdStore::Writer::EndOperation(bool ok) {
+  const bool fits = puts_.size() <= kMaxOperationOps;
+  if (ok && fits) return absl::OkStatus();
+  while (undo_.size() > op_undo_) {
+    undo_.back()();
+    undo_.pop_back();
+  }
+  head_ = op_head_;
+  if (!fits) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("more writes than one etcd transaction holds (", kMaxTxnOps, " operations)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EtcdStore::Writer::Commit() {
+  if (puts_.empty()) return absl::OkStatus();  // nothing was written
+  etcdserverpb::TxnRequest txn;
+  etcdserverpb::Compare* compare = txn.add_compare();
+  compare->set_key(keys_.head());
+  compare->set_result(etcdserverpb::Compare::EQUAL);
+  compare->set_target(etcdserverpb::Compare::MOD);
+  compare->set_mod_revision(base_mod_revision_);  // 0: the head does not exist yet
+  auto put = [&](const std::string& key, const std::string& value) {
+    etcdserverpb::PutRequest* p = txn.add_success()->mutable_request_put();
+    p->set_key(key);
+    p->set_value(value);
+  };
+  for (const auto& [key, value] : puts_) put(key, value);
+  put(keys_.head(), ToRow(head_).SerializeAsString());
+  const std::string mark = NewMark();
+  put(keys_.txn_mark(controller_), mark);
+  // Failed: the head as it is now (the copy must reach it before deciding
+  // again; the store's revision may belong to keys elsewhere in etcd).
+  txn.add_failure()->mutable_request_range()->set_key(keys_.head());
+  if (fence_ != 0) {
+    etcdserverpb::Compare* leader = txn.add_compare();
+    leader->set_key(keys_.leader());
+    leader->set_result(etcdserverpb::Compare::EQUAL);
+    leader->set_target(etcdserverpb::Compare::CREATE);
+    leader->set_create_revision(fence_);
+    txn.add_failure()->mutable_request_range()->set_key(keys_.leader());
+  }
+
+  absl::StatusOr<etcdserverpb::TxnResponse> response = client_.Txn(txn);
+  if (!response.ok()) return Resolve(mark, response.status());
+  if (response->succeeded()) {
+    // The copy must hold the commit, and the listener have it, before the
+    // callers are answered.
+    return mirror_.WaitFor(response->header().revision(), sync_timeout_);
+  }
+  const etcdserverpb::RangeResponse& head = response->responses(0).response_range();
+  if (!head.kvs().empty()) RETURN_IF_ERROR(mirror_.WaitFor(head.kvs(0).mod_revision(), sync_timeout_));
+  if (fence_ != 0) {
+    const etcdserverpb::RangeResponse& leader = response->responses(1).response_range();
+    if (leader.kvs().empty() || leader.kvs(0).create_revision() != fence_) {
+      return absl::FailedPreconditionError("this controller no longer leads: the leader's writes are refused");
+    }
+  }
+  return absl::AbortedError("another controller wrote first");
+}
+
+absl::Status EtcdStore::Writer::Resolve(const std::string& mark, const absl::Status& error) {
+  // Refused outright (too big, bad request): nothing was committed.
+  if (!absl::IsUnavailable(error) && !absl::IsDeadlineExceeded(error) && !absl::IsUnknown(error) &&
+      !absl::IsCancelled(error) && !absl::IsInternal(error)) {
+    return error;
+  }
+  absl::StatusOr<etcdserverpb::RangeResponse> r = client_.Range(keys_.txn_mark(controller_), "");
+  if (r.ok() && !r->kvs().empty() && r->kvs(0).value() == mark) {
+    LogInfo(absl::StrCat("etcd store: a transaction whose answer was lost (", error.message(), ") had committed"));
+    return mirror_.WaitFor(r->kvs(0).mod_revision(), sync_timeout_);
+  }
+  return absl::UnavailableError(absl::StrCat("etcd store: ", error.message()));
+}
+
+void EtcdStore::Writer::Rollback() { Clear(); }
+
+}  // namespace sesame::controller

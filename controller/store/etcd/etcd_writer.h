@@ -1,0 +1,106 @@
+// EtcdStore::Writer, private to controller/store/etcd: one batch of store
+// operations decided against the controller's copy (etcd_mirror.h) and
+// committed as one etcd transaction. Operations read through it (what the
+// batch wrote so far, else the copy, else etcd for what is not copied) and
+// write into it; an operation that fails is undone alone.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "controller/store/etcd/etcd_store.h"
+
+namespace sesame::controller {
+
+class EtcdStore::Writer final : public BatchTransaction {
+ public:
+  Writer(EtcdClient& client, EtcdMirror& mirror, const EtcdKeys& keys, std::string controller,
+         absl::Duration sync_timeout);
+
+  uint64_t NextRevision() { return ++head_.revision; }
+  uint64_t NextSequenceId() { return ++head_.last_sequence_id; }
+  uint64_t NextGrantId() { return ++head_.last_grant_id; }
+
+  // Reads: what this batch wrote, else the copy.
+  std::optional<Door> FindDoor(const std::string& name) const;
+  std::optional<Sequence> FindSequence(uint64_t id) const;  // stored state
+  // The unused sequence with these knocks, else the newest burnt one.
+  std::optional<Sequence> FindSequenceByKnocks(const std::string& text) const;
+  // An unused sequence equal to text or starting with text + ",": its id.
+  std::optional<uint64_t> UnusedAtOrUnder(const std::string& text) const;
+  std::optional<uint64_t> UnusedExactly(const std::string& text) const;
+  std::optional<GrantRecord> FindGrant(uint64_t id) const;
+  std::optional<AgentRecord> FindAgent(const std::string& name) const;
+  // A key the copy does not hold (consumption/, origin/): read from etcd
+  // once per batch; nullopt when absent.
+  absl::StatusOr<std::optional<std::string>> Fetch(const std::string& key);
+
+  void PutDoor(const Door& door);
+  void PutSequence(const Sequence& sequence);
+  // A new sequence, seen by the reads above at once; PutNewSequences
+  // writes those added so far as one value.
+  void AddSequence(const Sequence& sequence);
+  void PutNewSequences();
+  void PutGrant(const GrantRecord& grant);
+  void PutAgent(const AgentRecord& agent);
+  void PutRaw(const std::string& key, std::string value);
+
+  // Seals and appends one record (or returns the one with the same origin).
+  absl::StatusOr<AuditRecord> Append(AuditEntry entry);
+  absl::Status AppendAll(std::vector<AuditEntry> entries);
+
+  // Every commit also compares the leader key's creation revision with
+  // fence (FencedScope); 0: no fence.
+  void set_fence(int64_t fence) { fence_ = fence; }
+
+  absl::Status Begin() override;
+  absl::Status BeginOperation() override;
+  absl::Status EndOperation(bool ok) override;
+  absl::Status Commit() override;
+  void Rollback() override;
+
+ private:
+  // etcd's default --max-txn-ops; the head and the mark take two.
+  static constexpr size_t kMaxTxnOps = 128;
+  static constexpr size_t kMaxOperationOps = kMaxTxnOps - 2;
+  // Undone in reverse when the operation or the batch is rolled back.
+  void OnUndo(std::function<void()> undo) { undo_.push_back(std::move(undo)); }
+  template <typename Map, typename Key>
+  void Remember(Map& map, const Key& key);
+  void Clear();
+  // The answer of a transaction that may or may not have committed.
+  absl::Status Resolve(const std::string& mark, const absl::Status& error);
+
+  EtcdClient& client_;
+  EtcdMirror& mirror_;
+  const EtcdKeys& keys_;
+  const std::string controller_;
+  const absl::Duration sync_timeout_;
+
+  int64_t base_mod_revision_ = 0;  // the head key's, as the batch began
+  int64_t fence_ = 0;
+  EtcdHead head_;
+  // This batch's writes by key (etcd allows one write per key per
+  // transaction: the last one wins), and typed for reading.
+  std::map<std::string, std::string> puts_;
+  std::map<std::string, Door> doors_;
+  std::map<uint64_t, Sequence> sequences_;
+  std::map<std::string, uint64_t> unused_by_knocks_;  // added or still unused here
+  std::set<uint64_t> burnt_here_;
+  std::map<std::string, uint64_t> burnt_by_knocks_;
+  std::map<uint64_t, GrantRecord> grants_;
+  std::map<std::string, AgentRecord> agents_;
+  std::map<std::string, std::optional<std::string>> fetched_;  // read from etcd in this batch
+  std::vector<std::function<void()>> undo_;
+  size_t op_undo_ = 0;
+  EtcdHead op_head_;
+  std::vector<Sequence> new_sequences_;  // added, not yet put
+};
+
+}  // namespace sesame::controller

@@ -1,0 +1,22 @@
+// What every Store refuses before it writes anything (InvalidArgument,
+// naming what is wrong): the same checks on SQLite and on etcd.
+#pragma once
+
+#include <vector>
+
+#include "absl/status/status.h"
+#include "controller/model/model.h"
+#include "controller/store/store.h"
+
+namespace sesame::controller {
+
+// 1..32 knocks, no port 0.
+absl::Status ValidateKnocks(const std::vector<Knock>& knocks);
+absl::Status ValidateDoorToPut(const Door& door);
+absl::Status ValidateNewSequences(const std::vector<NewSequence>& sequences);
+absl::Status ValidateAgentRecord(const AgentRecord& agent);
+absl::Status ValidateNewGrant(const NewGrant& grant);
+absl::Status ValidateGrantAgentStatus(const GrantAgentStatus& status);
+absl::Status ValidateConsumeRequest(const ConsumeRequest& request);
+
+}  // namespace sesame::controller

@@ -1,0 +1,279 @@
+// What holds when several controllers share one etcd store, against real
+// etcd members: a sequence won once across controllers, one audit chain,
+// changes reaching every controller (also after a compaction), members and
+// quorum lost and back, and one fenced leader. (Each Store method's own
+// behaviour is in store_contract_test.cc, for both stores.)
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "controller/store/etcd/etcd_leader.h"
+#include "controller/store/etcd/etcd_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/etcd_cluster.h"
+#include "tests/support/eventually.h"
+
+namespace sesame::controller {
+namespace {
+
+using testing::EtcdCluster;
+using testing::Eventually;
+
+std::vector<Knock> K(std::initializer_list<uint16_t> ports) {
+  std::vector<Knock> out;
+  for (uint16_t p : ports) out.push_back(Knock{p, Protocol::kTcp});
+  return out;
+}
+
+class Recorder final : public ChangeListener {
+ public:
+  void OnCommitted(const std::vector<StoreChange>& changes) override {
+    absl::MutexLock lock(&mu_);
+    for (const StoreChange& c : changes) {
+      if (c.kind == StoreChange::Kind::kSequenceBurnt) burnt_.push_back(c.sequence.id);
+      revisions_.push_back(c.revision);
+    }
+  }
+  bool Burnt(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    return std::find(burnt_.begin(), burnt_.end(), id) != burnt_.end();
+  }
+  std::vector<uint64_t> revisions() {
+    absl::MutexLock lock(&mu_);
+    return revisions_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<uint64_t> burnt_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint64_t> revisions_ ABSL_GUARDED_BY(mu_);
+};
+
+class EtcdHaTest : public ::testing::Test {
+ protected:
+  void Start(int members) {
+    absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start(members);
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    cluster_ = *std::move(cluster);
+  }
+
+  // A controller's store; endpoints: which members, in its order (all by default).
+  std::unique_ptr<EtcdStore> Open(const std::string& name, std::vector<int> members = {}) {
+    EtcdStoreOptions options;
+    if (members.empty()) {
+      options.client.endpoints = cluster_->endpoints();
+    } else {
+      for (int m : members) options.client.endpoints.push_back(cluster_->endpoints()[m]);
+    }
+    options.client.tls.ca_cert = cluster_->ca_cert();
+    options.client.tls.cert = cluster_->client_cert();
+    options.client.tls.key = cluster_->client_key();
+    options.controller = name;
+    absl::StatusOr<std::unique_ptr<EtcdStore>> store = EtcdStore::Open(options);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  static void AddDoor(Store& store) {
+    Door door;
+    door.name = "ssh";
+    ASSERT_TRUE(store.PutDoor(door, {}).ok());
+  }
+
+  static ConsumeRequest Report(const std::vector<Knock>& knocks, const std::string& agent, const std::string& id) {
+    ConsumeRequest r;
+    r.knocks = knocks;
+    r.agent = agent;
+    r.source = *IpAddress::Parse("198.51.100.7");
+    r.request_id = id;
+    return r;
+  }
+
+  // The chain read back is one chain: indexes 0.., each linked to the last.
+  static void ExpectOneChain(Store& store) {
+    absl::StatusOr<std::vector<AuditRecord>> records = store.ReadAudit(0, 100000);
+    ASSERT_TRUE(records.ok()) << records.status();
+    ChainHash prev{};
+    for (size_t i = 0; i < records->size(); ++i) {
+      const AuditRecord& r = (*records)[i];
+      ASSERT_EQ(r.index, i);
+      ASSERT_EQ(r.prev_hash, prev) << "record " << i;
+      ASSERT_EQ(NextChainHash(prev, r.index, r.entry), r.hash) << "record " << i;
+      prev = r.hash;
+    }
+  }
+
+  std::unique_ptr<EtcdCluster> cluster_;
+};
+
+TEST_F(EtcdHaTest, ASequenceKnockedThroughThreeControllersAtOnceIsWonOnce) {
+  Start(3);
+  std::vector<std::unique_ptr<EtcdStore>> controllers;
+  for (int c = 0; c < 3; ++c) controllers.push_back(Open(absl::StrCat("c", c), {c, (c + 1) % 3, (c + 2) % 3}));
+  AddDoor(*controllers[0]);
+  constexpr int kRounds = 10;
+  for (int round = 0; round < kRounds; ++round) {
+    const std::vector<Knock> knocks = K({static_cast<uint16_t>(2000 + round), 3000, 4000});
+    ASSERT_TRUE(controllers[round % 3]->AddSequences({NewSequence{"ssh", knocks, "alice", ""}}, {}).ok());
+    std::atomic<int> won{0}, replay{0}, other{0};
+    std::vector<std::thread> racers;
+    for (int t = 0; t < 9; ++t) {
+      racers.emplace_back([&, t] {
+        absl::StatusOr<ConsumeResult> r = controllers[t % 3]->Consume(
+            Report(knocks, absl::StrCat("bastion", t), absl::StrCat("r", round, "-", t)));
+        if (!r.ok()) {
+          ++other;
+        } else if (r->outcome == ConsumeOutcome::kWon) {
+          ++won;
+        } else if (r->outcome == ConsumeOutcome::kReplay) {
+          ++replay;
+        } else {
+          ++other;
+        }
+      });
+    }
+    for (std::thread& t : racers) t.join();
+    EXPECT_EQ(won, 1) << "round " << round;
+    EXPECT_EQ(replay, 8) << "round " << round;
+    EXPECT_EQ(other, 0) << "round " << round;
+  }
+  ExpectOneChain(*controllers[1]);
+  absl::StatusOr<std::vector<AuditRecord>> records = controllers[2]->ReadAudit(0, 100000);
+  ASSERT_TRUE(records.ok());
+  int opened = 0;
+  for (const AuditRecord& r : *records) opened += r.entry.what == "knock.opened";
+  EXPECT_EQ(opened, kRounds);
+}
+
+TEST_F(EtcdHaTest, ABurnThroughOneControllerReachesTheOthersListenerInOrder) {
+  Start(1);
+  std::unique_ptr<EtcdStore> a = Open("a");
+  std::unique_ptr<EtcdStore> b = Open("b");
+  Recorder seen_by_b;
+  b->SetChangeListener(&seen_by_b);
+  AddDoor(*a);
+  ASSERT_TRUE(a->AddSequences({NewSequence{"ssh", K({2001, 3001, 4001}), "alice", ""}}, {}).ok());
+  absl::StatusOr<ConsumeResult> r = a->Consume(Report(K({2001, 3001, 4001}), "bastion1", "x"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->outcome, ConsumeOutcome::kWon);
+  EXPECT_TRUE(Eventually([&] { return seen_by_b.Burnt(r->sequence_id); }));
+  const std::vector<uint64_t> revisions = seen_by_b.revisions();
+  EXPECT_TRUE(std::is_sorted(revisions.begin(), revisions.end()));
+  b->SetChangeListener(nullptr);
+}
+
+TEST_F(EtcdHaTest, AWatchWhoseMemberDiedResumesAcrossACompaction) {
+  Start(3);
+  std::unique_ptr<EtcdStore> a = Open("a", {1, 2});
+  std::unique_ptr<EtcdStore> b = Open("b", {0});  // b sees etcd through member 0 only
+  Recorder seen_by_b;
+  b->SetChangeListener(&seen_by_b);
+  AddDoor(*a);
+  absl::StatusOr<std::vector<Sequence>> added =
+      a->AddSequences({NewSequence{"ssh", K({2002, 3002, 4002}), "alice", ""}}, {});
+  ASSERT_TRUE(added.ok());
+  ASSERT_TRUE(Eventually([&] { return b->GetSequence((*added)[0].id).ok(); }));
+  cluster_->Kill(0);
+  absl::StatusOr<ConsumeResult> r = a->Consume(Report(K({2002, 3002, 4002}), "bastion1", "y"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->outcome, ConsumeOutcome::kWon);
+  // Compacted up to now: b resumes from history or, once its member applied
+  // the compaction, from a fresh snapshot (which path depends on timing).
+  absl::StatusOr<std::string> rev = cluster_->Etcdctl({"get", "/sesame/head", "-w", "fields"});
+  ASSERT_TRUE(rev.ok()) << rev.status();
+  const size_t at = rev->find("\"Revision\" : ");
+  ASSERT_NE(at, std::string::npos) << *rev;
+  const std::string revision = rev->substr(at + 13, rev->find('\n', at) - at - 13);
+  ASSERT_TRUE(cluster_->Etcdctl({"compaction", revision}).ok());
+  ASSERT_TRUE(cluster_->Restart(0).ok());
+  EXPECT_TRUE(Eventually([&] { return seen_by_b.Burnt(r->sequence_id); }));
+  absl::StatusOr<Sequence> q = b->GetSequence(r->sequence_id);
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->state, SequenceState::kBurnt);
+  b->SetChangeListener(nullptr);
+}
+
+TEST_F(EtcdHaTest, KnocksKeepBeingWonOnceWhileTheEtcdLeaderDies) {
+  Start(3);
+  std::unique_ptr<EtcdStore> store = Open("a");
+  AddDoor(*store);
+  constexpr int kSequences = 60;
+  std::vector<NewSequence> sequences;
+  for (int i = 0; i < kSequences; ++i) {
+    sequences.push_back(NewSequence{"ssh", K({static_cast<uint16_t>(5000 + i), 3003, 4003}), "alice", ""});
+  }
+  ASSERT_TRUE(store->AddSequences(sequences, {}).ok());
+  for (int i = 0; i < kSequences; ++i) {
+    if (i == kSequences / 3) cluster_->Kill(cluster_->LeaderIndex());
+    const ConsumeRequest report = Report(sequences[i].knocks, "bastion1", absl::StrCat("k", i));
+    // An agent resends a report until it is answered, with the same id.
+    absl::StatusOr<ConsumeResult> r;
+    for (int attempt = 0; attempt < 200; ++attempt) {
+      r = store->Consume(report);
+      if (r.ok()) break;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    ASSERT_TRUE(r.ok()) << "sequence " << i << ": " << r.status();
+    EXPECT_EQ(r->outcome, ConsumeOutcome::kWon) << "sequence " << i;
+  }
+  ExpectOneChain(*store);
+  absl::StatusOr<std::vector<AuditRecord>> records = store->ReadAudit(0, 100000);
+  ASSERT_TRUE(records.ok());
+  int opened = 0;
+  for (const AuditRecord& r : *records) opened += r.entry.what == "knock.opened";
+  EXPECT_EQ(opened, kSequences);
+}
+
+TEST_F(EtcdHaTest, WithoutQuorumTheStoreRefusesAndComesBackWithIt) {
+  Start(3);
+  std::unique_ptr<EtcdStore> store = Open("a");
+  AddDoor(*store);
+  ASSERT_TRUE(store->CheckReachable().ok());
+  cluster_->Kill(1);
+  cluster_->Kill(2);
+  EXPECT_FALSE(store->CheckReachable().ok());
+  EXPECT_FALSE(store->AddSequences({NewSequence{"ssh", K({2004, 3004, 4004}), "alice", ""}}, {}).ok());
+  ASSERT_TRUE(cluster_->Restart(1).ok());
+  ASSERT_TRUE(Eventually([&] { return store->CheckReachable().ok(); }));
+  absl::StatusOr<std::vector<Sequence>> added =
+      store->AddSequences({NewSequence{"ssh", K({2004, 3004, 4004}), "alice", ""}}, {});
+  ASSERT_TRUE(added.ok()) << added.status();
+  ExpectOneChain(*store);
+}
+
+TEST_F(EtcdHaTest, OneLeaderAtATimeAndAFormerLeadersWritesAreRefused) {
+  Start(1);
+  std::unique_ptr<EtcdStore> store = Open("a");
+  AddDoor(*store);
+  auto first = std::make_unique<EtcdLeader>(store->client(), store->keys().leader(), "a", absl::Seconds(3));
+  ASSERT_TRUE(Eventually([&] { return first->leading(); }));
+  EtcdLeader second(store->client(), store->keys().leader(), "b", absl::Seconds(3));
+  absl::SleepFor(absl::Seconds(1));  // a few of its rounds
+  EXPECT_FALSE(second.leading());
+  const int64_t fence = first->revision();
+  ASSERT_NE(fence, 0);
+  {
+    EtcdStore::FencedScope scope(fence);
+    EXPECT_TRUE(store->AppendAudit({AuditEntry{absl::Now(), "controller", "leader.test", "controller", "", {}}}).ok());
+  }
+  // The first gives its lease back; the second takes over, and what the
+  // first would still write under its old fence is refused.
+  first.reset();
+  ASSERT_TRUE(Eventually([&] { return second.leading(); }));
+  {
+    EtcdStore::FencedScope stale(fence);
+    absl::StatusOr<std::vector<AuditRecord>> refused =
+        store->AppendAudit({AuditEntry{absl::Now(), "controller", "leader.stale", "controller", "", {}}});
+    EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  }
+  EXPECT_TRUE(second.leading());
+  ExpectOneChain(*store);
+}
+
+}  // namespace
+}  // namespace sesame::controller
