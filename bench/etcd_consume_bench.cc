@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <map>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,7 +31,11 @@ namespace sesame::controller {
 namespace {
 
 constexpr int kMembers = 3;
-constexpr int kControllers = 3;
+// SESAME_BENCH_CONTROLLERS (default 3): how many controllers share the store.
+const int kControllers = [] {
+  const char* n = std::getenv("SESAME_BENCH_CONTROLLERS");
+  return n != nullptr && std::atoi(n) > 0 ? std::atoi(n) : 3;
+}();
 
 std::vector<Knock> KnocksFor(uint64_t n) {
   return {{static_cast<uint16_t>(1024 + n % 60000), Protocol::kTcp},
@@ -102,14 +107,17 @@ void BM_EtcdConsume(benchmark::State& state) {
     AddSequences(*g_run->fleet->stores[0], static_cast<uint64_t>(state.threads()) * state.max_iterations);
     g_run->latencies_us.assign(static_cast<size_t>(state.threads()), {});
   }
-  EtcdStore& store = *g_run->fleet->stores[static_cast<size_t>(state.thread_index() % kControllers)];
+  EtcdStore* store = nullptr;  // chosen once the loop starts: thread 0 has set up by then
   const uint64_t first_id = 1 + static_cast<uint64_t>(state.thread_index()) * state.max_iterations;
   std::vector<double> latencies;
   uint64_t i = 0;
   int errors = 0;
   const std::string agent = absl::StrCat("bastion", state.thread_index() % 16);
   for (auto _ : state) {
-    if (i == 0 && state.thread_index() == 0) g_run->start = absl::Now();
+    if (i == 0) {
+      store = g_run->fleet->stores[static_cast<size_t>(state.thread_index() % kControllers)].get();
+      if (state.thread_index() == 0) g_run->start = absl::Now();
+    }
     ConsumeRequest r;
     r.sequence_id = first_id + i;
     r.knocks = KnocksFor(r.sequence_id - 1);
@@ -117,9 +125,14 @@ void BM_EtcdConsume(benchmark::State& state) {
     r.source = IpAddress::V4(0xc6336400u + static_cast<uint32_t>(i % 250));
     r.request_id = absl::StrCat("t", state.thread_index(), "-", i);
     const absl::Time t0 = absl::Now();
-    absl::StatusOr<ConsumeResult> result = store.Consume(r);
+    absl::StatusOr<ConsumeResult> result = store->Consume(r);
     latencies.push_back(absl::ToDoubleMicroseconds(absl::Now() - t0));
-    if (!result.ok() || result->outcome != ConsumeOutcome::kWon) ++errors;
+    if (!result.ok() || result->outcome != ConsumeOutcome::kWon) {
+      if (errors++ == 0) {
+        std::fprintf(stderr, "thread %d: %s\n", state.thread_index(),
+                     result.ok() ? ConsumeOutcomeName(result->outcome) : std::string(result.status().message()).c_str());
+      }
+    }
     ++i;
   }
   g_run->latencies_us[static_cast<size_t>(state.thread_index())] = std::move(latencies);

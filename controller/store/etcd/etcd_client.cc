@@ -108,8 +108,9 @@ absl::Status EtcdClient::OnMembers(bool retry, const Call& call) {
 }
 
 absl::StatusOr<etcdserverpb::RangeResponse> EtcdClient::Range(const std::string& key, const std::string& range_end,
-                                                              int64_t limit, int64_t revision) {
+                                                              int64_t limit, int64_t revision, bool serializable) {
   etcdserverpb::RangeRequest request;
+  request.set_serializable(serializable);
   request.set_key(key);
   request.set_range_end(range_end);
   request.set_limit(limit);

@@ -39,10 +39,12 @@ class EtcdClient {
   static absl::StatusOr<std::unique_ptr<EtcdClient>> Connect(const EtcdClientOptions& options);
 
   // Reads [key, range_end) (just key when range_end is empty), up to limit
-  // keys (0: all), at revision (0: the newest), linearizable. Retried on
-  // another endpoint when one is unavailable.
+  // keys (0: all), at revision (0: the newest), linearizable unless
+  // serializable (the member's own view, maybe behind: for reads a compare
+  // checks later). Retried on another endpoint when one is unavailable.
   absl::StatusOr<etcdserverpb::RangeResponse> Range(const std::string& key, const std::string& range_end,
-                                                    int64_t limit = 0, int64_t revision = 0);
+                                                    int64_t limit = 0, int64_t revision = 0,
+                                                    bool serializable = false);
   // Not retried: UNAVAILABLE or DEADLINE_EXCEEDED leave it unknown whether
   // it committed.
   absl::StatusOr<etcdserverpb::TxnResponse> Txn(const etcdserverpb::TxnRequest& request);

@@ -17,8 +17,17 @@ namespace sesame::controller {
 
 absl::StatusOr<ConsumeResult> EtcdStore::Consume(const ConsumeRequest& request) {
   RETURN_IF_ERROR(ValidateConsumeRequest(request));
+  // The answer kept for a resend, read here beside other callers' reads.
+  std::optional<etcdserverpb::RangeResponse> kept;
+  if (!request.request_id.empty()) {
+    ASSIGN_OR_RETURN(kept, client_->Range(keys_.consumption(request.agent, request.request_id), "", 0, 0,
+                                          /*serializable=*/true));
+  }
   ConsumeResult result;
-  RETURN_IF_ERROR(Write([&](Writer& w) { return ConsumeInTransaction(w, request, result); }));
+  RETURN_IF_ERROR(Write([&](Writer& w) {
+    if (kept) w.Seed(keys_.consumption(request.agent, request.request_id), *kept);
+    return ConsumeInTransaction(w, request, result);
+  }));
   return result;
 }
 

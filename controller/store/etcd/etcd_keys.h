@@ -14,6 +14,8 @@
 //   consumption/AGENT/ID    ConsumptionRow: an answered knock report
 //   checkpoint/COUNT        CheckpointRow
 //   txn/CONTROLLER          the id of that controller's last transaction
+//   waiting/CONTROLLER      rewritten each time that controller's commit lost
+//                           to another's (etcd_mirror.h, AwaitTurn)
 //   leader                  LeaderRow, on the leader's lease
 //
 // Numbers are zero-padded to 20 digits, so keys sort as numbers do.
@@ -50,6 +52,9 @@ class EtcdKeys {
   std::string checkpoint(uint64_t count) const { return Join("checkpoint/", Number(count)); }
   std::string checkpoint_prefix() const { return prefix_ + "checkpoint/"; }
   std::string txn_mark(std::string_view controller) const { return Join("txn/", controller); }
+  std::string txn_mark_prefix() const { return prefix_ + "txn/"; }
+  std::string waiting(std::string_view controller) const { return Join("waiting/", controller); }
+  std::string waiting_prefix() const { return prefix_ + "waiting/"; }
   std::string leader() const { return prefix_ + "leader"; }
 
   static std::string Number(uint64_t n);

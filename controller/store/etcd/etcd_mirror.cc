@@ -130,7 +130,8 @@ absl::StatusOr<MirrorState> EtcdMirror::LoadSnapshot() {
   std::vector<Event> events;
   for (const auto& kv : head.kvs()) events.push_back(Event{true, kv.key(), kv.value(), kv.mod_revision()});
   for (const std::string& folder : {keys_.door_prefix(), keys_.sequence_batch_prefix(), keys_.sequence_prefix(),
-                                    keys_.grant_prefix(), keys_.agent_prefix()}) {
+                                    keys_.grant_prefix(), keys_.agent_prefix(), keys_.txn_mark_prefix(),
+                                    keys_.waiting_prefix()}) {
     const std::string end = EtcdPrefixEnd(folder);
     std::string from = folder;
     for (;;) {
@@ -194,6 +195,10 @@ absl::Status EtcdMirror::ApplyOne(MirrorState& s, const Event& e, std::vector<St
                                     g.revision, {}, g, {}});
     }
     s.grants[g.id] = std::move(g);
+  } else if (absl::StartsWith(key, keys_.txn_mark_prefix())) {
+    s.last_commit[key.substr(keys_.txn_mark_prefix().size())] = e.mod_revision;
+  } else if (absl::StartsWith(key, keys_.waiting_prefix())) {
+    s.last_lost[key.substr(keys_.waiting_prefix().size())] = e.mod_revision;
   } else if (absl::StartsWith(key, keys_.agent_prefix())) {
     if (!e.put) return absl::OkStatus();
     ASSIGN_OR_RETURN(AgentRow row, ParseRow<AgentRow>(key, e.value));
@@ -237,6 +242,24 @@ absl::Status EtcdMirror::Sync(absl::Duration timeout) {
   ASSIGN_OR_RETURN(etcdserverpb::RangeResponse head, client_.Range(keys_.head(), ""));
   if (head.kvs().empty()) return absl::OkStatus();
   return WaitFor(head.kvs(0).mod_revision(), timeout);
+}
+
+void EtcdMirror::AwaitTurn(const std::string& controller, absl::Duration patience) {
+  absl::MutexLock lock(&mu_);
+  auto last = [](const std::map<std::string, int64_t>& m, const std::string& c) -> int64_t {
+    auto it = m.find(c);
+    return it == m.end() ? 0 : it->second;
+  };
+  const int64_t mine = last(state_.last_commit, controller);
+  bool another_starves = false;
+  for (const auto& [other, lost] : state_.last_lost) {
+    const int64_t theirs = last(state_.last_commit, other);
+    if (other != controller && lost > theirs && theirs < mine) another_starves = true;
+  }
+  if (!another_starves) return;
+  const int64_t head = state_.head_mod_revision;
+  auto moved = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return state_.head_mod_revision != head; };
+  mu_.AwaitWithTimeout(absl::Condition(&moved), patience);
 }
 
 void EtcdMirror::Reload() {

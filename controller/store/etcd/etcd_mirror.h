@@ -56,6 +56,10 @@ struct MirrorState {
   std::map<std::string, uint64_t> burnt_by_knocks;   // KnocksToText -> newest burnt id
   std::map<uint64_t, GrantRecord> grants;
   std::map<std::string, AgentRecord> agents;
+  // By controller: the etcd revision of its last commit, and of the last
+  // time a commit of its lost to another's.
+  std::map<std::string, int64_t> last_commit;
+  std::map<std::string, int64_t> last_lost;
 
   // The sequence as the model reads it: live once an agent that may hold it
   // acknowledged the revision that added it.
@@ -76,6 +80,13 @@ class EtcdMirror {
   absl::Status WaitFor(int64_t revision, absl::Duration timeout);
   // Catches up with etcd as it is now (one linearizable read of the head).
   absl::Status Sync(absl::Duration timeout);
+  // Fairness between controllers that write at once. Optimistic commits
+  // favour the controller whose etcd member learns of each commit first: it
+  // decides its next batch before the others have seen the last one, and
+  // they lose every time. So a controller waits (until another commits, at
+  // most patience) before deciding a batch while another one is starving:
+  // lost a commit since its last success, which is older than ours.
+  void AwaitTurn(const std::string& controller, absl::Duration patience);
 
   // f(const MirrorState&) under the read lock.
   template <typename F>

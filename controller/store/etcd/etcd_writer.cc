@@ -115,15 +115,20 @@ std::optional<AgentRecord> EtcdStore::Writer::FindAgent(const std::string& name)
 
 absl::StatusOr<std::optional<std::string>> EtcdStore::Writer::Fetch(const std::string& key) {
   if (auto it = puts_.find(key); it != puts_.end()) return std::optional<std::string>(it->second);
-  if (auto it = fetched_.find(key); it != fetched_.end()) return it->second;
-  // Read at the newest revision: anything written since the batch began
-  // also moved the head, so the commit's compare fails and the batch is
-  // decided again.
-  ASSIGN_OR_RETURN(etcdserverpb::RangeResponse r, client_.Range(key, ""));
-  std::optional<std::string> value;
-  if (!r.kvs().empty()) value = r.kvs(0).value();
-  fetched_[key] = value;
-  return value;
+  if (auto it = fetched_.find(key); it != fetched_.end()) return it->second.value;
+  // The commit compares what was read: a member's own view is enough.
+  ASSIGN_OR_RETURN(etcdserverpb::RangeResponse r, client_.Range(key, "", 0, 0, /*serializable=*/true));
+  Remember(fetched_, key);
+  Fetched& f = fetched_[key];
+  if (!r.kvs().empty()) f = Fetched{r.kvs(0).value(), r.kvs(0).mod_revision()};
+  return f.value;
+}
+
+void EtcdStore::Writer::Seed(const std::string& key, const etcdserverpb::RangeResponse& read) {
+  if (retry_ || fetched_.count(key) > 0) return;
+  Remember(fetched_, key);
+  Fetched& f = fetched_[key];
+  if (!read.kvs().empty()) f = Fetched{read.kvs(0).value(), read.kvs(0).mod_revision()};
 }
 
 void EtcdStore::Writer::PutRaw(const std::string& key, std::string value) {
@@ -227,8 +232,33 @@ void EtcdStore::Writer::Clear() {
   op_undo_ = 0;
 }
 
+absl::Status EtcdStore::Writer::Refetch() {
+  std::vector<std::string> keys = std::move(refetch_);
+  refetch_.clear();
+  for (size_t i = 0; i < keys.size(); i += kMaxTxnOps) {
+    etcdserverpb::TxnRequest reads;
+    const size_t end = std::min(keys.size(), i + kMaxTxnOps);
+    for (size_t j = i; j < end; ++j) {
+      etcdserverpb::RangeRequest* read = reads.add_success()->mutable_request_range();
+      read->set_key(keys[j]);
+      read->set_serializable(true);
+    }
+    ASSIGN_OR_RETURN(etcdserverpb::TxnResponse r, client_.Txn(reads));
+    for (size_t j = i; j < end && static_cast<int>(j - i) < r.responses_size(); ++j) {
+      const etcdserverpb::RangeResponse& read = r.responses(static_cast<int>(j - i)).response_range();
+      Fetched& f = fetched_[keys[j]];
+      if (!read.kvs().empty()) f = Fetched{read.kvs(0).value(), read.kvs(0).mod_revision()};
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status EtcdStore::Writer::Begin() {
+  std::vector<std::string> again = std::move(refetch_);
   Clear();
+  refetch_ = std::move(again);
+  mirror_.AwaitTurn(controller_, absl::Milliseconds(20));
+  RETURN_IF_ERROR(Refetch());
   mirror_.Read([&](const MirrorState& s) {
     base_mod_revision_ = s.head_mod_revision;
     head_ = s.head;
@@ -244,7 +274,9 @@ absl::Status EtcdStore::Writer::BeginOperation() {
 }
 
 absl::Status EtcdStore::Writer::EndOperation(bool ok) {
-  const bool fits = puts_.size() <= kMaxOperationOps;
+  // Puts and compares each within etcd's bound (the head and the mark
+  // besides the puts, the head besides the compares).
+  const bool fits = puts_.size() <= kMaxOperationOps && fetched_.size() < kMaxTxnOps;
   if (ok && fits) return absl::OkStatus();
   while (undo_.size() > op_undo_) {
     undo_.back()();
@@ -266,6 +298,13 @@ absl::Status EtcdStore::Writer::Commit() {
   compare->set_result(etcdserverpb::Compare::EQUAL);
   compare->set_target(etcdserverpb::Compare::MOD);
   compare->set_mod_revision(base_mod_revision_);  // 0: the head does not exist yet
+  for (const auto& [key, f] : fetched_) {
+    etcdserverpb::Compare* same = txn.add_compare();
+    same->set_key(key);
+    same->set_result(etcdserverpb::Compare::EQUAL);
+    same->set_target(etcdserverpb::Compare::MOD);
+    same->set_mod_revision(f.mod_revision);
+  }
   auto put = [&](const std::string& key, const std::string& value) {
     etcdserverpb::PutRequest* p = txn.add_success()->mutable_request_put();
     p->set_key(key);
@@ -289,6 +328,10 @@ absl::Status EtcdStore::Writer::Commit() {
 
   absl::StatusOr<etcdserverpb::TxnResponse> response = client_.Txn(txn);
   if (!response.ok()) return Resolve(mark, response.status());
+  retry_ = !response->succeeded();
+  if (retry_) {
+    for (const auto& [key, f] : fetched_) refetch_.push_back(key);
+  }
   if (response->succeeded()) {
     // The copy must hold the commit, and the listener have it, before the
     // callers are answered.
@@ -302,6 +345,11 @@ absl::Status EtcdStore::Writer::Commit() {
       return absl::FailedPreconditionError("this controller no longer leads: the leader's writes are refused");
     }
   }
+  // Said in etcd, so that a controller winning every time lets this one in.
+  etcdserverpb::TxnRequest lost;
+  etcdserverpb::PutRequest* put_lost = lost.add_success()->mutable_request_put();
+  put_lost->set_key(keys_.waiting(controller_));
+  (void)client_.Txn(lost);
   return absl::AbortedError("another controller wrote first");
 }
 

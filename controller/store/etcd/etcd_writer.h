@@ -38,8 +38,13 @@ class EtcdStore::Writer final : public BatchTransaction {
   std::optional<GrantRecord> FindGrant(uint64_t id) const;
   std::optional<AgentRecord> FindAgent(const std::string& name) const;
   // A key the copy does not hold (consumption/, origin/): read from etcd
-  // once per batch; nullopt when absent.
+  // once per batch; nullopt when absent. The commit compares it with what
+  // was read, so a batch decided on a stale read is decided again.
   absl::StatusOr<std::optional<std::string>> Fetch(const std::string& key);
+  // What the caller read of such a key before queueing (in its own thread,
+  // beside other callers, instead of one read after another in the batch):
+  // used on the batch's first attempt only.
+  void Seed(const std::string& key, const etcdserverpb::RangeResponse& read);
 
   void PutDoor(const Door& door);
   void PutSequence(const Sequence& sequence);
@@ -74,6 +79,7 @@ class EtcdStore::Writer final : public BatchTransaction {
   template <typename Map, typename Key>
   void Remember(Map& map, const Key& key);
   void Clear();
+  absl::Status Refetch();
   // The answer of a transaction that may or may not have committed.
   absl::Status Resolve(const std::string& mark, const absl::Status& error);
 
@@ -96,7 +102,15 @@ class EtcdStore::Writer final : public BatchTransaction {
   std::map<std::string, uint64_t> burnt_by_knocks_;
   std::map<uint64_t, GrantRecord> grants_;
   std::map<std::string, AgentRecord> agents_;
-  std::map<std::string, std::optional<std::string>> fetched_;  // read from etcd in this batch
+  struct Fetched {
+    std::optional<std::string> value;
+    int64_t mod_revision = 0;  // 0: absent
+  };
+  std::map<std::string, Fetched> fetched_;  // read from etcd for this batch
+  bool retry_ = false;                      // the last commit lost: seeds are stale
+  // After a lost commit, the keys its batch had read: read again together
+  // (one transaction of reads) when the batch is decided again.
+  std::vector<std::string> refetch_;
   std::vector<std::function<void()>> undo_;
   size_t op_undo_ = 0;
   EtcdHead op_head_;
