@@ -278,6 +278,7 @@ void ControllerDaemon::UpdateHealth() {
   metrics_->SetStoreUsable(usable.ok());
   if (server_ == nullptr || (health_set_ && usable.ok() == serving_)) return;
   server_->GetHealthCheckService()->SetServingStatus(usable.ok());
+  if (agent_service_ != nullptr) agent_service_->SetServing(usable.ok(), std::string(usable.message()));
   if (health_set_ && usable.ok()) LogInfo("the store is usable again: health is SERVING");
   serving_ = usable.ok();
   health_set_ = true;

@@ -75,9 +75,14 @@ void ControllerLink::Run() {
     const absl::Status ended = RunSession(address, &started, &carried);
     if (Stopping()) break;
     absl::Duration wait = absl::ZeroDuration();
-    if (carried) {
-      // A healthy session ended: back to the first step of the backoff, and
-      // the same address first.
+    if (carried && n > 1) {
+      // A session ended (its controller died, or stopped serving and shed
+      // its agents): the next controller at once.
+      backoff_.Reset();
+      failed_in_round = 0;
+      next = (next + 1) % n;
+    } else if (carried) {
+      // The only controller: back to the first step of the backoff.
       backoff_.Reset();
       failed_in_round = 0;
       wait = backoff_.Next();

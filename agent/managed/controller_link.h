@@ -6,7 +6,10 @@
 // - Addresses are tried in turn; after a whole round without a session the
 //   link waits Backoff::Next() (BackoffMin .. BackoffMax, jittered). A
 //   refused connection or a failed TLS handshake fails the attempt at once;
-//   one that hangs fails after connect_timeout.
+//   one that hangs fails after connect_timeout. A session that ends moves
+//   the link to the next address at once when there are several (several
+//   controllers share one store: any of them will do), else it waits the
+//   backoff's first step and tries the same one.
 // - HTTP/2 keepalive pings (keepalive, keepalive_timeout) notice a dead
 //   peer or path; the controller must allow pings that often (its
 //   GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS at most

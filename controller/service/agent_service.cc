@@ -609,6 +609,14 @@ void AgentServiceImpl::FlushRefusalWindows(bool all) {
   if (!r.ok()) LogWarning(absl::StrCat("cannot record the rate-limit refusals: ", r.status().message()));
 }
 
+void AgentServiceImpl::SetServing(bool serving, const std::string& reason) {
+  {
+    absl::MutexLock lock(&serving_mu_);
+    not_serving_ = serving ? "" : (reason.empty() ? "the store is unusable" : reason);
+  }
+  if (!serving) hub_.CloseAll(absl::UnavailableError(absl::StrCat("controller not serving: ", reason)));
+}
+
 grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* AgentServiceImpl::Session(
     grpc::CallbackServerContext* context) {
   absl::StatusOr<PeerIdentity> who = identity_(*context);
@@ -617,6 +625,12 @@ grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* AgentServiceIm
         absl::StrCat("AgentService needs an agent certificate; ", who->principal(), " is not one"));
   }
   auto* session = new SessionReactor(*this, who.ok() ? who->name : std::string(), context->peer().substr(0, 256));
+  std::string not_serving;
+  {
+    absl::MutexLock lock(&serving_mu_);
+    not_serving = not_serving_;
+  }
+  if (who.ok() && !not_serving.empty()) who = absl::UnavailableError(absl::StrCat("controller not serving: ", not_serving));
   if (!who.ok()) {
     session->Refuse(who.status());
   } else {

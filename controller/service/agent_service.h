@@ -92,6 +92,10 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   // with all = true), one "knock.refused" record each. Call every second
   // or so; the destructor records what is left.
   void FlushRefusalWindows(bool all = false);
+  // Not serving (the store is unusable: no etcd quorum, a lost database):
+  // every session ends with UNAVAILABLE and new ones are refused, so agents
+  // move to another controller or, with none, admit through their reserves.
+  void SetServing(bool serving, const std::string& reason);
 
  private:
   class SessionReactor;
@@ -107,6 +111,8 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   // One thread: the agents' records (connect, heartbeat, disconnect) are
   // written in the order sessions post them.
   WorkQueue bookkeeping_{1};
+  absl::Mutex serving_mu_;
+  std::string not_serving_ ABSL_GUARDED_BY(serving_mu_);  // why, while not serving
 };
 
 }  // namespace sesame::controller

@@ -89,6 +89,11 @@ bool FleetHub::Detach(AgentLink* link) {
   return true;
 }
 
+void FleetHub::CloseAll(const absl::Status& why) {
+  absl::MutexLock lock(&links_mu_);
+  for (const auto& [name, a] : links_) a.link->Close(why);
+}
+
 bool FleetHub::IsAttached(const std::string& agent) const {
   absl::MutexLock lock(&links_mu_);
   return links_.contains(agent);

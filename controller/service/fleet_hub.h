@@ -66,6 +66,9 @@ class FleetHub final : public ChangeListener {
   // link again.
   bool Detach(AgentLink* link);
   bool IsAttached(const std::string& agent) const;
+  // Ends every agent's session (the controller stops serving: they go to
+  // another controller). Links detach as their sessions end.
+  void CloseAll(const absl::Status& why);
   size_t sessions() const;
   uint64_t revision() const;
 
