@@ -6,10 +6,19 @@
 # from what the roles rendered. Used by the scenario tests and by
 # deploy/demo.sh.
 #
-#   bed.sh up   RUN_DIR PREFIX [--host-link]   render, wire, start, wait
-#   bed.sh start RUN_DIR controller|b1|b2|b3    start a daemon again (after
-#                                               a test killed it)
-#   bed.sh down RUN_DIR                         stop and remove everything
+#   bed.sh up   RUN_DIR PREFIX [--host-link] [--ha]
+#                                      render, wire, start, wait
+#   bed.sh start RUN_DIR controller|controller2|controller3|e1|e2|e3|b1|b2|b3
+#                                      start a daemon again (after a test
+#                                      killed it)
+#   bed.sh down RUN_DIR                stop and remove everything
+#
+# --ha: the high-availability bed. Three etcd members (e1-e3, 198.18.20.31-
+# 33, mutual TLS with a CA of their own made by sesame-pki) and three
+# controllers (ctl, ctl2, ctl3: .10, .14, .15) sharing them (Store = etcd,
+# one audit key); every agent lists the three controllers. The controllers'
+# configurations are controller1's as Ansible rendered it, with the store
+# keys added and its own certificate, name and listen address.
 #
 # PREFIX starts every namespace name (PREFIXctl, PREFIXb1 ...), so beds of
 # concurrent tests never meet. --host-link puts this machine on the bridge
@@ -26,9 +35,14 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 net4=198.18.20 net6=fd5e:20:
-declare -A host_octet=([host]=1 [ctl]=10 [b1]=11 [b2]=12 [b3]=13 [c1]=21 [c2]=22)
+declare -A host_octet=([host]=1 [ctl]=10 [b1]=11 [b2]=12 [b3]=13 [ctl2]=14 [ctl3]=15 [c1]=21 [c2]=22
+  [e1]=31 [e2]=32 [e3]=33)
 bastions=(b1 b2 b3)
 clients=(c1 c2)
+controllers=(ctl)  # --ha: ctl ctl2 ctl3
+members=()         # --ha: e1 e2 e3
+etcd_client_port=2379
+etcd_peer_port=2380
 ssh_port=22
 controller_port=7443
 
@@ -76,7 +90,7 @@ wire() {
   ip -n "$sw" link set lo up
   ip -n "$sw" link add br0 type bridge
   ip -n "$sw" link set br0 up
-  for h in ctl "${bastions[@]}" "${clients[@]}"; do
+  for h in "${controllers[@]}" ${members[@]+"${members[@]}"} "${bastions[@]}" "${clients[@]}"; do
     record netns "$prefix$h"
     ip netns add "$prefix$h"
     ip -n "$sw" link add "$h" type veth peer name eth0 netns "$prefix$h"
@@ -150,19 +164,108 @@ ctl() {
     "$run/hosts/controller1/usr/bin/sesamectl" --timeout 5s "$@"
 }
 
+# controller (ctl), controller2 (ctl2) or controller3 (ctl3).
 start_controller() {
-  local root=$run/hosts/controller1
-  record pidfile "$run/controller.pid"
-  (exec ip netns exec "${prefix}ctl" setsid "$root/usr/sbin/sesame-controller" -c "$root/etc/sesame/controller.conf" \
-    >>"$run/controller.log" 2>&1 </dev/null) &
-  echo $! >"$run/controller.pid"
+  local daemon=${1:-controller} n ns
+  n=${daemon#controller}
+  n=${n:-1}
+  ns=ctl
+  [ "$n" = 1 ] || ns=ctl$n
+  local root=$run/hosts/controller$n
+  record pidfile "$run/$daemon.pid"
+  (exec ip netns exec "$prefix$ns" setsid "$root/usr/sbin/sesame-controller" -c "$root/etc/sesame/controller.conf" \
+    >>"$run/$daemon.log" 2>&1 </dev/null) &
+  echo $! >"$run/$daemon.pid"
   for _ in $(seq 300); do
-    if ctl health >/dev/null 2>&1; then return 0; fi
-    kill -0 "$(cat "$run/controller.pid")" 2>/dev/null || break
+    if in_ns "$ns" env SESAME_CONTROLLER="$net4.${host_octet[$ns]}:$controller_port" \
+      SESAME_CA_CERT="$run/hosts/controller1/etc/sesame/tls/ca.crt" \
+      SESAME_CERT="$run/hosts/controller1/var/lib/sesame-pki/operator/oncall.crt" \
+      SESAME_KEY="$run/hosts/controller1/var/lib/sesame-pki/operator/oncall.key" \
+      "$run/hosts/controller1/usr/bin/sesamectl" --timeout 5s health >/dev/null 2>&1; then return 0; fi
+    kill -0 "$(cat "$run/$daemon.pid")" 2>/dev/null || break
     sleep 0.1
   done
-  tail -n 20 "$run/controller.log" >&2
-  say "the controller did not become healthy"
+  tail -n 20 "$run/$daemon.log" >&2
+  say "$daemon did not become healthy"
+  return 1
+}
+
+etcd_url() { echo "https://$net4.${host_octet[$1]}:$2"; }
+
+# The etcd CA and certificates, controller2 and controller3 made from
+# controller1, and every configuration pointed at the store.
+prepare_ha() {
+  local pki_tool=$repo/deploy/pki/sesame-pki epki=$run/etcd-pki fleet_pki=$run/hosts/controller1/var/lib/sesame-pki
+  "$pki_tool" init "$epki" >/dev/null
+  local m n endpoints="" cluster=""
+  for m in "${members[@]}"; do
+    "$pki_tool" etcd-member "$epki" "$m" --ip "$net4.${host_octet[$m]}" >/dev/null
+    endpoints="$endpoints${endpoints:+, }$(etcd_url "$m" $etcd_client_port)"
+    cluster="$cluster${cluster:+,}$m=$(etcd_url "$m" $etcd_peer_port)"
+  done
+  echo "$cluster" >"$run/etcd-cluster"
+  for n in 1 2 3; do
+    "$pki_tool" etcd-client "$epki" "controller$n" >/dev/null
+    local root=$run/hosts/controller$n
+    if [ "$n" != 1 ]; then
+      "$pki_tool" controller "$fleet_pki" "controller$n" --ip "$net4.${host_octet[ctl$n]}" >/dev/null
+      cp -a "$run/hosts/controller1" "$root"
+      cp "$fleet_pki/controller/controller$n.crt" "$root/etc/sesame/tls/controller.crt"
+      cp "$fleet_pki/controller/controller$n.key" "$root/etc/sesame/tls/controller.key"
+      sed -i "s|$run/hosts/controller1/|$root/|g" "$root/etc/sesame/controller.conf"
+    fi
+    sed -i "/^\[controller\]/a\\
+  Name = controller$n\\
+  Store = etcd\\
+  Etcd_Endpoints = $endpoints\\
+  Etcd_CaCert = $epki/ca.crt\\
+  Etcd_Cert = $epki/etcd-client/controller$n.crt\\
+  Etcd_Key = $epki/etcd-client/controller$n.key" "$root/etc/sesame/controller.conf"
+    # One chain, one key: every controller signs with controller1's.
+    [ "$n" = 1 ] || cp "$run/hosts/controller1/var/lib/sesame-controller/audit.key" "$root/var/lib/sesame-controller/audit.key"
+  done
+  # Each bastion starts on another controller: b1 on ctl, b2 on ctl2, b3 on ctl3.
+  local order=(ctl ctl2 ctl3) i list c
+  for i in 0 1 2; do
+    list=""
+    for c in "${order[@]:$i}" "${order[@]:0:$i}"; do
+      list="$list${list:+, }$net4.${host_octet[$c]}:$controller_port"
+    done
+    sed -i "s|^\( *Controller *= *\).*|\1$list|" "$run/hosts/bastion$((i + 1))/etc/sesame/agent.conf"
+  done
+}
+
+start_etcd() {
+  local m=$1 epki=$run/etcd-pki
+  record pidfile "$run/$m.pid"
+  (exec ip netns exec "$prefix$m" setsid etcd --name "$m" --data-dir "$run/$m.etcd" \
+    --listen-client-urls "$(etcd_url "$m" $etcd_client_port)" --advertise-client-urls "$(etcd_url "$m" $etcd_client_port)" \
+    --listen-peer-urls "$(etcd_url "$m" $etcd_peer_port)" --initial-advertise-peer-urls "$(etcd_url "$m" $etcd_peer_port)" \
+    --initial-cluster "$(cat "$run/etcd-cluster")" --initial-cluster-token "$prefix" \
+    --initial-cluster-state "$( [ -d "$run/$m.etcd" ] && echo existing || echo new)" \
+    --client-cert-auth --trusted-ca-file "$epki/ca.crt" \
+    --cert-file "$epki/etcd-member/$m.crt" --key-file "$epki/etcd-member/$m.key" \
+    --peer-client-cert-auth --peer-trusted-ca-file "$epki/ca.crt" \
+    --peer-cert-file "$epki/etcd-member/$m.crt" --peer-key-file "$epki/etcd-member/$m.key" \
+    --heartbeat-interval 100 --election-timeout 1000 --logger zap --log-level warn \
+    >>"$run/$m.log" 2>&1 </dev/null) &
+  echo $! >"$run/$m.pid"
+}
+
+etcdctl_bed() {
+  local epki=$run/etcd-pki endpoints="" m
+  for m in "${members[@]}"; do endpoints="$endpoints${endpoints:+,}$(etcd_url "$m" $etcd_client_port)"; done
+  in_ns e1 env ETCDCTL_API=3 etcdctl --endpoints "$endpoints" --cacert "$epki/ca.crt" \
+    --cert "$epki/etcd-client/controller1.crt" --key "$epki/etcd-client/controller1.key" "$@"
+}
+
+wait_for_etcd() {
+  for _ in $(seq 300); do
+    if etcdctl_bed endpoint health >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  say "etcd did not become healthy:"
+  tail -n 10 "$run"/e?.log >&2
   return 1
 }
 
@@ -206,11 +309,13 @@ ENV
     echo "NET6=$net6"
     echo "CONTROLLER_PORT=$controller_port"
     echo "SSH_PORT=$ssh_port"
+    echo "HA=$ha"
   } >"$run/bed.env"
-  python3 - "$run/fleet.json" "$prefix" "$net4" "$net6" "$controller_port" "$ssh_port" <<'PY'
+  python3 - "$run/fleet.json" "$prefix" "$net4" "$net6" "$controller_port" "$ssh_port" "$ha" <<'PY'
 import json, sys
-path, prefix, net4, net6, port, ssh = sys.argv[1:]
-octet = {"ctl": 10, "b1": 11, "b2": 12, "b3": 13, "c1": 21, "c2": 22}
+path, prefix, net4, net6, port, ssh, ha = sys.argv[1:]
+octet = {"ctl": 10, "b1": 11, "b2": 12, "b3": 13, "ctl2": 14, "ctl3": 15, "c1": 21, "c2": 22,
+         "e1": 31, "e2": 32, "e3": 33}
 def host(h):
     return {"netns": prefix + h, "address": f"{net4}.{octet[h]}", "address6": f"{net6}:{octet[h]}"}
 fleet = {
@@ -219,6 +324,10 @@ fleet = {
     "clients": [host(c) for c in ("c1", "c2")],
     "doors": [{"name": d} for d in ("openSSH", "fleetSSH", "consoleSSH", "classicSSH")],
 }
+if ha == "1":
+    fleet["controllers"] = [dict(host(c), port=int(port), name=f"controller{i + 1}")
+                            for i, c in enumerate(("ctl", "ctl2", "ctl3"))]
+    fleet["etcd"] = [dict(host(m), name=m) for m in ("e1", "e2", "e3")]
 with open(path + ".tmp", "w") as f:
     json.dump(fleet, f, indent=2)
     f.write("\n")
@@ -239,8 +348,10 @@ case $command in
     [ $# -eq 3 ] || usage
     run=$(cd "$run" && pwd)
     prefix=$(sed -n 's/^PREFIX=//p' "$run/bed.env")
+    if [ "$(sed -n 's/^HA=//p' "$run/bed.env")" = 1 ]; then members=(e1 e2 e3); fi
     case $3 in
-      controller) start_controller ;;
+      controller | controller[23]) start_controller "$3" ;;
+      e[1-3]) start_etcd "$3" ;;
       b[1-3]) start_agent "$3" ;;
       *) usage ;;
     esac
@@ -250,7 +361,18 @@ case $command in
     [ $# -ge 3 ] || usage
     prefix=$3
     host_link=0
-    [ "${4:-}" = "--host-link" ] && host_link=1
+    ha=0
+    for flag in "${@:4}"; do
+      case $flag in
+        --host-link) host_link=1 ;;
+        --ha) ha=1 ;;
+        *) usage ;;
+      esac
+    done
+    if [ $ha = 1 ]; then
+      controllers=(ctl ctl2 ctl3)
+      members=(e1 e2 e3)
+    fi
     ;;
   *) usage ;;
 esac
@@ -265,8 +387,21 @@ trap 'status=$?; if [ $status -ne 0 ]; then say "failed: removing what was start
 render
 wire
 for b in "${bastions[@]}"; do guard_bastion "$b"; done
-start_controller
+if [ $ha = 1 ]; then
+  prepare_ha
+  for m in "${members[@]}"; do start_etcd "$m"; done
+  wait_for_etcd
+  start_controller controller
+  start_controller controller2
+  start_controller controller3
+else
+  start_controller
+fi
 for b in "${bastions[@]}"; do start_agent "$b"; done
 wait_for_agents
 describe
-say "up: controller $net4.${host_octet[ctl]}, bastions $net4.11-13, clients $net4.21-22"
+if [ $ha = 1 ]; then
+  say "up: controllers $net4.10,14,15 on etcd $net4.31-33, bastions $net4.11-13, clients $net4.21-22"
+else
+  say "up: controller $net4.${host_octet[ctl]}, bastions $net4.11-13, clients $net4.21-22"
+fi

@@ -148,4 +148,5 @@ def scenario(fleet):
     check(len(opened(fleet.audit(), used["b1"])) == 1, "a burnt reserve sequence was opened a second time")
 
 
-run_scenario(scenario)
+if __name__ == "__main__":  # also a module: ha_test.py reuses its steps
+    run_scenario(scenario)

@@ -27,7 +27,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BED = os.path.join(HERE, "bed.sh")
 BASTIONS = ("b1", "b2", "b3")
 CLIENTS = ("c1", "c2")
-OCTET = {"ctl": 10, "b1": 11, "b2": 12, "b3": 13, "c1": 21, "c2": 22}
+OCTET = {"ctl": 10, "b1": 11, "b2": 12, "b3": 13, "ctl2": 14, "ctl3": 15, "c1": 21, "c2": 22,
+         "e1": 31, "e2": 32, "e3": 33}
+# The high-availability bed (bed.sh --ha): controller daemons by namespace.
+CONTROLLER_NS = {"controller": "ctl", "controller2": "ctl2", "controller3": "ctl3"}
 AGENT_NAME = {b: "bastion" + b[1] for b in BASTIONS}
 NAME_PREFIX = "sf"  # every bed's namespaces: sf<pid><host>
 
@@ -100,17 +103,19 @@ class Fleet:
         self.pki = os.path.join(self.controller_root, "var/lib/sesame-pki")
         # Not "knockgen": that name is the method below.
         self.knockgen_path = os.path.join(self.build_dir, "bench/tools/knockgen")
+        # The controller sesamectl talks to (the HA bed has three).
+        self.controller = "ctl"
 
     # --- life cycle -------------------------------------------------------
 
     @classmethod
-    def up(cls, build_dir):
+    def up(cls, build_dir, ha=False):
         remove_stale_beds()
         run_dir = tempfile.mkdtemp(prefix="sesame-fleet.")
         fleet = cls(build_dir, run_dir, f"{NAME_PREFIX}{os.getpid()}")
         log(f"bed up in {run_dir} (namespaces {fleet.prefix}*)")
         env = dict(os.environ, BUILD_DIR=fleet.build_dir)
-        result = subprocess.run(["bash", BED, "up", run_dir, fleet.prefix], env=env)
+        result = subprocess.run(["bash", BED, "up", run_dir, fleet.prefix] + (["--ha"] if ha else []), env=env)
         if result.returncode != 0:
             fleet.dump_logs()
             fleet.down()
@@ -158,7 +163,7 @@ class Fleet:
 
     def operator_env(self, cert=None, key=None):
         return {
-            "SESAME_CONTROLLER": f"{self.address('ctl')}:7443",
+            "SESAME_CONTROLLER": f"{self.address(self.controller)}:7443",
             "SESAME_CA_CERT": os.path.join(self.controller_root, "etc/sesame/tls/ca.crt"),
             "SESAME_CERT": cert or os.path.join(self.pki, "operator/oncall.crt"),
             "SESAME_KEY": key or os.path.join(self.pki, "operator/oncall.key"),
@@ -293,8 +298,9 @@ class Fleet:
     # --- faults -------------------------------------------------------------
 
     def pid(self, daemon):
-        """daemon: "controller" or a bastion ("b1") for its agent."""
-        name = "controller.pid" if daemon == "controller" else f"{daemon}-agent.pid"
+        """daemon: "controller" (controller2, controller3 and the etcd
+        members e1-e3 on the HA bed) or a bastion ("b1") for its agent."""
+        name = f"{daemon}-agent.pid" if daemon in BASTIONS else f"{daemon}.pid"
         with open(os.path.join(self.run_dir, name)) as f:
             return int(f.read().strip())
 
@@ -371,7 +377,7 @@ def parse_json_stream(text):
         out.append(value)
 
 
-def run_scenario(scenario):
+def run_scenario(scenario, ha=False):
     """The main of a scenario script: `scenario(fleet)` on a fresh bed;
     exit 0 when it passes, 1 (with the daemons' logs) when it fails, 77
     (ctest: skipped) when this machine cannot run the bed."""
@@ -389,7 +395,7 @@ def run_scenario(scenario):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     fleet = None
     try:
-        fleet = Fleet.up(sys.argv[1])
+        fleet = Fleet.up(sys.argv[1], ha=ha)
         scenario(fleet)
     except (Failure, subprocess.TimeoutExpired) as e:
         print(f"FAIL: {e}")

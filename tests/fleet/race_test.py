@@ -103,4 +103,5 @@ def scenario(fleet):
     log(f"audit verify: {verify.stdout.strip().splitlines()[-1] if verify.stdout.strip() else 'ok'}")
 
 
-run_scenario(scenario)
+if __name__ == "__main__":  # also a module: ha_test.py reuses its steps
+    run_scenario(scenario)
