@@ -50,6 +50,7 @@ class Context {
   v1::AdminService::Stub& stub() { return connection_.stub(); }
   grpc::Channel& channel() { return connection_.channel(); }
   std::unique_ptr<grpc::ClientContext> CallContext() const { return connection_.CallContext(); }
+  absl::Duration timeout() const { return connection_.timeout(); }
 
   // The exit code of a failed call, its reason on err().
   int Fail(const grpc::Status& s) { return ReportRpcFailure(s, err_); }

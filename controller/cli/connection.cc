@@ -2,9 +2,17 @@
 // deadlines, and the exit code of a failed call.
 #include "controller/cli/connection.h"
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 
 #include "controller/cli/sesamectl.h"
 #include "controller/service/tls_credentials.h"
@@ -12,7 +20,9 @@
 namespace sesame::controller::cli {
 
 void AddConnectionOptions(CLI::App& app, ConnectionOptions& options) {
-  app.add_option("--controller", options.controller, "controller address HOST:PORT")->envname("SESAME_CONTROLLER");
+  app.add_option("--controller", options.controller,
+                 "controller address HOST:PORT, or several comma-separated (the first serving one is used)")
+      ->envname("SESAME_CONTROLLER");
   app.add_option("--ca-cert", options.ca_cert, "CA certificate (PEM)")->envname("SESAME_CA_CERT");
   app.add_option("--cert", options.cert, "operator certificate (PEM)")->envname("SESAME_CERT");
   app.add_option("--key", options.key, "operator private key (PEM)")->envname("SESAME_KEY");
@@ -34,9 +44,73 @@ int Connection::Open(const ConnectionOptions& options, std::ostream& err) {
     err << "sesamectl: " << creds.status().message() << "\n";
     return absl::IsNotFound(creds.status()) ? kExitUsage : kExitFailure;
   }
-  channel_ = grpc::CreateChannel(options.controller, *creds);
+  std::vector<std::string> addresses;
+  for (absl::string_view a : absl::StrSplit(options.controller, ',', absl::SkipWhitespace())) {
+    addresses.emplace_back(absl::StripAsciiWhitespace(a));
+  }
+  if (addresses.empty()) {
+    err << "sesamectl: --controller: expected HOST:PORT[,HOST:PORT...]\n";
+    return kExitUsage;
+  }
+  address_ = addresses.front();
+  channel_ = grpc::CreateChannel(address_, *creds);
+  if (addresses.size() > 1) {
+    // Several controllers share one store: the first that is SERVING, else
+    // the first that answers (its calls then say why), else the first.
+    const absl::Duration each = std::min(timeout_, absl::Seconds(2));
+    std::shared_ptr<grpc::Channel> answering;
+    std::vector<std::string> tried;
+    for (const std::string& a : addresses) {
+      std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(a, *creds);
+      bool serving = false;
+      const grpc::Status s = CheckHealth(*channel, each, &serving);
+      if (s.ok() && serving) {
+        address_ = a;
+        channel_ = channel;
+        answering = nullptr;
+        tried.clear();
+        break;
+      }
+      tried.push_back(a + (s.ok() ? " NOT_SERVING" : " unreachable"));
+      if (s.ok() && answering == nullptr) {
+        answering = channel;
+        address_ = a;
+      }
+    }
+    if (answering != nullptr) channel_ = answering;
+    if (!tried.empty()) err << "sesamectl: no controller is serving (" << absl::StrJoin(tried, ", ") << ")\n";
+  }
   stub_ = v1::AdminService::NewStub(channel_);
   return kExitOk;
+}
+
+grpc::Status CheckHealth(grpc::Channel& channel, absl::Duration deadline, bool* serving) {
+  grpc::GenericStub generic(channel.shared_from_this());
+  grpc::Slice empty("");
+  grpc::ByteBuffer request(&empty, 1), response;
+  absl::Mutex mu;
+  bool done = false;
+  grpc::Status status;
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  generic.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                    [&](grpc::Status s) {
+                      absl::MutexLock lock(&mu);
+                      status = std::move(s);
+                      done = true;
+                    });
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&done));  // the deadline bounds it
+  }
+  if (!status.ok()) return status;
+  std::vector<grpc::Slice> slices;
+  (void)response.Dump(&slices);
+  std::string bytes;
+  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  // HealthCheckResponse{status = 1}: SERVING.
+  *serving = bytes == std::string("\x08\x01", 2);
+  return status;
 }
 
 std::unique_ptr<grpc::ClientContext> Connection::CallContext() const {

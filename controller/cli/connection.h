@@ -18,6 +18,8 @@ class App;
 namespace sesame::controller::cli {
 
 struct ConnectionOptions {
+  // HOST:PORT, or several comma-separated (controllers sharing one store):
+  // the first one SERVING is used.
   std::string controller = "localhost:7443";
   std::string ca_cert, cert, key;
   std::string timeout = "10s";
@@ -39,9 +41,13 @@ class Connection {
 
   // For one call: its deadline is the timeout from now.
   std::unique_ptr<grpc::ClientContext> CallContext() const;
+  absl::Duration timeout() const { return timeout_; }
+  // The controller chosen (one of --controller).
+  const std::string& address() const { return address_; }
 
  private:
   absl::Duration timeout_ = absl::Seconds(10);
+  std::string address_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AdminService::Stub> stub_;
 };
@@ -49,5 +55,9 @@ class Connection {
 // Says on err why a call failed and returns the exit code for it (see
 // sesamectl.h).
 int ReportRpcFailure(const grpc::Status& s, std::ostream& err);
+
+// The standard health service (grpc.health.v1) of the controller behind
+// channel: the call's status, and *serving when it answered SERVING.
+grpc::Status CheckHealth(grpc::Channel& channel, absl::Duration deadline, bool* serving);
 
 }  // namespace sesame::controller::cli

@@ -95,6 +95,27 @@ TEST_F(SesamectlTest, HealthDoorsAndStats) {
   EXPECT_THAT(r.out, HasSubstr("\"revision\""));
 }
 
+TEST_F(SesamectlTest, AListOfControllersUsesTheFirstServingOne) {
+  // Port 1 on loopback refuses: a controller that is down.
+  const std::string list = absl::StrCat("127.0.0.1:1, 127.0.0.1:", daemon_->port());
+  std::vector<std::string> argv = {"sesamectl", "--controller", list, "--ca-cert", pki_.File("ca.crt"), "--cert",
+                                   pki_.File("alice.crt"), "--key", pki_.File("alice.key"), "--timeout", "20s",
+                                   "doors", "list"};
+  std::vector<const char*> raw;
+  for (const std::string& a : argv) raw.push_back(a.c_str());
+  std::ostringstream out, err;
+  EXPECT_EQ(RunSesamectl(static_cast<int>(raw.size()), raw.data(), out, err), kExitOk) << err.str();
+  EXPECT_THAT(out.str(), HasSubstr("20000-30000"));
+  EXPECT_EQ(err.str(), "");
+  // None serving: said, and the call fails as before.
+  argv[2] = "127.0.0.1:1,127.0.0.1:2";
+  raw.clear();
+  for (const std::string& a : argv) raw.push_back(a.c_str());
+  std::ostringstream out2, err2;
+  EXPECT_NE(RunSesamectl(static_cast<int>(raw.size()), raw.data(), out2, err2), kExitOk);
+  EXPECT_THAT(err2.str(), HasSubstr("no controller is serving (127.0.0.1:1 unreachable, 127.0.0.1:2 unreachable)"));
+}
+
 TEST_F(SesamectlTest, SequencesAreShownOnce) {
   Result r = Ctl({"sequences", "issue", "--door", "ssh", "--count", "2", "--for", "bob"});
   ASSERT_EQ(r.code, kExitOk) << r.err;
