@@ -7,6 +7,10 @@
 # Debian's knock client, shows the door open (on that bastion only) and the
 # audit trail, and leaves the fleet running. `deploy/demo.sh --down` removes
 # it all; running the demo again starts from scratch.
+#
+# `deploy/demo.sh --ha`: the same fleet with three controllers sharing a
+# three-member etcd cluster (bed.sh --ha); after the knock it kills the
+# controller bastion1 uses and knocks again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -18,11 +22,17 @@ down() {
   rm -rf "$run"
 }
 
-if [ "${1:-}" = "--down" ]; then
-  down
-  echo "sesame demo removed"
-  exit 0
-fi
+ha=()
+case "${1:-}" in
+  --down)
+    down
+    echo "sesame demo removed"
+    exit 0
+    ;;
+  --ha) ha=(--ha) ;;
+  "") ;;
+  *) echo "usage: deploy/demo.sh [--ha | --down]" >&2; exit 2 ;;
+esac
 if [ "$(id -u)" -ne 0 ]; then echo "demo.sh: run as root" >&2; exit 1; fi
 
 ./deploy/install-deps.sh
@@ -30,7 +40,7 @@ if [ "$(id -u)" -ne 0 ]; then echo "demo.sh: run as root" >&2; exit 1; fi
 down # a second run starts from scratch
 
 # Grants last five minutes in the demo (the tests use seconds).
-SESAME_FLEET_TTL=5m BUILD_DIR=$repo/build bash tests/fleet/bed.sh up "$run" "$prefix" --host-link
+SESAME_FLEET_TTL=5m BUILD_DIR=$repo/build bash tests/fleet/bed.sh up "$run" "$prefix" --host-link ${ha[@]+"${ha[@]}"}
 # shellcheck source=/dev/null
 . "$run/env"
 b1=198.18.20.11 b2=198.18.20.12
@@ -75,6 +85,34 @@ echo
 echo "== sesamectl audit verify"
 sesamectl audit verify | sed 's/^/  /'
 
+if [ ${#ha[@]} -gt 0 ]; then
+  echo
+  echo "== three controllers, one store: etcd's members (etcdctl member list)"
+  ip netns exec "${prefix}e1" env ETCDCTL_API=3 etcdctl --endpoints https://198.18.20.31:2379 \
+    --cacert "$run/etcd-pki/ca.crt" --cert "$run/etcd-pki/etcd-client/controller1.crt" \
+    --key "$run/etcd-pki/etcd-client/controller1.key" member list | sed 's/^/  /'
+  echo "== controller1, the one bastion1 talks to, is killed (SIGKILL)"
+  kill -9 "$(cat "$run/controller.pid")"
+  issued=$(sesamectl sequences issue --door openSSH --for demo-ha)
+  knock_line=$(echo "$issued" | grep -m1 "knock $b1 " | sed 's/^ *//')
+  echo "== a new sequence from the controllers left; $knock_line   (from c2)"
+  ip netns exec "${prefix}c2" $knock_line
+  for _ in $(seq 50); do
+    ip netns exec "${prefix}c2" python3 -c "import socket; socket.create_connection(('$b1', 22), timeout=0.2)" \
+      2>/dev/null && break
+    sleep 0.1
+  done
+  ip netns exec "${prefix}c2" python3 -c "
+import socket
+try:
+    print('  $b1:22 connected from c2:', socket.create_connection(('$b1', 22), timeout=2).recv(64).decode().strip())
+except OSError as e:
+    print('  $b1:22 refused or silent:', e)"
+  grep "controller session open" "$run/b1-agent.log" | tail -n 2 | sed 's/^/  bastion1: /'
+  bash tests/fleet/bed.sh start "$run" controller
+  echo "== controller1 started again"
+fi
+
 cat <<NEXT
 
 The fleet stays up. Its description: $run/fleet.json. Try next:
@@ -89,3 +127,10 @@ The fleet stays up. Its description: $run/fleet.json. Try next:
   tail -f $run/b1-agent.log $run/controller.log
   deploy/demo.sh --down                        # remove everything
 NEXT
+if [ ${#ha[@]} -gt 0 ]; then
+  cat <<NEXT
+  kill -9 \$(cat $run/e2.pid)                      # an etcd member down: the fleet goes on
+  bash tests/fleet/bed.sh start $run e2        # and back
+  sesamectl health                             # the first serving controller of \$SESAME_CONTROLLER
+NEXT
+fi

@@ -294,9 +294,13 @@ wait_for_agents() {
 
 describe() {
   local tls=$run/hosts/controller1/var/lib/sesame-pki/operator
-  local address=$net4.${host_octet[ctl]}
+  local address=$net4.${host_octet[ctl]}:$controller_port c
+  if [ "$ha" = 1 ]; then
+    address=""
+    for c in "${controllers[@]}"; do address="$address${address:+,}$net4.${host_octet[$c]}:$controller_port"; done
+  fi
   cat >"$run/env" <<ENV
-export SESAME_CONTROLLER=$address:$controller_port
+export SESAME_CONTROLLER=$address
 export SESAME_CA_CERT=$run/hosts/controller1/etc/sesame/tls/ca.crt
 export SESAME_CERT=$tls/oncall.crt
 export SESAME_KEY=$tls/oncall.key
