@@ -8,7 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdio>
+#include <cerrno>
+#include <fstream>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -17,50 +19,93 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
+#include "tests/support/namespace_sandbox.h"
 #include "tests/support/test_pki.h"
 
 namespace sesame::testing {
 namespace {
 
-// A port nobody listens on now (the kernel's choice for port 0).
-absl::StatusOr<int> FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError("socket");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    close(fd);
-    return absl::InternalError("bind to a free port");
+constexpr char kEtcd[] = "/usr/bin/etcd";
+constexpr char kEtcdctl[] = "/usr/bin/etcdctl";
+constexpr int kStartAttempts = 3;
+
+// n distinct loopback ports nobody listens on now (the kernel's choices for
+// port 0, all held until the last is picked so none repeats).
+absl::StatusOr<std::vector<int>> FreePorts(int n) {
+  std::vector<int> fds, ports;
+  absl::Status status = absl::OkStatus();
+  for (int i = 0; i < n && status.ok(); ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      status = absl::InternalError("socket");
+      break;
+    }
+    fds.push_back(fd);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      status = absl::InternalError("bind to a free port");
+    }
+    ports.push_back(ntohs(a.sin_port));
   }
-  close(fd);
-  return ntohs(a.sin_port);
+  for (int fd : fds) close(fd);
+  if (!status.ok()) return status;
+  return ports;
 }
 
-void Reap(pid_t pid, int sig) {
-  if (pid <= 0) return;
-  kill(pid, sig);
-  int status = 0;
-  waitpid(pid, &status, 0);
+// The last bytes of a file, from a line start when there is one.
+std::string Tail(const std::string& path, size_t bytes = 2000) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "(no log)";
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (all.size() <= bytes) return all;
+  std::string tail = all.substr(all.size() - bytes);
+  const size_t nl = tail.find('\n');
+  return nl == std::string::npos ? tail : tail.substr(nl + 1);
+}
+
+std::string ExitDescription(int status) {
+  if (WIFEXITED(status)) return absl::StrCat("exit code ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return absl::StrCat("signal ", WTERMSIG(status));
+  return "unknown status";
 }
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(int members) {
-  if (access("/usr/bin/etcd", X_OK) != 0) return absl::FailedPreconditionError("etcd is not installed");
+  if (access(kEtcd, X_OK) != 0 || access(kEtcdctl, X_OK) != 0) {
+    return absl::FailedPreconditionError("etcd is not installed (apt-get install etcd-server etcd-client)");
+  }
+  if (members < 1) return absl::InvalidArgumentError("an etcd cluster needs a member");
+  absl::Status last;
+  for (int attempt = 0; attempt < kStartAttempts; ++attempt) {
+    absl::StatusOr<std::unique_ptr<EtcdCluster>> c = TryStart(members);
+    if (c.ok()) return c;
+    last = c.status();
+    // Unavailable: a member exited while starting, most likely because one
+    // of its ports was taken between FreePorts() and its bind. Anything else
+    // (no leader in time, no certificates) would fail the same way again.
+    if (!absl::IsUnavailable(last)) break;
+  }
+  return last;
+}
+
+absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::TryStart(int members) {
   std::unique_ptr<EtcdCluster> c(new EtcdCluster());
   const std::string& d = c->dir_.path();
+  ASSIGN_OR_RETURN(std::vector<int> ports, FreePorts(2 * members));
   std::vector<TestLeaf> leaves;
   for (int i = 0; i < members; ++i) {
     TestLeaf member(absl::StrCat("e", i), "", {"localhost"}, {"127.0.0.1"});
-    member.eku = "serverAuth,clientAuth";
+    member.eku = "serverAuth,clientAuth";  // a server to clients, a client to its peers
     leaves.push_back(member);
     Member m;
     m.name = member.name;
-    ASSIGN_OR_RETURN(m.client_port, FreePort());
-    ASSIGN_OR_RETURN(m.peer_port, FreePort());
+    m.client_port = ports[2 * i];
+    m.peer_port = ports[2 * i + 1];
     c->members_.push_back(m);
   }
   leaves.push_back(TestLeaf("client", ""));
@@ -69,24 +114,25 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(int members) {
   c->client_cert_ = d + "/client.crt";
   c->client_key_ = d + "/client.key";
   for (int i = 0; i < members; ++i) RETURN_IF_ERROR(c->Spawn(i, false));
-  RETURN_IF_ERROR(c->WaitForLeader());
+  RETURN_IF_ERROR(c->WaitHealthy());
   return c;
 }
 
 EtcdCluster::~EtcdCluster() {
-  for (Member& m : members_) {
-    Reap(m.pid, SIGKILL);
-    m.pid = -1;
+  // All at once, then reaped; dir_ is removed after this body.
+  for (const Member& m : members_) {
+    if (m.pid > 0) kill(m.pid, SIGKILL);
   }
+  for (int i = 0; i < size(); ++i) Signal(i, SIGKILL, absl::ZeroDuration());
 }
 
-std::string EtcdCluster::Endpoint(int i) const {
+std::string EtcdCluster::endpoint(int i) const {
   return absl::StrCat("https://127.0.0.1:", members_[i].client_port);
 }
 
 std::vector<std::string> EtcdCluster::endpoints() const {
   std::vector<std::string> out;
-  for (int i = 0; i < size(); ++i) out.push_back(Endpoint(i));
+  for (int i = 0; i < size(); ++i) out.push_back(endpoint(i));
   return out;
 }
 
@@ -98,11 +144,11 @@ absl::Status EtcdCluster::Spawn(int i, bool existing) {
   const std::string peer_url = absl::StrCat("https://127.0.0.1:", m.peer_port);
   const std::string member_cert = absl::StrCat(d, "/", m.name, ".crt");
   const std::string member_key = absl::StrCat(d, "/", m.name, ".key");
-  std::vector<std::string> args = {"/usr/bin/etcd",
+  std::vector<std::string> args = {kEtcd,
                                    "--name=" + m.name,
                                    absl::StrCat("--data-dir=", d, "/", m.name, ".etcd"),
-                                   "--listen-client-urls=" + Endpoint(i),
-                                   "--advertise-client-urls=" + Endpoint(i),
+                                   "--listen-client-urls=" + endpoint(i),
+                                   "--advertise-client-urls=" + endpoint(i),
                                    "--listen-peer-urls=" + peer_url,
                                    "--initial-advertise-peer-urls=" + peer_url,
                                    "--initial-cluster=" + absl::StrJoin(peers, ","),
@@ -121,64 +167,91 @@ absl::Status EtcdCluster::Spawn(int i, bool existing) {
                                    "--election-timeout=1000",
                                    "--logger=zap",
                                    "--log-level=warn"};
+  // Everything the child needs is made here: between fork and exec in a
+  // threaded process (gRPC, the store's threads) only async-signal-safe
+  // calls are allowed, so no allocation there.
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   const std::string log = absl::StrCat(d, "/", m.name, ".log");
+  const int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (log_fd < 0) return absl::InternalError(absl::StrCat("open ", log));
+  const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null_fd < 0) {
+    close(log_fd);
+    return absl::InternalError("open /dev/null");
+  }
+  sigset_t no_signals;
+  sigemptyset(&no_signals);
   const pid_t parent = getpid();
   const pid_t pid = fork();
-  if (pid < 0) return absl::InternalError("fork");
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(1);  // the parent died before prctl
-    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-      close(fd);
-    }
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
+    if (getppid() != parent) _exit(1);  // the parent died before prctl took effect
+    dup2(null_fd, STDIN_FILENO);
+    dup2(log_fd, STDOUT_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    // No descriptor of the test (listening sockets, pipes) lives on in etcd.
+    close_range(3, ~0U, 0);
+    sigprocmask(SIG_SETMASK, &no_signals, nullptr);  // the forking thread's mask is inherited
     execv(argv[0], argv.data());
     _exit(127);
   }
+  close(log_fd);
+  close(null_fd);
+  if (pid < 0) return absl::InternalError("fork");
   m.pid = pid;
   return absl::OkStatus();
 }
 
-void EtcdCluster::Kill(int i) {
-  Reap(members_[i].pid, SIGKILL);
+void EtcdCluster::Signal(int i, int sig, absl::Duration grace) {
+  if (i < 0 || i >= size() || members_[i].pid <= 0) return;
+  const pid_t pid = members_[i].pid;
   members_[i].pid = -1;
+  kill(pid, sig);
+  int status = 0;
+  const absl::Time deadline = absl::Now() + grace;
+  while (sig != SIGKILL && absl::Now() < deadline) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid || (r < 0 && errno != EINTR)) return;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  if (sig != SIGKILL) kill(pid, SIGKILL);
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
 }
 
-void EtcdCluster::Stop(int i) {
-  Reap(members_[i].pid, SIGTERM);
-  members_[i].pid = -1;
-}
+void EtcdCluster::Kill(int i) { Signal(i, SIGKILL, absl::ZeroDuration()); }
+
+void EtcdCluster::Stop(int i) { Signal(i, SIGTERM, absl::Seconds(10)); }
 
 absl::Status EtcdCluster::Restart(int i) {
+  if (i < 0 || i >= size()) return absl::InvalidArgumentError(absl::StrCat("no member ", i));
   if (running(i)) return absl::FailedPreconditionError(absl::StrCat("member ", i, " is running"));
   RETURN_IF_ERROR(Spawn(i, true));
-  return WaitForLeader();
+  return WaitHealthy();
 }
 
 absl::StatusOr<std::string> EtcdCluster::Etcdctl(const std::vector<std::string>& args) const {
   std::vector<std::string> live;
   for (int i = 0; i < size(); ++i) {
-    if (running(i)) live.push_back(Endpoint(i));
+    if (running(i)) live.push_back(endpoint(i));
   }
-  std::string command = absl::StrCat("ETCDCTL_API=3 /usr/bin/etcdctl --command-timeout=3s --endpoints=",
-                                     absl::StrJoin(live, ","), " --cacert=", ca_cert_, " --cert=", client_cert_,
-                                     " --key=", client_key_);
-  for (const std::string& a : args) absl::StrAppend(&command, " '", a, "'");
-  absl::StrAppend(&command, " 2>&1");
-  FILE* p = popen(command.c_str(), "r");
-  if (p == nullptr) return absl::InternalError("popen etcdctl");
-  std::string out;
-  char buf[4096];
-  size_t n = 0;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int rc = pclose(p);
-  if (rc != 0) return absl::UnavailableError(absl::StrCat("etcdctl failed: ", out));
-  return out;
+  if (live.empty()) return absl::FailedPreconditionError("no etcd member is running");
+  std::vector<std::string> argv = {kEtcdctl,
+                                   "--dial-timeout=2s",
+                                   "--command-timeout=3s",
+                                   "--endpoints=" + absl::StrJoin(live, ","),
+                                   "--cacert=" + ca_cert_,
+                                   "--cert=" + client_cert_,
+                                   "--key=" + client_key_};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const CommandResult r = RunCommand(argv);
+  if (r.exit_code != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("etcdctl ", absl::StrJoin(args, " "), " failed (", r.exit_code, "): ", r.output));
+  }
+  return r.output;
 }
 
 int EtcdCluster::LeaderIndex() const {
@@ -190,10 +263,19 @@ int EtcdCluster::LeaderIndex() const {
     for (absl::string_view f : absl::StrSplit(line, ',')) fields.emplace_back(absl::StripAsciiWhitespace(f));
     if (fields.size() < 5 || fields[4] != "true") continue;
     for (int i = 0; i < size(); ++i) {
-      if (running(i) && fields[0] == Endpoint(i)) return i;
+      if (running(i) && fields[0] == endpoint(i)) return i;
     }
   }
   return -1;
+}
+
+std::string EtcdCluster::LogTails() const {
+  std::string out;
+  for (const Member& m : members_) {
+    absl::StrAppend(&out, "\n--- ", m.name, ".log (", m.pid > 0 ? "running" : "not running", ") ---\n",
+                    Tail(absl::StrCat(dir_.path(), "/", m.name, ".log")));
+  }
+  return out;
 }
 
 absl::Status EtcdCluster::WaitForLeader(absl::Duration timeout) const {
@@ -202,11 +284,33 @@ absl::Status EtcdCluster::WaitForLeader(absl::Duration timeout) const {
     if (LeaderIndex() >= 0) return absl::OkStatus();
     absl::SleepFor(absl::Milliseconds(100));
   }
-  std::string logs;
-  for (const Member& m : members_) {
-    absl::StrAppend(&logs, "\n", m.name, ".log in ", dir_.path());
+  return absl::DeadlineExceededError(
+      absl::StrCat("etcd has no leader after ", absl::FormatDuration(timeout), LogTails()));
+}
+
+absl::Status EtcdCluster::WaitHealthy(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::Status last = absl::OkStatus();
+  for (;;) {
+    for (Member& m : members_) {
+      int status = 0;
+      if (m.pid > 0 && waitpid(m.pid, &status, WNOHANG) == m.pid) {
+        m.pid = -1;
+        return absl::UnavailableError(
+            absl::StrCat("etcd member ", m.name, " exited (", ExitDescription(status), ")", LogTails()));
+      }
+    }
+    // A quorum read through each endpoint: the member is up, has a leader
+    // and has caught up with it.
+    absl::StatusOr<std::string> health = Etcdctl({"endpoint", "health"});
+    if (health.ok()) return absl::OkStatus();
+    if (absl::IsFailedPrecondition(health.status())) return health.status();  // none running
+    last = health.status();
+    if (absl::Now() >= deadline) break;
+    absl::SleepFor(absl::Milliseconds(100));
   }
-  return absl::DeadlineExceededError(absl::StrCat("etcd has no leader after ", absl::FormatDuration(timeout), logs));
+  return absl::DeadlineExceededError(absl::StrCat("etcd is not healthy after ", absl::FormatDuration(timeout), ": ",
+                                                  last.message(), LogTails()));
 }
 
 }  // namespace sesame::testing

@@ -56,6 +56,10 @@ absl::Status BindMount(const std::string& source, const std::string& target) {
 
 CommandResult RunCommand(const std::vector<std::string>& argv) {
   CommandResult result;
+  // Made before fork: the child of a threaded process must not allocate.
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) return result;
   const pid_t pid = fork();
@@ -69,9 +73,6 @@ CommandResult RunCommand(const std::vector<std::string>& argv) {
     dup2(pipe_fds[1], STDERR_FILENO);
     const int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, STDIN_FILENO);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
     execvp(args[0], args.data());
     _exit(127);
   }
