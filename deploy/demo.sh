@@ -45,8 +45,9 @@ SESAME_FLEET_TTL=5m BUILD_DIR=$repo/build bash tests/fleet/bed.sh up "$run" "$pr
 . "$run/env"
 b1=198.18.20.11 b2=198.18.20.12
 
+# try_ssh ADDRESS [CLIENT]: port 22 of ADDRESS from CLIENT (c1).
 try_ssh() {
-  ip netns exec "${prefix}c1" python3 -c "
+  ip netns exec "${prefix}${2:-c1}" python3 -c "
 import socket, sys
 try:
     print('  ' + sys.argv[1] + ':22 connected:', socket.create_connection((sys.argv[1], 22), timeout=2).recv(64).decode().strip())
@@ -102,12 +103,7 @@ if [ ${#ha[@]} -gt 0 ]; then
       2>/dev/null && break
     sleep 0.1
   done
-  ip netns exec "${prefix}c2" python3 -c "
-import socket
-try:
-    print('  $b1:22 connected from c2:', socket.create_connection(('$b1', 22), timeout=2).recv(64).decode().strip())
-except OSError as e:
-    print('  $b1:22 refused or silent:', e)"
+  try_ssh "$b1" c2
   grep "controller session open" "$run/b1-agent.log" | tail -n 2 | sed 's/^/  bastion1: /'
   bash tests/fleet/bed.sh start "$run" controller
   echo "== controller1 started again"

@@ -12,6 +12,19 @@ const char* ConsumeOutcomeName(ConsumeOutcome outcome) {
   return "?";
 }
 
+Sequence IssuedSequence(const NewSequence& n, uint64_t id, uint64_t revision, absl::Time now) {
+  Sequence q;
+  q.id = id;
+  q.door = n.door;
+  q.knocks = n.knocks;
+  q.state = SequenceState::kIssued;
+  q.issued_to = n.issued_to;
+  q.issued_at = TruncateToMicros(now);
+  q.reserve_agent = n.reserve_agent;
+  q.revision = revision;
+  return q;
+}
+
 GrantRecord OpenedGrant(const NewGrant& g, uint64_t id, uint64_t revision, absl::Time now) {
   GrantRecord out;
   out.id = id;

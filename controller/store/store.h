@@ -107,6 +107,8 @@ struct ConsumeResult {
 // The grant g opens as every store records it: with id and revision, open
 // from now, times truncated to microseconds.
 GrantRecord OpenedGrant(const NewGrant& g, uint64_t id, uint64_t revision, absl::Time now);
+// The sequence n as every store adds it: issued now, with id and revision.
+Sequence IssuedSequence(const NewSequence& n, uint64_t id, uint64_t revision, absl::Time now);
 
 // One change agents must learn about, as committed.
 struct StoreChange {

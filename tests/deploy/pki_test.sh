@@ -54,7 +54,7 @@ refuse "a command without DIR is a usage error" 2 "init takes DIR" bash "$pki" i
 refuse "an agent without a name is a usage error" 2 "agent takes DIR NAME" bash "$pki" agent "$dir"
 refuse "a name with a slash is refused" 2 "invalid name 'a/b'" bash "$pki" agent "$dir" a/b
 refuse "a name with spaces is refused" 2 "invalid name" bash "$pki" agent "$dir" "a b"
-refuse "--dns is for the controller only" 2 "controller's certificate only" bash "$pki" agent "$dir" b1 --dns x.example
+refuse "--dns is for servers only" 2 "certificates of a controller and of an etcd member only" bash "$pki" agent "$dir" b1 --dns x.example
 refuse "a bad --days is refused" 2 "--days" bash "$pki" agent "$dir" b1 --days soon
 refuse "a bad --ip is refused" 2 "not an IPv4 or IPv6 address" bash "$pki" controller "$dir" c1 --ip 10.0.0.x
 refuse "an unknown option is refused" 2 "unknown option '--frob'" bash "$pki" list "$dir" --frob
@@ -216,6 +216,20 @@ if handshake "$dir/agent/bastion2.crt" "$dir/agent/bastion2.key" >/dev/null 2>&1
 else
   pass "mTLS: a revoked agent is refused"
 fi
+# The etcd store's own CA: members are servers and peers, controllers clients.
+etcd=$tmp/etcd
+bash "$pki" init "$etcd" >/dev/null
+check "etcd-member issues a member certificate" bash "$pki" etcd-member "$etcd" etcd1 --ip 10.0.0.31
+crt=$etcd/etcd-member/etcd1.crt
+check "the member certificate verifies as a TLS server" openssl verify -CAfile "$etcd/ca.crt" -purpose sslserver "$crt"
+check "... and as a TLS client (to its peers)" openssl verify -CAfile "$etcd/ca.crt" -purpose sslclient "$crt"
+check "the member SANs: its name and --ip" bash -c "openssl x509 -in '$crt' -noout -ext subjectAltName | grep -q 'DNS:etcd1, IP Address:10.0.0.31'"
+check "etcd-client issues a controller's client certificate" bash "$pki" etcd-client "$etcd" controller1
+crt=$etcd/etcd-client/controller1.crt
+check "the etcd client certificate verifies as a TLS client" openssl verify -CAfile "$etcd/ca.crt" -purpose sslclient "$crt"
+refuse "the etcd client certificate is no TLS server certificate" 2 "" openssl verify -CAfile "$etcd/ca.crt" -purpose sslserver "$crt"
+refuse "an etcd member of the etcd CA is not of the fleet's CA" 2 "" openssl verify -CAfile "$dir/ca.crt" "$etcd/etcd-member/etcd1.crt"
+
 other=$tmp/other
 bash "$pki" init "$other" >/dev/null && bash "$pki" agent "$other" bastion1 >/dev/null
 if handshake "$other/agent/bastion1.crt" "$other/agent/bastion1.key" >/dev/null 2>&1; then

@@ -15,15 +15,20 @@ namespace {
 
 constexpr size_t kPutsPerTxn = 120;  // within etcd's 128 operations
 
-// Puts in transactions that each require the head to be absent.
+// The transaction goes through only while no controller owns the prefix.
+void RequireNoHead(etcdserverpb::TxnRequest& txn, const EtcdKeys& keys) {
+  etcdserverpb::Compare* no_head = txn.add_compare();
+  no_head->set_key(keys.head());
+  no_head->set_target(etcdserverpb::Compare::CREATE);
+  no_head->set_result(etcdserverpb::Compare::EQUAL);
+  no_head->set_create_revision(0);
+}
+
+// Puts in transactions of their own, each while the head is absent.
 absl::Status PutAll(EtcdClient& client, const EtcdKeys& keys, std::vector<std::pair<std::string, std::string>> puts) {
   for (size_t i = 0; i < puts.size(); i += kPutsPerTxn) {
     etcdserverpb::TxnRequest txn;
-    etcdserverpb::Compare* no_head = txn.add_compare();
-    no_head->set_key(keys.head());
-    no_head->set_target(etcdserverpb::Compare::CREATE);
-    no_head->set_result(etcdserverpb::Compare::EQUAL);
-    no_head->set_create_revision(0);
+    RequireNoHead(txn, keys);
     for (size_t j = i; j < std::min(puts.size(), i + kPutsPerTxn); ++j) {
       etcdserverpb::PutRequest* put = txn.add_success()->mutable_request_put();
       put->set_key(puts[j].first);
@@ -78,11 +83,7 @@ absl::Status ImportStoreImage(EtcdClient& client, const EtcdKeys& keys, const St
   if (!status.ok()) {
     // Leave the prefix empty for another attempt, unless a controller owns it now.
     etcdserverpb::TxnRequest undo;
-    etcdserverpb::Compare* no_head = undo.add_compare();
-    no_head->set_key(keys.head());
-    no_head->set_target(etcdserverpb::Compare::CREATE);
-    no_head->set_result(etcdserverpb::Compare::EQUAL);
-    no_head->set_create_revision(0);
+    RequireNoHead(undo, keys);
     etcdserverpb::DeleteRangeRequest* del = undo.add_success()->mutable_request_delete_range();
     del->set_key(keys.prefix());
     del->set_range_end(EtcdPrefixEnd(keys.prefix()));

@@ -173,15 +173,8 @@ absl::StatusOr<std::vector<Sequence>> EtcdStore::AddSequences(const std::vector<
           return absl::AlreadyExistsError(absl::StrCat("unused sequence ", *id, " is a prefix of new sequence ", i));
         }
       }
-      Sequence q;
-      q.id = w.NextSequenceId();
-      q.door = n.door;
-      q.knocks = n.knocks;
-      q.state = SequenceState::kIssued;
-      q.issued_to = n.issued_to;
-      q.issued_at = now;
-      q.reserve_agent = n.reserve_agent;
-      q.revision = w.NextRevision();
+      const uint64_t id = w.NextSequenceId();
+      Sequence q = IssuedSequence(n, id, w.NextRevision(), now);
       out.push_back(q);
       w.AddSequence(q);  // the checks of the next ones see it
     }

@@ -64,14 +64,7 @@ absl::StatusOr<std::vector<Sequence>> SqliteStore::AddSequences(const std::vecto
               absl::StrCat("unused sequence ", s.Int(0), " is a prefix of new sequence ", i));
         }
       }
-      Sequence q;
-      q.door = n.door;
-      q.knocks = n.knocks;
-      q.state = SequenceState::kIssued;
-      q.issued_to = n.issued_to;
-      q.issued_at = now;
-      q.reserve_agent = n.reserve_agent;
-      q.revision = w.NextRevision();
+      Sequence q = IssuedSequence(n, /*id: below*/ 0, w.NextRevision(), now);
       ASSIGN_OR_RETURN(SqliteStatement s,
                        db.Prepare("INSERT INTO sequences (door, knocks, state, issued_to, issued_at_us, "
                                   "reserve_agent, revision) VALUES (?, ?, 'issued', ?, ?, ?, ?)"));

@@ -4,8 +4,11 @@
 // own and the etcd store's tests are its users.
 #include "tests/support/etcd_cluster.h"
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <filesystem>
@@ -15,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
@@ -122,6 +126,32 @@ TEST(EtcdClusterTest, AStoppedSingleMemberComesBackWithItsData) {
   absl::Status restarted = cluster.Restart(0);
   ASSERT_TRUE(restarted.ok()) << restarted;
   EXPECT_EQ(Get(cluster, "/t/kept"), "yes");
+}
+
+TEST(EtcdClusterTest, AMemberThatCannotStartFailsWithItsLog) {
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> started = EtcdCluster::Start(1);
+  ASSERT_TRUE(started.ok()) << started.status();
+  EtcdCluster& cluster = **started;
+  cluster.Kill(0);
+
+  // Someone else now listens on the member's client port.
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  absl::Cleanup close_fd = [fd] { close(fd); };
+  const int one = 1;  // the port may be in TIME_WAIT from the member's connections
+  ASSERT_EQ(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(std::stoi(cluster.endpoint(0).substr(cluster.endpoint(0).rfind(':') + 1))));
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+
+  // Not a 30 s wait for health: the exit is seen, with etcd's own words.
+  absl::Status restarted = cluster.Restart(0);
+  EXPECT_TRUE(absl::IsUnavailable(restarted)) << restarted;
+  EXPECT_TRUE(absl::StrContains(restarted.message(), "address already in use")) << restarted;
+  EXPECT_FALSE(cluster.running(0));
 }
 
 }  // namespace

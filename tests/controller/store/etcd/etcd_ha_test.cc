@@ -106,6 +106,17 @@ class EtcdHaTest : public ::testing::Test {
     return r;
   }
 
+  // How many knock.opened records the chain holds.
+  static int OpenedRecords(Store& store) {
+    absl::StatusOr<std::vector<AuditRecord>> records = store.ReadAudit(0, 100000);
+    EXPECT_TRUE(records.ok()) << records.status();
+    int opened = 0;
+    for (const AuditRecord& r : records.ok() ? *records : std::vector<AuditRecord>{}) {
+      opened += r.entry.what == "knock.opened";
+    }
+    return opened;
+  }
+
   // The chain read back is one chain: indexes 0.., each linked to the last.
   static void ExpectOneChain(Store& store) {
     absl::StatusOr<std::vector<AuditRecord>> records = store.ReadAudit(0, 100000);
@@ -155,11 +166,7 @@ TEST_F(EtcdHaTest, ASequenceKnockedThroughThreeControllersAtOnceIsWonOnce) {
     EXPECT_EQ(other, 0) << "round " << round;
   }
   ExpectOneChain(*controllers[1]);
-  absl::StatusOr<std::vector<AuditRecord>> records = controllers[2]->ReadAudit(0, 100000);
-  ASSERT_TRUE(records.ok());
-  int opened = 0;
-  for (const AuditRecord& r : *records) opened += r.entry.what == "knock.opened";
-  EXPECT_EQ(opened, kRounds);
+  EXPECT_EQ(OpenedRecords(*controllers[2]), kRounds);
 }
 
 TEST_F(EtcdHaTest, ABurnThroughOneControllerReachesTheOthersListenerInOrder) {
@@ -228,11 +235,7 @@ TEST_F(EtcdHaTest, KnocksKeepBeingWonOnceWhileTheEtcdLeaderDies) {
     EXPECT_EQ(r->outcome, ConsumeOutcome::kWon) << "sequence " << i;
   }
   ExpectOneChain(*store);
-  absl::StatusOr<std::vector<AuditRecord>> records = store->ReadAudit(0, 100000);
-  ASSERT_TRUE(records.ok());
-  int opened = 0;
-  for (const AuditRecord& r : *records) opened += r.entry.what == "knock.opened";
-  EXPECT_EQ(opened, kSequences);
+  EXPECT_EQ(OpenedRecords(*store), kSequences);
 }
 
 TEST_F(EtcdHaTest, WithoutQuorumTheStoreRefusesAndComesBackWithIt) {
