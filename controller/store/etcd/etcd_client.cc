@@ -63,7 +63,6 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Connect(const EtcdClient
     m.kv = etcdserverpb::KV::NewStub(m.channel);
     m.lease = etcdserverpb::Lease::NewStub(m.channel);
     m.watch = etcdserverpb::Watch::NewStub(m.channel);
-    m.maintenance = etcdserverpb::Maintenance::NewStub(m.channel);
     client->members_.push_back(std::move(m));
   }
   return client;
@@ -172,15 +171,6 @@ absl::StatusOr<int64_t> EtcdClient::LeaseKeepAliveOnce(int64_t lease_id) {
     return absl::OkStatus();
   }));
   return ttl;
-}
-
-absl::StatusOr<etcdserverpb::StatusResponse> EtcdClient::Status() {
-  etcdserverpb::StatusResponse response;
-  RETURN_IF_ERROR(OnMembers(false, [&](Member& m) {
-    return FromGrpc(m.maintenance->Status(NewContext().get(), etcdserverpb::StatusRequest(), &response), m.endpoint,
-                    "Status");
-  }));
-  return response;
 }
 
 etcdserverpb::Watch::Stub& EtcdClient::WatchStub(std::string* endpoint) {

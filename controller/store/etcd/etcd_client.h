@@ -53,8 +53,6 @@ class EtcdClient {
   // One keep-alive round trip (a short stream, so a dead member shows as a
   // failed call): the lease's remaining TTL in seconds, 0 when it expired.
   absl::StatusOr<int64_t> LeaseKeepAliveOnce(int64_t lease_id);
-  // The endpoint in use now answers with a leader and its revision.
-  absl::StatusOr<etcdserverpb::StatusResponse> Status();
 
   // For long streams (Watch): the stub of the endpoint in use and a name
   // for logs. After a stream fails, call Failed(endpoint) to move on.
@@ -70,7 +68,6 @@ class EtcdClient {
     std::unique_ptr<etcdserverpb::KV::Stub> kv;
     std::unique_ptr<etcdserverpb::Lease::Stub> lease;
     std::unique_ptr<etcdserverpb::Watch::Stub> watch;
-    std::unique_ptr<etcdserverpb::Maintenance::Stub> maintenance;
   };
 
   explicit EtcdClient(EtcdClientOptions options) : options_(std::move(options)) {}

@@ -34,21 +34,28 @@ void IndexSequence(MirrorState& s, const Sequence& q) {
   }
 }
 
+// What agents learn of a sequence or a grant as it is now.
+StoreChange SequenceChange(const Sequence& q) {
+  return StoreChange{q.unused() ? StoreChange::Kind::kSequenceAdded : StoreChange::Kind::kSequenceBurnt, q.revision,
+                     q, {}, {}};
+}
+StoreChange GrantChange(const GrantRecord& g) {
+  return StoreChange{g.state == GrantState::kOpen ? StoreChange::Kind::kGrantOpened : StoreChange::Kind::kGrantClosed,
+                     g.revision, {}, g, {}};
+}
+
 // The changes that turn before into after (a reload after compaction).
 std::vector<StoreChange> Differences(const MirrorState& before, const MirrorState& after) {
   std::vector<StoreChange> out;
   for (const auto& [id, q] : after.sequences) {
     auto it = before.sequences.find(id);
     if (it != before.sequences.end() && it->second.revision == q.revision) continue;
-    out.push_back(StoreChange{q.unused() ? StoreChange::Kind::kSequenceAdded : StoreChange::Kind::kSequenceBurnt,
-                              q.revision, q, {}, {}});
+    out.push_back(SequenceChange(q));
   }
   for (const auto& [id, g] : after.grants) {
     auto it = before.grants.find(id);
     if (it != before.grants.end() && it->second.revision == g.revision) continue;
-    out.push_back(StoreChange{g.state == GrantState::kOpen ? StoreChange::Kind::kGrantOpened
-                                                           : StoreChange::Kind::kGrantClosed,
-                              g.revision, {}, g, {}});
+    out.push_back(GrantChange(g));
   }
   for (const auto& [name, d] : after.doors) {
     auto it = before.doors.find(name);
@@ -170,7 +177,7 @@ absl::Status EtcdMirror::ApplyOne(MirrorState& s, const Event& e, std::vector<St
       if (s.sequences.count(row.id()) > 0) continue;  // changed since: its own row says how
       ASSIGN_OR_RETURN(Sequence q, FromRow(row));
       IndexSequence(s, q);
-      changes.push_back(StoreChange{StoreChange::Kind::kSequenceAdded, q.revision, q, {}, {}});
+      changes.push_back(SequenceChange(q));
       s.sequences[q.id] = std::move(q);
     }
   } else if (absl::StartsWith(key, keys_.sequence_prefix())) {
@@ -179,8 +186,7 @@ absl::Status EtcdMirror::ApplyOne(MirrorState& s, const Event& e, std::vector<St
     ASSIGN_OR_RETURN(Sequence q, FromRow(row));
     auto it = s.sequences.find(q.id);
     if (it == s.sequences.end() || it->second.revision != q.revision) {
-      changes.push_back(StoreChange{q.unused() ? StoreChange::Kind::kSequenceAdded : StoreChange::Kind::kSequenceBurnt,
-                                    q.revision, q, {}, {}});
+      changes.push_back(SequenceChange(q));
     }
     IndexSequence(s, q);
     s.sequences[q.id] = std::move(q);
@@ -190,9 +196,7 @@ absl::Status EtcdMirror::ApplyOne(MirrorState& s, const Event& e, std::vector<St
     ASSIGN_OR_RETURN(GrantRecord g, FromRow(row));
     auto it = s.grants.find(g.id);
     if (it == s.grants.end() || it->second.revision != g.revision) {
-      changes.push_back(StoreChange{g.state == GrantState::kOpen ? StoreChange::Kind::kGrantOpened
-                                                                 : StoreChange::Kind::kGrantClosed,
-                                    g.revision, {}, g, {}});
+      changes.push_back(GrantChange(g));
     }
     s.grants[g.id] = std::move(g);
   } else if (absl::StartsWith(key, keys_.txn_mark_prefix())) {
@@ -208,7 +212,7 @@ absl::Status EtcdMirror::ApplyOne(MirrorState& s, const Event& e, std::vector<St
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<StoreChange>> EtcdMirror::ApplyLocked(const std::vector<Event>& events, int64_t) {
+absl::StatusOr<std::vector<StoreChange>> EtcdMirror::ApplyLocked(const std::vector<Event>& events) {
   std::vector<StoreChange> changes;
   // Batches first: a sequence added and changed in one transaction is
   // added by its batch, then changed by its own row.
@@ -286,7 +290,6 @@ void EtcdMirror::WatchLoop() {
   absl::Duration backoff = absl::Milliseconds(50);
   while (!stopping_) {
     const bool compacted = WatchOnce();
-    watching_ = false;
     if (stopping_) return;
     if (compacted) {
       LogWarning("etcd store: the watch fell behind a compaction; reloading the state");
@@ -332,7 +335,7 @@ bool EtcdMirror::WatchOnce() {
       absl::StatusOr<std::vector<StoreChange>> changes;
       {
         absl::MutexLock lock(&mu_);
-        changes = ApplyLocked(pending, pending_revision);
+        changes = ApplyLocked(pending);
       }
       if (!changes.ok()) {
         LogError(absl::StrCat("etcd store: revision ", pending_revision, ": ", changes.status().message()));
@@ -345,10 +348,7 @@ bool EtcdMirror::WatchOnce() {
       return true;
     };
     while (!stopping_ && stream->Read(&response)) {
-      if (response.created()) {
-        watching_ = true;
-        continue;
-      }
+      if (response.created()) continue;
       if (response.canceled()) {
         compacted = response.compact_revision() > 0;
         break;

@@ -95,9 +95,6 @@ class EtcdMirror {
     return f(state_);
   }
 
-  // Whether the watch is running now (false while it reconnects).
-  bool watching() const { return watching_.load(); }
-
  private:
   struct Event {
     bool put = true;
@@ -109,7 +106,7 @@ class EtcdMirror {
   // A full copy of the mirrored folders at one revision.
   absl::StatusOr<MirrorState> LoadSnapshot();
   // Applies one etcd revision's events; returns the changes agents must learn.
-  absl::StatusOr<std::vector<StoreChange>> ApplyLocked(const std::vector<Event>& events, int64_t revision)
+  absl::StatusOr<std::vector<StoreChange>> ApplyLocked(const std::vector<Event>& events)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ApplyOne(MirrorState& s, const Event& e, std::vector<StoreChange>& changes);
   // Replaces the state with a fresh snapshot; the differences as changes.
@@ -128,7 +125,6 @@ class EtcdMirror {
   // ours (the listener takes its own, and reads the store under it).
   std::atomic<ChangeListener*> listener_{nullptr};
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> watching_{false};
   absl::Mutex context_mu_;
   grpc::ClientContext* stream_context_ ABSL_GUARDED_BY(context_mu_) = nullptr;
   std::thread watcher_;
