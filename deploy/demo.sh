@@ -90,8 +90,8 @@ if [ ${#ha[@]} -gt 0 ]; then
   echo
   echo "== three controllers, one store: etcd's members (etcdctl member list)"
   ip netns exec "${prefix}e1" env ETCDCTL_API=3 etcdctl --endpoints https://198.18.20.31:2379 \
-    --cacert "$run/etcd-pki/ca.crt" --cert "$run/etcd-pki/etcd-client/controller1.crt" \
-    --key "$run/etcd-pki/etcd-client/controller1.key" member list | sed 's/^/  /'
+    --cacert "$run/hosts/controller1/etc/sesame/etcd/ca.crt" --cert "$run/hosts/controller1/etc/sesame/etcd/controller.crt" \
+    --key "$run/hosts/controller1/etc/sesame/etcd/controller.key" member list | sed 's/^/  /'
   echo "== controller1, the one bastion1 talks to, is killed (SIGKILL)"
   kill -9 "$(cat "$run/controller.pid")"
   issued=$(sesamectl sequences issue --door openSSH --for demo-ha)

@@ -12,13 +12,15 @@
 #                                      start a daemon again (after a test
 #                                      killed it)
 #   bed.sh down RUN_DIR                stop and remove everything
+#   bed.sh render DIR                  render the fleet once into DIR/hosts;
+#                                      `up` copies it when SESAME_FLEET_RENDERED=DIR
 #
 # --ha: the high-availability bed. Three etcd members (e1-e3, 198.18.20.31-
-# 33, mutual TLS with a CA of their own made by sesame-pki) and three
-# controllers (ctl, ctl2, ctl3: .10, .14, .15) sharing them (Store = etcd,
-# one audit key); every agent lists the three controllers. The controllers'
-# configurations are controller1's as Ansible rendered it, with the store
-# keys added and its own certificate, name and listen address.
+# 33) and three controllers (ctl, ctl2, ctl3: .10, .14, .15), rendered by
+# the same roles with tests/fleet/ha-inventory.yml added: the sesame_etcd
+# role's /etc/default/etcd for each member (mutual TLS, etcd's own CA),
+# Store = etcd on each controller, every agent listing the three
+# controllers with bastion N starting on controller N.
 #
 # PREFIX starts every namespace name (PREFIXctl, PREFIXb1 ...), so beds of
 # concurrent tests never meet. --host-link puts this machine on the bridge
@@ -42,12 +44,11 @@ clients=(c1 c2)
 controllers=(ctl)  # --ha: ctl ctl2 ctl3
 members=()         # --ha: e1 e2 e3
 etcd_client_port=2379
-etcd_peer_port=2380
 ssh_port=22
 controller_port=7443
 
 usage() {
-  echo "usage: $0 up RUN_DIR PREFIX [--host-link] | down RUN_DIR" >&2
+  echo "usage: $0 up RUN_DIR PREFIX [--host-link] [--ha] | start RUN_DIR DAEMON | down RUN_DIR | render DIR" >&2
   exit 2
 }
 
@@ -144,15 +145,56 @@ while True:
   echo $! >"$run/$b-sshd.pid"
 }
 
-render() {
-  say "rendering the fleet with Ansible into $run/hosts (log: $run/render.log)"
+# Renders the fleet with Ansible into DIR/hosts; DIR/complete marks a
+# render that finished.
+render_into() {
+  local dir=$1 inventory=()
+  [ $ha = 0 ] || inventory=(-i "$here/ha-inventory.yml")
+  say "rendering the fleet with Ansible into $dir/hosts (log: $dir/render.log)"
+  rm -rf "$dir/hosts" "$dir/complete"
   if ! SESAME_CONTROLLER_ADDRESS=$net4.${host_octet[ctl]} SESAME_CONTROLLER_PORT=$controller_port \
-      bash "$repo/tests/ansible/render_local_fleet.sh" "$run/hosts" "$build" -e "@$here/fleet-vars.yml" \
-      >"$run/render.log" 2>&1; then
-    tail -n 30 "$run/render.log" >&2
+      bash "$repo/tests/ansible/render_local_fleet.sh" "$dir/hosts" "$build" -e "@$here/fleet-vars.yml" \
+      "${inventory[@]}" >"$dir/render.log" 2>&1; then
+    tail -n 30 "$dir/render.log" >&2
     say "the Ansible run failed"
     return 1
   fi
+  touch "$dir/complete"
+}
+
+# The bed's hosts/: rendered here, or copied from SESAME_FLEET_RENDERED (a
+# `bed.sh render` of the single-controller bed made once for a whole test
+# run: Ansible takes half a minute of both cores, the copy a second). Binaries under usr/ are hard
+# links (nothing writes them in place); the few files where the roles wrote
+# the render's absolute path get this bed's.
+render() {
+  local from=${SESAME_FLEET_RENDERED:-}
+  if [ -z "$from" ] || [ $ha = 1 ]; then
+    render_into "$run"
+    return
+  fi
+  if [ ! -f "$from/complete" ]; then
+    say "SESAME_FLEET_RENDERED=$from holds no finished render (run: bed.sh render $from)"
+    return 1
+  fi
+  from=$(cd "$from" && pwd)
+  say "copying the fleet rendered in $from/hosts"
+  local host part
+  mkdir -p "$run/hosts"
+  for host in "$from"/hosts/*/; do
+    host=$(basename "$host")
+    mkdir -p "$run/hosts/$host"
+    for part in "$from/hosts/$host"/*; do
+      if [ "$(basename "$part")" = usr ]; then
+        cp -al "$part" "$run/hosts/$host/"
+      else
+        cp -a "$part" "$run/hosts/$host/"
+      fi
+    done
+  done
+  grep -rlIF --exclude-dir=usr "$from/hosts" "$run/hosts" | while read -r file; do
+    sed -i "s#$from/hosts#$run/hosts#g" "$file"
+  done
 }
 
 # sesamectl as the operator "oncall", from inside the controller's namespace.
@@ -190,73 +232,25 @@ start_controller() {
   return 1
 }
 
-etcd_url() { echo "https://$net4.${host_octet[$1]}:$2"; }
 
 # The etcd CA and certificates, controller2 and controller3 made from
 # controller1, and every configuration pointed at the store.
-prepare_ha() {
-  local pki_tool=$repo/deploy/pki/sesame-pki epki=$run/etcd-pki fleet_pki=$run/hosts/controller1/var/lib/sesame-pki
-  "$pki_tool" init "$epki" >/dev/null
-  local m n endpoints="" cluster=""
-  for m in "${members[@]}"; do
-    "$pki_tool" etcd-member "$epki" "$m" --ip "$net4.${host_octet[$m]}" >/dev/null
-    endpoints="$endpoints${endpoints:+, }$(etcd_url "$m" $etcd_client_port)"
-    cluster="$cluster${cluster:+,}$m=$(etcd_url "$m" $etcd_peer_port)"
-  done
-  echo "$cluster" >"$run/etcd-cluster"
-  for n in 1 2 3; do
-    "$pki_tool" etcd-client "$epki" "controller$n" >/dev/null
-    local root=$run/hosts/controller$n
-    if [ "$n" != 1 ]; then
-      "$pki_tool" controller "$fleet_pki" "controller$n" --ip "$net4.${host_octet[ctl$n]}" >/dev/null
-      cp -a "$run/hosts/controller1" "$root"
-      cp "$fleet_pki/controller/controller$n.crt" "$root/etc/sesame/tls/controller.crt"
-      cp "$fleet_pki/controller/controller$n.key" "$root/etc/sesame/tls/controller.key"
-      sed -i "s|$run/hosts/controller1/|$root/|g" "$root/etc/sesame/controller.conf"
-    fi
-    sed -i "/^\[controller\]/a\\
-  Name = controller$n\\
-  Store = etcd\\
-  Etcd_Endpoints = $endpoints\\
-  Etcd_CaCert = $epki/ca.crt\\
-  Etcd_Cert = $epki/etcd-client/controller$n.crt\\
-  Etcd_Key = $epki/etcd-client/controller$n.key" "$root/etc/sesame/controller.conf"
-    # One chain, one key: every controller signs with controller1's.
-    [ "$n" = 1 ] || cp "$run/hosts/controller1/var/lib/sesame-controller/audit.key" "$root/var/lib/sesame-controller/audit.key"
-  done
-  # Each bastion starts on another controller: b1 on ctl, b2 on ctl2, b3 on ctl3.
-  local order=(ctl ctl2 ctl3) i list c
-  for i in 0 1 2; do
-    list=""
-    for c in "${order[@]:$i}" "${order[@]:0:$i}"; do
-      list="$list${list:+, }$net4.${host_octet[$c]}:$controller_port"
-    done
-    sed -i "s|^\( *Controller *= *\).*|\1$list|" "$run/hosts/bastion$((i + 1))/etc/sesame/agent.conf"
-  done
-}
-
+# The HA bed's etcd member e1-e3 (Ansible's etcd1-3) runs Debian's etcd
+# with the environment the sesame_etcd role wrote for Debian's unit.
 start_etcd() {
-  local m=$1 epki=$run/etcd-pki
+  local m=$1 root=$run/hosts/etcd${1#e}
   record pidfile "$run/$m.pid"
-  (exec ip netns exec "$prefix$m" setsid etcd --name "$m" --data-dir "$run/$m.etcd" \
-    --listen-client-urls "$(etcd_url "$m" $etcd_client_port)" --advertise-client-urls "$(etcd_url "$m" $etcd_client_port)" \
-    --listen-peer-urls "$(etcd_url "$m" $etcd_peer_port)" --initial-advertise-peer-urls "$(etcd_url "$m" $etcd_peer_port)" \
-    --initial-cluster "$(cat "$run/etcd-cluster")" --initial-cluster-token "$prefix" \
-    --initial-cluster-state "$( [ -d "$run/$m.etcd" ] && echo existing || echo new)" \
-    --client-cert-auth --trusted-ca-file "$epki/ca.crt" \
-    --cert-file "$epki/etcd-member/$m.crt" --key-file "$epki/etcd-member/$m.key" \
-    --peer-client-cert-auth --peer-trusted-ca-file "$epki/ca.crt" \
-    --peer-cert-file "$epki/etcd-member/$m.crt" --peer-key-file "$epki/etcd-member/$m.key" \
-    --heartbeat-interval 100 --election-timeout 1000 --logger zap --log-level warn \
-    >>"$run/$m.log" 2>&1 </dev/null) &
+  (set -a && . "$root/etc/default/etcd" && set +a &&
+    exec ip netns exec "$prefix$m" setsid etcd >>"$run/$m.log" 2>&1 </dev/null) &
   echo $! >"$run/$m.pid"
 }
 
+# etcdctl with controller1's etcd client certificate.
 etcdctl_bed() {
-  local epki=$run/etcd-pki endpoints="" m
-  for m in "${members[@]}"; do endpoints="$endpoints${endpoints:+,}$(etcd_url "$m" $etcd_client_port)"; done
-  in_ns e1 env ETCDCTL_API=3 etcdctl --endpoints "$endpoints" --cacert "$epki/ca.crt" \
-    --cert "$epki/etcd-client/controller1.crt" --key "$epki/etcd-client/controller1.key" "$@"
+  local tls=$run/hosts/controller1/etc/sesame/etcd endpoints="" m
+  for m in "${members[@]}"; do endpoints="$endpoints${endpoints:+,}https://$net4.${host_octet[$m]}:$etcd_client_port"; done
+  in_ns e1 env ETCDCTL_API=3 etcdctl --endpoints "$endpoints" --cacert "$tls/ca.crt" \
+    --cert "$tls/controller.crt" --key "$tls/controller.key" "$@"
 }
 
 wait_for_etcd() {
@@ -344,6 +338,13 @@ PY
 command=$1
 run=$2
 case $command in
+  render)
+    ha=0
+    build=$(cd "${BUILD_DIR:-$repo/build}" && pwd)
+    mkdir -p "$run"
+    render_into "$(cd "$run" && pwd)"
+    exit 0
+    ;;
   down)
     down
     exit 0
@@ -392,7 +393,6 @@ render
 wire
 for b in "${bastions[@]}"; do guard_bastion "$b"; done
 if [ $ha = 1 ]; then
-  prepare_ha
   for m in "${members[@]}"; do start_etcd "$m"; done
   wait_for_etcd
   start_controller controller

@@ -58,11 +58,11 @@ def health(fleet, controller_ns):
 
 
 def etcdctl(fleet, *args, member="e1"):
-    epki = os.path.join(fleet.run_dir, "etcd-pki")
+    tls = os.path.join(fleet.hosts, "controller1/etc/sesame/etcd")
     endpoints = ",".join(f"https://{fleet.address(m)}:2379" for m in MEMBERS)
     return fleet.exec_in(member, ["env", "ETCDCTL_API=3", "etcdctl", "--command-timeout=3s", "--endpoints", endpoints,
-                                  "--cacert", f"{epki}/ca.crt", "--cert", f"{epki}/etcd-client/controller1.crt",
-                                  "--key", f"{epki}/etcd-client/controller1.key", *args])
+                                  "--cacert", f"{tls}/ca.crt", "--cert", f"{tls}/controller.crt",
+                                  "--key", f"{tls}/controller.key", *args])
 
 
 def etcd_leader(fleet, alive=MEMBERS):
