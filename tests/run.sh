@@ -2,8 +2,9 @@
 # The whole test suite on a fresh Debian 12 machine, as root: installs what
 # is needed, builds, runs every test (unit, namespace-isolated firewall and
 # capture tests, integration, Ansible), then the fleet scenarios (tests/fleet:
-# a controller, three bastions and clients in namespaces), then each fuzz
-# target for a bounded time.
+# a controller, three bastions and clients in namespaces), checks that they
+# left nothing behind (tests/leftovers.sh), then runs each fuzz target for a
+# bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +16,10 @@ cd "$(dirname "$0")/.."
 # their daemons and timers, so one more than the cores run at once (each
 # bed copies the fleet rendered once, fleet_render).
 status=0
+tests/leftovers.sh snapshot build/leftovers
 ctest --test-dir build --output-on-failure -j"$(nproc)" --timeout 900 -LE fleet || status=1
 ctest --test-dir build --output-on-failure -j"$(($(nproc) + 1))" --timeout 900 -L fleet || status=1
+tests/leftovers.sh check build/leftovers || status=1
 [ "$status" -eq 0 ] || { echo "tests failed" >&2; exit 1; }
 
 # Fuzzing, bounded: SESAME_FUZZ_SECONDS per target (0 skips).

@@ -4,7 +4,6 @@
 // managed mode also the controller link, spool and reserve; the last values
 // are written at shutdown.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -23,6 +22,7 @@
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "tests/agent/managed/managed_test_support.h"
+#include "tests/support/child_process.h"
 #include "tests/support/eventually.h"
 #include "tests/support/temp_dir.h"
 
@@ -77,18 +77,9 @@ class MetricsFileTest : public ::testing::Test {
     const std::string log = dir_.File("agent.log");
     std::vector<std::string> args = {kAgent, "-c", dir_.File("agent.conf"), "--state-dir", dir_.File("state"),
                                      "-i", "lo"};
-    pid_ = fork();
-    ASSERT_GE(pid_, 0);
-    if (pid_ == 0) {
-      const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      dup2(fd, STDOUT_FILENO);
-      dup2(fd, STDERR_FILENO);
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
+    absl::StatusOr<pid_t> pid = testing::SpawnWithLog(args, log, /*truncate_log=*/true);
+    ASSERT_TRUE(pid.ok()) << pid.status();
+    pid_ = *pid;
     ASSERT_TRUE(Eventually([&] { return absl::StrContains(Log(), "sesame-agent started") || Exited(); })) << Log();
     ASSERT_FALSE(Exited()) << Log();
   }

@@ -13,11 +13,9 @@
 //     reaches each one, which acknowledges the controller's latest revision.
 // No timing assertion: the waits are bounded and generous, the pacing of
 // the stream only spreads the knocks around the kills.
-#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,6 +33,7 @@
 #include "gtest/gtest.h"
 #include "sesame/v1/admin.grpc.pb.h"
 #include "tests/agent/managed/managed_test_support.h"
+#include "tests/support/child_process.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_pki.h"
 
@@ -69,20 +68,9 @@ class ControllerProcess {
 
   void Start() {
     ASSERT_LT(pid_, 0);
-    const int log_fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    ASSERT_GE(log_fd, 0);
-    const char* argv[] = {kControllerBinary.c_str(), "--config", config_.c_str(), nullptr};
-    pid_ = fork();
-    if (pid_ == 0) {
-      // Nothing but async-signal-safe calls until exec.
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      dup2(log_fd, STDOUT_FILENO);
-      dup2(log_fd, STDERR_FILENO);
-      execv(argv[0], const_cast<char**>(argv));
-      _exit(127);
-    }
-    close(log_fd);
-    ASSERT_GT(pid_, 0);
+    absl::StatusOr<pid_t> pid = testing::SpawnWithLog({kControllerBinary, "--config", config_}, log_);
+    ASSERT_TRUE(pid.ok()) << pid.status();
+    pid_ = *pid;
   }
 
   // SIGKILL: no shutdown, no last checkpoint, sessions cut mid-stream.

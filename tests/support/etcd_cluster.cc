@@ -1,9 +1,7 @@
 #include "tests/support/etcd_cluster.h"
 
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +17,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
+#include "tests/support/child_process.h"
 #include "tests/support/namespace_sandbox.h"
 #include "tests/support/test_pki.h"
 
@@ -167,39 +166,7 @@ absl::Status EtcdCluster::Spawn(int i, bool existing) {
                                    "--election-timeout=1000",
                                    "--logger=zap",
                                    "--log-level=warn"};
-  // Everything the child needs is made here: between fork and exec in a
-  // threaded process (gRPC, the store's threads) only async-signal-safe
-  // calls are allowed, so no allocation there.
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const std::string log = absl::StrCat(d, "/", m.name, ".log");
-  const int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (log_fd < 0) return absl::InternalError(absl::StrCat("open ", log));
-  const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (null_fd < 0) {
-    close(log_fd);
-    return absl::InternalError("open /dev/null");
-  }
-  sigset_t no_signals;
-  sigemptyset(&no_signals);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(1);  // the parent died before prctl took effect
-    dup2(null_fd, STDIN_FILENO);
-    dup2(log_fd, STDOUT_FILENO);
-    dup2(log_fd, STDERR_FILENO);
-    // No descriptor of the test (listening sockets, pipes) lives on in etcd.
-    close_range(3, ~0U, 0);
-    sigprocmask(SIG_SETMASK, &no_signals, nullptr);  // the forking thread's mask is inherited
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(log_fd);
-  close(null_fd);
-  if (pid < 0) return absl::InternalError("fork");
+  ASSIGN_OR_RETURN(const pid_t pid, SpawnWithLog(args, absl::StrCat(d, "/", m.name, ".log")));
   m.pid = pid;
   return absl::OkStatus();
 }

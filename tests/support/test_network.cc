@@ -1,6 +1,5 @@
 #include "tests/support/test_network.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "tests/support/child_process.h"
 
 namespace sesame::testing {
 namespace {
@@ -79,24 +79,10 @@ CommandResult TestNetwork::Exec(const std::string& ns, const std::vector<std::st
 }
 
 pid_t TestNetwork::Spawn(const std::string& ns, const std::vector<std::string>& argv, const std::string& log_file) {
-  const std::vector<std::string> full = InNamespace(ns, argv);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int log = open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (log >= 0) {
-      dup2(log, STDOUT_FILENO);
-      dup2(log, STDERR_FILENO);
-    }
-    const int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, STDIN_FILENO);
-    std::vector<char*> args;
-    for (const std::string& a : full) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  if (pid > 0) children_.push_back(pid);
-  return pid;
+  absl::StatusOr<pid_t> pid = SpawnWithLog(InNamespace(ns, argv), log_file);
+  if (!pid.ok()) return -1;
+  children_.push_back(*pid);
+  return *pid;
 }
 
 bool TestNetwork::Alive(pid_t pid) const {

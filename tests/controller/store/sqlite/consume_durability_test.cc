@@ -18,6 +18,7 @@
 #include "controller/audit/audit_log.h"
 #include "controller/store/sqlite/sqlite_store.h"
 #include "gtest/gtest.h"
+#include "tests/support/child_process.h"
 #include "tests/support/temp_dir.h"
 
 namespace sesame::controller {
@@ -92,9 +93,11 @@ TEST(ConsumeDurabilityTest, OneConsumptionSurvivesSigkill) {
   Prepare(dir.path(), 1);
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
+    testing::DieWithParent(parent);
     close(fds[0]);
     ConsumeInChild(dir.path(), 1, 1, fds[1]);
   }
@@ -126,9 +129,11 @@ TEST(ConsumeDurabilityTest, KilledInTheMiddleOfAStreamLosesNoAnsweredBurn) {
   Prepare(dir.path(), kSequences);
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
+    testing::DieWithParent(parent);
     close(fds[0]);
     ConsumeInChild(dir.path(), kSequences, kThreads, fds[1]);
   }
