@@ -44,7 +44,9 @@ int AuditTail(Context& ctx, bool follow, int n) {
   v1::AuditRecord r;
   while (reader->Read(&r)) {
     if (ctx.json()) {
-      ctx.Json(r);
+      // One object a line, out at once: for jq and for shipping to a SIEM.
+      PrintJson(ctx.out(), r, /*one_line=*/true);
+      ctx.out().flush();
       continue;
     }
     std::vector<std::string> details;

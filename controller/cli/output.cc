@@ -31,10 +31,10 @@ void Table::Print(std::ostream& out) const {
   }
 }
 
-void PrintJson(std::ostream& out, const google::protobuf::Message& m) {
+void PrintJson(std::ostream& out, const google::protobuf::Message& m, bool one_line) {
   std::string text;
   google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
+  options.add_whitespace = !one_line;
   options.preserve_proto_field_names = true;
   (void)google::protobuf::util::MessageToJsonString(m, &text, options);
   out << text;

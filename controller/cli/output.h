@@ -26,8 +26,9 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-// A message as indented JSON with the proto field names, ending in a newline.
-void PrintJson(std::ostream& out, const google::protobuf::Message& m);
+// A message as indented JSON with the proto field names, ending in a newline;
+// with one_line, on one line (JSON Lines: one object a line for a stream).
+void PrintJson(std::ostream& out, const google::protobuf::Message& m, bool one_line = false);
 // text as a JSON string, quotes included: '"' and '\\' escaped, control
 // characters as \uXXXX (\n, \t, ... by name); other bytes as they are.
 std::string JsonQuote(std::string_view text);

@@ -15,8 +15,14 @@ int RunSesamectl(int argc, const char* const* argv, std::ostream& out, std::ostr
   cli::Context ctx(out, err);
   CLI::App app{"sesamectl: manage a sesame fleet through sesame-controller"};
   app.require_subcommand(1);
+  // Global flags anywhere on the line, as kubectl and etcdctl take them
+  // (`sesamectl sequences issue --door d -o json`): a subcommand hands what
+  // it does not know to its parent. Subcommands inherit this setting.
+  app.fallthrough();
   cli::AddConnectionOptions(app, ctx.options.connection);
   app.add_option("-o,--output", ctx.options.output, "output format")->check(CLI::IsMember({"table", "json"}));
+  // A global flag given twice (an alias, then the line): the last one wins.
+  for (CLI::Option* option : app.get_options()) option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.footer(
       "Exit codes: 0 ok, 1 failure (or an audit log that does not verify), 2 usage, 3 controller unreachable, "
       "4 refused (certificate), 5 not found.");

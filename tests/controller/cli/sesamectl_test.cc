@@ -381,6 +381,40 @@ TEST_F(SesamectlTest, AuditVerifyJsonEscapesTheProblem) {
   EXPECT_TRUE(parsed.fields().at("ok").bool_value());
 }
 
+TEST_F(SesamectlTest, GlobalFlagsWorkBeforeAndAfterTheSubcommand) {
+  // The connection flags of Ctl come first; -o and --timeout after the
+  // subcommand, and between a subcommand and its own options.
+  Result r = Ctl({"sequences", "issue", "--door", "ssh", "-o", "json", "--for", "bob"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"knocks\""));
+  r = Ctl({"doors", "list", "--output", "json", "--timeout", "5s"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"name\": \"ssh\""));
+  std::vector<std::string> argv = {"sesamectl", "health", "--controller", absl::StrCat("127.0.0.1:", daemon_->port()),
+                                   "--ca-cert", pki_.File("ca.crt"), "--cert", pki_.File("alice.crt"),
+                                   "--key", pki_.File("alice.key")};
+  std::vector<const char*> raw;
+  for (const std::string& a : argv) raw.push_back(a.c_str());
+  std::ostringstream out, err;
+  EXPECT_EQ(RunSesamectl(static_cast<int>(raw.size()), raw.data(), out, err), kExitOk) << err.str();
+  EXPECT_EQ(out.str(), "SERVING\n");
+  // What neither the subcommand nor sesamectl knows is still refused.
+  EXPECT_EQ(Ctl({"doors", "list", "--frobnicate"}).code, kExitUsage);
+}
+
+TEST_F(SesamectlTest, AuditTailAsJsonIsOneObjectALine) {
+  ASSERT_EQ(Ctl({"sequences", "issue", "--door", "ssh", "--count", "2"}).code, kExitOk);
+  const Result r = Ctl({"audit", "tail", "-o", "json"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_GE(lines.size(), 2u) << r.out;
+  for (const std::string& line : lines) {
+    google::protobuf::Struct parsed;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(line, &parsed).ok()) << line;
+    EXPECT_TRUE(parsed.fields().contains("what")) << line;
+  }
+}
+
 TEST_F(SesamectlTest, ExitCodes) {
   EXPECT_EQ(Ctl({"agents", "list"}, "b1").code, kExitRefused);  // an agent's certificate
   EXPECT_EQ(Ctl({"agents", "show", "nope"}).code, kExitNotFound);
