@@ -15,6 +15,8 @@ packages=(
   etcd-server etcd-client
   # rollout: the roles are linted and run locally in the tests
   ansible ansible-lint
+  # promtool: the shipped alert rules are checked and unit-tested
+  prometheus
   procps psmisc python3
 )
 
@@ -31,6 +33,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# knockd's package must not start a daemon of its own on this host.
-if systemctl is-active --quiet knockd 2>/dev/null; then systemctl stop knockd; fi
+# knockd's and prometheus' packages must not start daemons of their own on
+# this host (only their tools are used).
+for service in knockd prometheus; do
+  if systemctl is-active --quiet "$service" 2>/dev/null; then systemctl stop "$service"; fi
+done
 exit 0
