@@ -4,7 +4,9 @@
 #   tests/leftovers.sh snapshot DIR   before the tests: what is there already
 #   tests/leftovers.sh check DIR      after: fails, naming each one, if a
 #                                     process, network namespace, mount or
-#                                     /tmp entry appeared and is still there
+#                                     /tmp entry appeared and is still there,
+#                                     or a file under /etc changed (tests
+#                                     never change the host's own /etc)
 #
 # A process counts when it was reparented to init (its test is gone) and is
 # one of ours (sesame's daemons, etcd, python3 helpers, knock tools, sshd,
@@ -36,6 +38,7 @@ tmp_entries() { find /tmp -mindepth 1 -maxdepth 1 ! -name 'systemd-private-*' -p
 
 take() {
   mkdir -p "$1"
+  touch "$1/mark"
   orphans >"$1/processes"
   namespaces >"$1/namespaces"
   mounts >"$1/mounts"
@@ -48,7 +51,9 @@ case $command in
     after=$dir/after
     take "$after"
     left=0
-    for kind in processes namespaces mounts tmp; do
+    find /etc -xdev -newer "$dir/mark" ! -type d 2>/dev/null | sort >"$after/etc"
+    : >"$dir/etc"
+    for kind in processes namespaces mounts tmp etc; do
       new=$(comm -13 "$dir/$kind" "$after/$kind")
       if [ -n "$new" ]; then
         left=1
@@ -57,7 +62,7 @@ case $command in
       fi
     done
     [ $left -eq 0 ] || exit 1
-    echo "nothing left behind: no process, network namespace, mount or /tmp entry of the tests"
+    echo "nothing left behind: no process, network namespace, mount or /tmp entry of the tests, /etc untouched"
     ;;
   *) echo "usage: $0 snapshot|check DIR" >&2; exit 2 ;;
 esac

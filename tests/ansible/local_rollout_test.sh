@@ -141,7 +141,16 @@ for line in "Controller = 127.0.0.1:$port" "CaCert = $tls/ca.crt" "Cert   = $tls
 done
 [ "$(sed -n '/^\[managedSSH\]$/,/^$/p' "$conf")" = "[managedSSH]
   managed = True
-  backend = hosts_allow" ] || { cat "$conf" >&2; fail "bastion2: wrong [managedSSH] section"; }
+  backend = hosts_allow
+  # Under a root prefix: its own table, never this machine's /etc/hosts.allow.
+  HostsAllow_Table = $base/bastion2/etc/hosts.allow" ] || { cat "$conf" >&2; fail "bastion2: wrong [managedSSH] section"; }
+# No door of a rendered bastion may touch this machine's /etc/hosts.allow.
+for n in 1 2 3; do
+  c=$base/bastion$n/etc/sesame/agent.conf
+  doors=$(grep -ci '^ *backend *= *hosts_allow' "$c" || true)
+  tables=$(grep -c "^  HostsAllow_Table = $base/bastion$n/etc/hosts.allow\$" "$c" || true)
+  [ "$doors" = "$tables" ] || { cat "$c" >&2; fail "bastion$n: a hosts_allow door without its prefix's table"; }
+done
 if grep -qi '^\[controller\]\|^ *controller *=' "$base/bastion1/etc/sesame/agent.conf"; then
   fail "bastion1 is standalone but its configuration names a controller"
 fi
