@@ -20,6 +20,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agent/grants/backends/command_backend.h"
 #include "agent/internal/daemon.h"
 #include "agent/managed/tls_identity.h"
 #include "common/file_util.h"
@@ -115,6 +116,10 @@ absl::Status Daemon::Start() {
 
   if (!config_.options.pid_file.empty()) {
     RETURN_IF_ERROR(WriteFileAtomically(config_.options.pid_file, absl::StrCat(getpid(), "\n"), 0644));
+  }
+  for (const DoorConfig& door : config_.doors) {
+    if (door.backend != BackendKind::kCommand) continue;
+    if (std::optional<std::string> notice = CommandBackend::ShellNotice(door)) LogInfo(*notice);
   }
   LogInfo(absl::StrCat("sesame-agent started: ", config_.doors.size(), " door(s) on ",
                        absl::StrJoin(config_.options.interfaces, ","), ", ", grants_->stats().open_now,

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/config/config.h"
 #include "agent/grants/backends/backend_factory.h"
+#include "agent/grants/backends/command_backend.h"
 #include "agent/grants/process_runner.h"
 #include "agent/match/one_time_sequences.h"
 #include "common/file_util.h"
@@ -66,9 +67,17 @@ absl::Status CheckNamedFiles(const AgentConfig& config) {
 
 }  // namespace
 
-absl::Status CheckConfigFile(const std::string& path) {
+absl::Status CheckConfigFile(const std::string& path, std::vector<std::string>* notices) {
   ASSIGN_OR_RETURN(const AgentConfig config, LoadConfig(path));
   RETURN_IF_ERROR(CheckNamedFiles(config));
+  if (notices != nullptr) {
+    for (const DoorConfig& door : config.doors) {
+      if (door.backend != BackendKind::kCommand) continue;
+      if (std::optional<std::string> notice = CommandBackend::ShellNotice(door)) {
+        notices->push_back(absl::StrCat(config.path, ":", door.line, ": notice: ", *notice));
+      }
+    }
+  }
   // Builds the backends without preparing them: it checks what can be
   // checked without touching the firewall.
   ProcessRunner runner(ProcessRunnerOptions{});

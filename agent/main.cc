@@ -64,7 +64,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (!check_config.empty()) {
-    const absl::Status status = sesame::CheckConfigFile(check_config);
+    std::vector<std::string> notices;
+    const absl::Status status = sesame::CheckConfigFile(check_config, &notices);
+    for (const std::string& notice : notices) std::printf("%s\n", notice.c_str());
     if (!status.ok()) {
       std::fprintf(stderr, "%s\n", std::string(status.message()).c_str());
       return kExitBadConfig;

@@ -93,7 +93,8 @@ struct DoorConfig {
   uint8_t tcp_flags_set = tcp_flags::kSyn;
   uint8_t tcp_flags_clear = tcp_flags::kAck;
 
-  // Each command has passed SplitCommandLine. Empty: nothing runs. The _6
+  // Each command has passed ParseCommandLine (one with shell syntax runs
+  // through /bin/sh -c, command_line.h). Empty: nothing runs. The _6
   // forms are for IPv6 sources; without a _6 line they hold the IPv4 command
   // (knockd 0.8's fallback, resolved by the parser), so an empty _6 command
   // means "run nothing for IPv6", as in knockd.

@@ -124,8 +124,8 @@ absl::StatusOr<std::string> Parser::AbsolutePath(const KeyName& key, std::string
 absl::StatusOr<std::string> Parser::Command(const KeyName& key, std::string_view value) const {
   // Empty: run nothing (knockd's way to silence the IPv6 fallback).
   if (value.empty()) return std::string();
-  absl::StatusOr<std::vector<std::string>> words = SplitCommandLine(value);
-  if (!words.ok()) return Error(line_, absl::StrCat(key.name, ": ", words.status().message()));
+  absl::StatusOr<CommandLine> command = ParseCommandLine(value);
+  if (!command.ok()) return Error(line_, absl::StrCat(key.name, ": ", command.status().message()));
   return std::string(value);
 }
 

@@ -21,6 +21,7 @@ namespace {
 using testing::TestNetwork;
 using testing::WaitFor;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 const std::string kAgent = SESAME_BINARY_DIR "/agent/sesame-agent";
 
@@ -59,10 +60,16 @@ class AgentIntegrationTest : public ::testing::Test {
 
   void WriteConfig(const std::string& text) { ASSERT_TRUE(WriteFileAtomically(dir_.File("knockd.conf"), text).ok()); }
 
-  pid_t StartAgent(std::vector<std::string> extra = {}) {
+  // private_etc: the agent (and every command it runs) sees that directory
+  // as /etc, in a mount namespace of its own.
+  pid_t StartAgent(std::vector<std::string> extra = {}, const std::string& private_etc = "") {
     std::vector<std::string> argv = {kAgent, "-i", TestNetwork::kGatewayIf, "-c", dir_.File("knockd.conf"),
                                      "--state-dir", dir_.File("state"), "-p", dir_.File("agent.pid")};
     argv.insert(argv.end(), extra.begin(), extra.end());
+    if (!private_etc.empty()) {
+      argv.insert(argv.begin(), {"unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                 "mount --bind \"$0\" /etc && exec \"$@\"", private_etc});
+    }
     const size_t starts = Count("sesame-agent started");
     const pid_t pid = net_.Spawn(net_.gateway(), argv, dir_.File("agent.log"));
     EXPECT_TRUE(WaitFor([&] { return Count("sesame-agent started") > starts || !net_.Alive(pid); }));
@@ -138,6 +145,97 @@ std::string TcpdVerdict(const std::string& dir, const std::string& address) {
   if (absl::StrContains(r.output, "access:   granted")) return "granted";
   if (absl::StrContains(r.output, "access:   denied")) return "denied";
   return "tcpdmatch said: " + r.output;
+}
+
+// knockd.conf files as people run them, byte for byte.
+// The classic TCP Wrappers pair: a shell redirection to open, a Perl
+// one-liner to close.
+constexpr char kTcpWrappersKnockdConf[] =
+    "[openSSH]\n"
+    "    sequence    = 7000,8000,9000\n"
+    "    seq_timeout = 10\n"
+    "    tcpflags    = syn\n"
+    "    command     = /bin/echo \"SSHD: %IP%\" >> /etc/hosts.allow\n"
+    "[closeSSH]\n"
+    "    sequence    = 9000,8000,7000\n"
+    "    seq_timeout = 10\n"
+    "    tcpflags    = syn\n"
+    "    command     = /usr/bin/perl -ni.bak -e 'print unless /SSHD: %IP%/' /etc/hosts.allow\n";
+// Debian 12's /etc/knockd.conf as the knockd package ships it.
+constexpr char kDebianKnockdConf[] =
+    "[options]\n"
+    "\tUseSyslog\n"
+    "\n"
+    "[openSSH]\n"
+    "\tsequence    = 7000,8000,9000\n"
+    "\tseq_timeout = 5\n"
+    "\tcommand     = /sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n"
+    "\ttcpflags    = syn\n"
+    "\n"
+    "[closeSSH]\n"
+    "\tsequence    = 9000,8000,7000\n"
+    "\tseq_timeout = 5\n"
+    "\tcommand     = /sbin/iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n"
+    "\ttcpflags    = syn\n"
+    "\n"
+    "[openHTTPS]\n"
+    "\tsequence    = 12345,54321,24680,13579\n"
+    "\tseq_timeout = 5\n"
+    "\tcommand     = /usr/local/sbin/knock_add -i -c INPUT -p tcp -d 443 -f %IP%\n"
+    "\ttcpflags    = syn\n";
+
+TEST_F(AgentIntegrationTest, TheTcpWrappersKnockdConfRunsUnchanged) {
+  ASSERT_TRUE(testing::HaveTool("tcpdmatch"));
+  WriteConfig(kTcpWrappersKnockdConf);
+  const auto check = testing::RunCommand({kAgent, "--check-config", dir_.File("knockd.conf")});
+  ASSERT_EQ(check.exit_code, 0) << check.output;
+  EXPECT_THAT(check.output, HasSubstr("knockd.conf:1: notice: door [openSSH]: Start_Command runs through /bin/sh -c"));
+  EXPECT_THAT(check.output, HasSubstr("Backend = hosts_allow"));
+  EXPECT_THAT(check.output, Not(HasSubstr("closeSSH"))) << "the Perl line needs no shell";
+  // The agent and its commands see a copy of /etc: this machine's is never
+  // touched. TCP Wrappers there deny sshd to everyone not allowed.
+  const std::string etc = dir_.File("etc");
+  ASSERT_EQ(testing::RunCommand({"cp", "-a", "/etc", etc}).exit_code, 0);
+  ASSERT_TRUE(WriteFileAtomically(etc + "/hosts.allow", "# the administrator's own\nsshd: 192.0.2.77\n").ok());
+  ASSERT_TRUE(WriteFileAtomically(etc + "/hosts.deny", "sshd: ALL\n").ok());
+  StartAgent({}, etc);
+  EXPECT_EQ(TcpdVerdict(etc, TestNetwork::kClientV4), "denied");
+
+  Knock({TestNetwork::kGatewayV4, "7000", "8000", "9000"});
+  EXPECT_TRUE(WaitFor([&] { return TcpdVerdict(etc, TestNetwork::kClientV4) == "granted"; })) << Log();
+  EXPECT_EQ(*ReadFileToString(etc + "/hosts.allow"),
+            absl::StrCat("# the administrator's own\nsshd: 192.0.2.77\nSSHD: ", TestNetwork::kClientV4, "\n"));
+  EXPECT_EQ(TcpdVerdict(etc, "198.18.0.99"), "denied") << "only the knocker";
+
+  Knock({TestNetwork::kGatewayV4, "9000", "8000", "7000"});
+  EXPECT_TRUE(WaitFor([&] { return TcpdVerdict(etc, TestNetwork::kClientV4) == "denied"; })) << Log();
+  EXPECT_EQ(*ReadFileToString(etc + "/hosts.allow"), "# the administrator's own\nsshd: 192.0.2.77\n");
+  EXPECT_TRUE(ReadFileToString(etc + "/hosts.allow.bak").ok()) << "perl -i.bak kept its backup";
+}
+
+TEST_F(AgentIntegrationTest, DebiansDefaultKnockdConfRunsUnchanged) {
+  // knockd's setting: iptables drops what no rule accepts; the doors' rules
+  // accept the knocker. (No nftables default deny of the fixture here.)
+  for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
+           {"nft", "delete", "table", "inet", "host"},
+           {"iptables", "-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"},
+           {"iptables", "-A", "INPUT", "-i", "lo", "-j", "ACCEPT"},
+           {"iptables", "-P", "INPUT", "DROP"}}) {
+    const auto r = net_.Exec(net_.gateway(), argv);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  WriteConfig(kDebianKnockdConf);
+  const auto check = testing::RunCommand({kAgent, "--check-config", dir_.File("knockd.conf")});
+  ASSERT_EQ(check.exit_code, 0) << check.output;
+  EXPECT_THAT(check.output, Not(HasSubstr("notice"))) << "no shell needed";
+  StartAgent();
+  EXPECT_FALSE(net_.CanConnect(TestNetwork::kGatewayV4, 22));
+  Knock({TestNetwork::kGatewayV4, "7000", "8000", "9000"});
+  EXPECT_TRUE(WaitFor([&] { return net_.CanConnect(TestNetwork::kGatewayV4, 22); })) << Log();
+  Knock({TestNetwork::kGatewayV4, "9000", "8000", "7000"});
+  EXPECT_TRUE(WaitFor([&] { return !net_.CanConnect(TestNetwork::kGatewayV4, 22); })) << Log();
+  const auto rules = net_.Exec(net_.gateway(), {"iptables", "-S", "INPUT"});
+  EXPECT_THAT(rules.output, Not(HasSubstr("--dport 22"))) << rules.output;
 }
 
 TEST_F(AgentIntegrationTest, HostsAllowIncludeFileGrantsUntilCmdTimeout) {

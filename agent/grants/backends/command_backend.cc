@@ -1,20 +1,23 @@
 #include "agent/grants/backends/command_backend.h"
 
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/config/command_line.h"
 #include "common/log.h"
+#include "common/status_macros.h"
 
 namespace sesame {
 
 struct CommandBackend::Commands {
-  std::vector<std::string> start, start_6, stop, stop_6;
+  CommandLine start, start_6, stop, stop_6;
 };
 
 // Runs the commands for one address strictly one after another, and
@@ -125,14 +128,26 @@ struct NamedCommand {
   const std::string* text;
 };
 
-absl::StatusOr<std::vector<std::string>> SplitOne(const DoorConfig& door, const NamedCommand& c) {
-  if (c.text->empty()) return std::vector<std::string>{};
-  absl::StatusOr<std::vector<std::string>> words = SplitCommandLine(*c.text);
-  if (!words.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("door [", door.name, "] (line ", door.line, "): ", c.key, ": ", words.status().message()));
+// Each IPv4 command before its _6 form.
+std::array<NamedCommand, 4> NamedCommands(const DoorConfig& door) {
+  return {NamedCommand{"Start_Command", &door.start_command}, NamedCommand{"Start_Command_6", &door.start_command_6},
+          NamedCommand{"Stop_Command", &door.stop_command}, NamedCommand{"Stop_Command_6", &door.stop_command_6}};
+}
+
+absl::StatusOr<CommandLine> ParseOne(const DoorConfig& door, const NamedCommand& c) {
+  if (c.text->empty()) return CommandLine{};
+  absl::StatusOr<CommandLine> command = ParseCommandLine(*c.text);
+  // The door's name is the one value of ours a configuration chooses freely.
+  if (command.ok() && command->needs_shell() && absl::StrContains(command->shell_text, "%DOOR%") &&
+      !SafeForShell(door.name)) {
+    command = absl::InvalidArgumentError(absl::StrCat("the command runs through /bin/sh and uses %DOOR%, but the "
+                                                      "door's name is not plain text to a shell"));
   }
-  return words;
+  if (!command.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("door [", door.name, "] (line ", door.line, "): ", c.key, ": ", command.status().message()));
+  }
+  return command;
 }
 
 std::string PortsText(const std::vector<Knock>& ports) {
@@ -150,21 +165,17 @@ CommandBackend::CommandBackend(const DoorConfig& door, ProcessRunner& runner, co
       clock_(clock),
       commands_(std::make_unique<Commands>()),
       sequencer_(std::make_shared<Sequencer>(runner, door.name)) {
-  const std::pair<NamedCommand, std::vector<std::string>*> all[] = {
-      {{"Start_Command", &door.start_command}, &commands_->start},
-      {{"Start_Command_6", &door.start_command_6}, &commands_->start_6},
-      {{"Stop_Command", &door.stop_command}, &commands_->stop},
-      {{"Stop_Command_6", &door.stop_command_6}, &commands_->stop_6},
-  };
-  for (const auto& [named, out] : all) {
-    absl::StatusOr<std::vector<std::string>> words = SplitOne(door, named);
-    if (!words.ok()) {
-      split_status_ = words.status();
+  CommandLine* const out[] = {&commands_->start, &commands_->start_6, &commands_->stop, &commands_->stop_6};
+  const std::array<NamedCommand, 4> commands = NamedCommands(door);
+  for (size_t i = 0; i < commands.size(); ++i) {
+    absl::StatusOr<CommandLine> command = ParseOne(door, commands[i]);
+    if (!command.ok()) {
+      split_status_ = command.status();
       LogError(std::string(split_status_.message()));
       *commands_ = Commands{};  // a door half understood runs nothing
       return;
     }
-    *out = *std::move(words);
+    *out[i] = *std::move(command);
   }
   if (!door.start_command_6.empty() && door.start_command_6 != door.start_command && !door.stop_command.empty() &&
       door.stop_command_6 == door.stop_command) {
@@ -176,28 +187,45 @@ CommandBackend::CommandBackend(const DoorConfig& door, ProcessRunner& runner, co
 CommandBackend::~CommandBackend() = default;
 
 absl::Status CommandBackend::Check(const DoorConfig& door) {
-  for (const NamedCommand& c : {NamedCommand{"Start_Command", &door.start_command},
-                                NamedCommand{"Start_Command_6", &door.start_command_6},
-                                NamedCommand{"Stop_Command", &door.stop_command},
-                                NamedCommand{"Stop_Command_6", &door.stop_command_6}}) {
-    absl::StatusOr<std::vector<std::string>> words = SplitOne(door, c);
-    if (!words.ok()) return words.status();
+  for (const NamedCommand& c : NamedCommands(door)) {
+    absl::StatusOr<CommandLine> command = ParseOne(door, c);
+    if (!command.ok()) return command.status();
   }
   return absl::OkStatus();
 }
 
+std::optional<std::string> CommandBackend::ShellNotice(const DoorConfig& door) {
+  std::vector<std::string> keys;
+  std::string syntax;
+  const std::array<NamedCommand, 4> commands = NamedCommands(door);
+  for (size_t i = 0; i < commands.size(); ++i) {
+    // A _6 command not written holds the IPv4 text (config.h): named once.
+    if (i % 2 == 1 && *commands[i].text == *commands[i - 1].text) continue;
+    absl::StatusOr<CommandLine> command = ParseOne(door, commands[i]);
+    if (!command.ok() || !command->needs_shell()) continue;
+    keys.push_back(commands[i].key);
+    if (syntax.empty()) syntax = command->shell_syntax;
+  }
+  if (keys.empty()) return std::nullopt;
+  return absl::StrCat("door [", door.name, "]: ", absl::StrJoin(keys, " and "), keys.size() == 1 ? " runs" : " run",
+                      " through /bin/sh -c, as knockd runs commands (it uses ", syntax,
+                      "); only sesame's own values go into it (%IP% as parsed and printed again, %DOOR%, %PORTS%, "
+                      "%TTL%), never packet bytes. For TCP Wrappers, Backend = hosts_allow opens the door without a "
+                      "shell and without rewriting hosts.allow");
+}
+
 absl::Status CommandBackend::Prepare() { return split_status_; }
 
-const std::vector<std::string>& CommandBackend::StartWords(IpAddress::Family family) const {
+const CommandLine& CommandBackend::StartCommand(IpAddress::Family family) const {
   return family == IpAddress::Family::kV6 ? commands_->start_6 : commands_->start;
 }
 
-const std::vector<std::string>& CommandBackend::StopWords(IpAddress::Family family) const {
+const CommandLine& CommandBackend::StopCommand(IpAddress::Family family) const {
   return family == IpAddress::Family::kV6 ? commands_->stop_6 : commands_->stop;
 }
 
-std::vector<std::string> CommandBackend::Substitute(const std::vector<std::string>& words, const Grant& grant) const {
-  if (words.empty()) return {};
+absl::StatusOr<std::vector<std::string>> CommandBackend::Argv(const CommandLine& command, const Grant& grant) const {
+  if (command.empty()) return std::vector<std::string>{};
   int64_t ttl = 0;
   if (grant.expires != absl::InfiniteFuture()) {
     // Rounded up and at least 1: 0 means "never expires" to the command.
@@ -209,28 +237,30 @@ std::vector<std::string> CommandBackend::Substitute(const std::vector<std::strin
       {"PORTS", PortsText(grant.ports.empty() ? door_ports_ : grant.ports)},
       {"TTL", absl::StrCat(ttl)},
   };
-  return SubstituteWords(words, values);
+  return CommandArgv(command, values);
 }
 
 std::vector<std::string> CommandBackend::StartArgv(const Grant& grant) const {
-  return Substitute(StartWords(grant.address.family()), grant);
+  return Argv(StartCommand(grant.address.family()), grant).value_or(std::vector<std::string>{});
 }
 
 std::vector<std::string> CommandBackend::StopArgv(const Grant& grant) const {
-  return Substitute(StopWords(grant.address.family()), grant);
+  return Argv(StopCommand(grant.address.family()), grant).value_or(std::vector<std::string>{});
 }
 
 absl::Status CommandBackend::Open(const Grant& grant) {
   if (!split_status_.ok()) return split_status_;
-  return sequencer_->Request(grant.address, /*open=*/true, StartArgv(grant));
+  ASSIGN_OR_RETURN(std::vector<std::string> argv, Argv(StartCommand(grant.address.family()), grant));
+  return sequencer_->Request(grant.address, /*open=*/true, std::move(argv));
 }
 
 absl::Status CommandBackend::Close(const Grant& grant) {
   if (!split_status_.ok()) return split_status_;
-  return sequencer_->Request(grant.address, /*open=*/false, StopArgv(grant));
+  ASSIGN_OR_RETURN(std::vector<std::string> argv, Argv(StopCommand(grant.address.family()), grant));
+  return sequencer_->Request(grant.address, /*open=*/false, std::move(argv));
 }
 
-bool CommandBackend::closes(IpAddress::Family family) const { return !StopWords(family).empty(); }
+bool CommandBackend::closes(IpAddress::Family family) const { return !StopCommand(family).empty(); }
 
 bool CommandBackend::closes() const { return closes(IpAddress::Family::kV4) || closes(IpAddress::Family::kV6); }
 

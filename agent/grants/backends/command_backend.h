@@ -1,7 +1,11 @@
 // knockd's way of opening a door: run the door's Start_Command when a grant
-// opens and its Stop_Command when it closes. Unlike knockd, no shell is
-// involved: the configured text is split into words once, here, and the
-// placeholders are substituted inside each word per grant:
+// opens and its Stop_Command when it closes. A command is split into words
+// once, here, and run without a shell, placeholders substituted inside each
+// word per grant; one that needs a shell (a redirection such as knockd's
+// classic `/bin/echo "SSHD: %IP%" >> /etc/hosts.allow`, a pipe, a second
+// command) runs as knockd runs it, through /bin/sh -c, with the values
+// below put into its text only when a shell reads them as plain text
+// (agent/config/command_line.h): they never carry packet bytes.
 //
 //   %IP%     the grant's address, re-printed canonically from IpAddress
 //   %DOOR%   the door's name
@@ -34,11 +38,13 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "agent/config/command_line.h"
 #include "agent/config/config.h"
 #include "agent/grants/firewall.h"
 #include "agent/grants/process_runner.h"
@@ -54,10 +60,15 @@ class CommandBackend final : public FirewallBackend {
   CommandBackend(const DoorConfig& door, ProcessRunner& runner, const Clock& clock);
   ~CommandBackend() override;
 
-  // Whether the door's commands split cleanly (no shell syntax, balanced
-  // quotes); the error names the door, its line and the key. For
-  // --check-config and the backend factory.
+  // Whether the door's commands parse (balanced quotes; a shell command
+  // using %DOOR% only for a door whose name is plain text to a shell); the
+  // error names the door, its line and the key. For --check-config and the
+  // backend factory.
   static absl::Status Check(const DoorConfig& door);
+  // For a door whose commands run through /bin/sh: a notice saying so, and
+  // that Backend = hosts_allow needs none (--check-config prints it, the
+  // agent logs it).
+  static std::optional<std::string> ShellNotice(const DoorConfig& door);
 
   std::string_view name() const override { return "command"; }
   // Returns Check()'s verdict: a door whose commands do not split never runs
@@ -81,12 +92,12 @@ class CommandBackend final : public FirewallBackend {
   std::vector<std::string> StopArgv(const Grant& grant) const;
 
  private:
-  struct Commands;  // split words per family
+  struct Commands;  // parsed commands per family
   class Sequencer;  // per-address ordering and open/closed state
 
-  const std::vector<std::string>& StartWords(IpAddress::Family family) const;
-  const std::vector<std::string>& StopWords(IpAddress::Family family) const;
-  std::vector<std::string> Substitute(const std::vector<std::string>& words, const Grant& grant) const;
+  const CommandLine& StartCommand(IpAddress::Family family) const;
+  const CommandLine& StopCommand(IpAddress::Family family) const;
+  absl::StatusOr<std::vector<std::string>> Argv(const CommandLine& command, const Grant& grant) const;
 
   const std::string door_name_;
   const std::vector<Knock> door_ports_;

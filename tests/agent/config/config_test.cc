@@ -548,9 +548,6 @@ TEST(ParseConfigErrorsTest, ExactMessagesAndLines) {
       {"[options]\nResetMode = paranoid\n" + ok_door,
        "k.conf:2: ResetMode: expected compat or strict, got \"paranoid\""},
       {ok_door + "ResetMode = loose\n", "k.conf:4: ResetMode: expected compat or strict, got \"loose\""},
-      {ok_door + "stop_command = /sbin/iptables -D INPUT -s %IP% -j ACCEPT; logger closed\n",
-       "k.conf:4: Stop_Command: command uses shell syntax (';'); sesame runs commands without a shell: put the "
-       "pipeline in a script and call that"},
       {ok_door + "command_6 = echo 'open\n", "k.conf:4: Command_6: command has an unbalanced quote"},
       {"[d]\nsequence = 1\n", "k.conf:1: door [d] uses the command backend but has no Start_Command (alias "
                               "Command); expected a command, or a Backend line"},

@@ -216,14 +216,55 @@ TEST_F(CommandBackendTest, CommandsForOneAddressRunInCallOrder) {
   EXPECT_EQ(log.size(), 5u);
 }
 
-TEST_F(CommandBackendTest, ShellSyntaxIsRefusedAndNothingRuns) {
+TEST_F(CommandBackendTest, ShellSyntaxRunsThroughShWithOnlyOurValuesInIt) {
+  // knockd's classic TCP Wrappers pair, a file of the test's for hosts.allow.
+  const std::string allow = dir_.File("hosts.allow");
+  door_.start_command = absl::StrCat("/bin/echo \"SSHD: %IP%\" >> ", allow, " # door %DOOR%");
+  door_.stop_command = absl::StrCat("/usr/bin/perl -ni.bak -e 'print unless /SSHD: %IP%/' ", allow);
+  // No _6 lines: the parser gives IPv6 the same commands (knockd's fallback).
+  door_.start_command_6 = door_.start_command;
+  door_.stop_command_6 = door_.stop_command;
+  ASSERT_TRUE(CommandBackend::Check(door_).ok()) << CommandBackend::Check(door_);
+  EXPECT_THAT(CommandBackend::ShellNotice(door_).value_or(""),
+              HasSubstr("door [openSSH]: Start_Command runs through /bin/sh -c, as knockd runs commands (it uses '>')"));
+  CommandBackend backend(door_, runner_, clock_);
+  ASSERT_TRUE(backend.Prepare().ok());
+  const Grant v4 = MakeGrant("192.0.2.5"), v6 = MakeGrant("2001:db8::5");
+  EXPECT_THAT(backend.StartArgv(v4),
+              ElementsAre("/bin/sh", "-c", absl::StrCat("/bin/echo \"SSHD: 192.0.2.5\" >> ", allow, " # door openSSH")));
+  // The perl line needs no shell: it runs as its words.
+  EXPECT_EQ(backend.StopArgv(v4)[0], "/usr/bin/perl");
+  ASSERT_TRUE(backend.Open(v4).ok());
+  ASSERT_TRUE(runner_.WaitIdle(kPatience));  // commands of two addresses may run at once
+  ASSERT_TRUE(backend.Open(v6).ok());
+  ASSERT_TRUE(runner_.WaitIdle(kPatience));
+  EXPECT_EQ(ReadFile(allow), "SSHD: 192.0.2.5\nSSHD: 2001:db8::5\n");
+  ASSERT_TRUE(backend.Close(v4).ok());
+  ASSERT_TRUE(runner_.WaitIdle(kPatience));
+  EXPECT_EQ(ReadFile(allow), "SSHD: 2001:db8::5\n");
+}
+
+TEST_F(CommandBackendTest, AShellCommandNeverGetsADoorNameAShellWouldRead) {
+  door_.name = "open ssh;reboot";
+  door_.start_command = "/bin/echo %DOOR% > /dev/null";
+  EXPECT_THAT(CommandBackend::Check(door_).message(), HasSubstr("uses %DOOR%, but the door's name is not plain text"));
+  CommandBackend backend(door_, runner_, clock_);
+  EXPECT_FALSE(backend.Prepare().ok());
+  EXPECT_FALSE(backend.Open(MakeGrant("10.0.0.1")).ok());
+  EXPECT_THAT(Log(), IsEmpty());
+  // Without a shell the name is one word whatever it holds.
+  door_.start_command = Recorder(log_, "start", "%DOOR%");
+  EXPECT_TRUE(CommandBackend::Check(door_).ok());
+}
+
+TEST_F(CommandBackendTest, AnUnbalancedQuoteIsRefusedAndNothingRuns) {
   door_.start_command = Recorder(log_, "start", "%IP%");
-  door_.stop_command = "/usr/sbin/iptables -D INPUT -s %IP% -j ACCEPT; rm -rf /";
+  door_.stop_command = "/usr/sbin/iptables -D INPUT -s '%IP% -j ACCEPT";
   EXPECT_THAT(CommandBackend::Check(door_).message(), HasSubstr("door [openSSH] (line 7): Stop_Command"));
   CommandBackend backend(door_, runner_, clock_);
   absl::Status prepared = backend.Prepare();
   EXPECT_EQ(prepared.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(prepared.message(), HasSubstr("without a shell"));
+  EXPECT_THAT(prepared.message(), HasSubstr("unbalanced quote"));
   Grant g = MakeGrant("10.0.0.1");
   EXPECT_EQ(backend.Open(g), prepared);
   EXPECT_EQ(backend.Close(g), prepared);
