@@ -164,9 +164,9 @@ render_into() {
 
 # The bed's hosts/: rendered here, or copied from SESAME_FLEET_RENDERED (a
 # `bed.sh render` of the single-controller bed made once for a whole test
-# run: Ansible takes half a minute of both cores, the copy a second). Binaries under usr/ are hard
-# links (nothing writes them in place); the few files where the roles wrote
-# the render's absolute path get this bed's.
+# run: Ansible takes half a minute of both cores, the copy a second).
+# Binaries under usr/ are hard links (nothing writes them in place); the few
+# files where the roles wrote the render's absolute path get this bed's.
 render() {
   local from=${SESAME_FLEET_RENDERED:-}
   if [ -z "$from" ] || [ $ha = 1 ]; then
@@ -232,9 +232,6 @@ start_controller() {
   return 1
 }
 
-
-# The etcd CA and certificates, controller2 and controller3 made from
-# controller1, and every configuration pointed at the store.
 # The HA bed's etcd member e1-e3 (Ansible's etcd1-3) runs Debian's etcd
 # with the environment the sesame_etcd role wrote for Debian's unit.
 start_etcd() {

@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/frames.h"
+#include "tests/support/knockd_conf_samples.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_network.h"
 
@@ -147,42 +148,8 @@ std::string TcpdVerdict(const std::string& dir, const std::string& address) {
   return "tcpdmatch said: " + r.output;
 }
 
-// knockd.conf files as people run them, byte for byte.
-// The classic TCP Wrappers pair: a shell redirection to open, a Perl
-// one-liner to close.
-constexpr char kTcpWrappersKnockdConf[] =
-    "[openSSH]\n"
-    "    sequence    = 7000,8000,9000\n"
-    "    seq_timeout = 10\n"
-    "    tcpflags    = syn\n"
-    "    command     = /bin/echo \"SSHD: %IP%\" >> /etc/hosts.allow\n"
-    "[closeSSH]\n"
-    "    sequence    = 9000,8000,7000\n"
-    "    seq_timeout = 10\n"
-    "    tcpflags    = syn\n"
-    "    command     = /usr/bin/perl -ni.bak -e 'print unless /SSHD: %IP%/' /etc/hosts.allow\n";
-// Debian 12's /etc/knockd.conf as the knockd package ships it.
-constexpr char kDebianKnockdConf[] =
-    "[options]\n"
-    "\tUseSyslog\n"
-    "\n"
-    "[openSSH]\n"
-    "\tsequence    = 7000,8000,9000\n"
-    "\tseq_timeout = 5\n"
-    "\tcommand     = /sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n"
-    "\ttcpflags    = syn\n"
-    "\n"
-    "[closeSSH]\n"
-    "\tsequence    = 9000,8000,7000\n"
-    "\tseq_timeout = 5\n"
-    "\tcommand     = /sbin/iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n"
-    "\ttcpflags    = syn\n"
-    "\n"
-    "[openHTTPS]\n"
-    "\tsequence    = 12345,54321,24680,13579\n"
-    "\tseq_timeout = 5\n"
-    "\tcommand     = /usr/local/sbin/knock_add -i -c INPUT -p tcp -d 443 -f %IP%\n"
-    "\ttcpflags    = syn\n";
+using testing::kDebianKnockdConf;
+using testing::kTcpWrappersKnockdConf;
 
 TEST_F(AgentIntegrationTest, TheTcpWrappersKnockdConfRunsUnchanged) {
   ASSERT_TRUE(testing::HaveTool("tcpdmatch"));

@@ -6,6 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/knockd_conf_samples.h"
 #include "tests/support/temp_dir.h"
 
 namespace sesame {
@@ -28,29 +29,7 @@ std::string ErrorOf(const std::string& text) {
   return std::string(config.status().message());
 }
 
-// Debian 12's /etc/knockd.conf from knockd 0.8-2, byte for byte.
-constexpr char kDebianKnockdConf[] =
-    "[options]\n"
-    "\tUseSyslog\n"
-    "\n"
-    "[openSSH]\n"
-    "\tsequence    = 7000,8000,9000\n"
-    "\tseq_timeout = 5\n"
-    "\tcommand     = /sbin/iptables -A INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n"
-    "\ttcpflags    = syn\n"
-    "\n"
-    "[closeSSH]\n"
-    "\tsequence    = 9000,8000,7000\n"
-    "\tseq_timeout = 5\n"
-    "\tcommand     = /sbin/iptables -D INPUT -s %IP% -p tcp --dport 22 -j ACCEPT\n"
-    "\ttcpflags    = syn\n"
-    "\n"
-    "[openHTTPS]\n"
-    "\tsequence    = 12345,54321,24680,13579\n"
-    "\tseq_timeout = 5\n"
-    "\tcommand     = /usr/local/sbin/knock_add -i -c INPUT -p tcp -d 443 -f %IP%\n"
-    "\ttcpflags    = syn\n"
-    "\n";
+using testing::kDebianKnockdConf;
 
 // The classic three doors of knockd's manual (examples 1 and 2).
 constexpr char kClassicKnockdConf[] =
