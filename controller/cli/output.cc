@@ -1,7 +1,5 @@
-// Table, JSON and value printing shared by the sesamectl nouns.
+// Table and value printing shared by the sesamectl nouns (JSON: json_output.cc).
 #include "controller/cli/output.h"
-
-#include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
 #include <map>
@@ -29,16 +27,6 @@ void Table::Print(std::ostream& out) const {
     }
     out << line << "\n";
   }
-}
-
-void PrintJson(std::ostream& out, const google::protobuf::Message& m, bool one_line) {
-  std::string text;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = !one_line;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &text, options);
-  out << text;
-  if (text.empty() || text.back() != '\n') out << "\n";
 }
 
 std::string JsonQuote(std::string_view text) {

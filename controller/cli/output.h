@@ -26,8 +26,9 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-// A message as indented JSON with the proto field names, ending in a newline;
-// with one_line, on one line (JSON Lines: one object a line for a stream).
+// A message as indented JSON, ending in a newline; with one_line, on one
+// line (JSON Lines: one object a line for a stream). Numbers as numbers,
+// enums as operators write them ("tcp"), times in RFC 3339: json_output.cc.
 void PrintJson(std::ostream& out, const google::protobuf::Message& m, bool one_line = false);
 // text as a JSON string, quotes included: '"' and '\\' escaped, control
 // characters as \uXXXX (\n, \t, ... by name); other bytes as they are.

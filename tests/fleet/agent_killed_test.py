@@ -74,9 +74,9 @@ def scenario(fleet):
 
     wait_until(lambda: not grant_for(fleet, c1), 60, "grants list dropping the short grant", interval=0.5)
     [closed] = grant_for(fleet, c1, all_states=True)
-    check(closed.get("state") == "GRANT_STATE_EXPIRED", f"the short grant is {closed.get('state')}")
+    check(closed.get("state") == "expired", f"the short grant is {closed.get('state')}")
     [still] = grant_for(fleet, c2)
-    check(still.get("state") == "GRANT_STATE_OPEN", f"the long grant is {still.get('state')} before its end")
+    check(still.get("state") == "open", f"the long grant is {still.get('state')} before its end")
 
     fleet.wait_closed("c2", "b1", timeout=max(0, expires_at(long) - time.time()) + 60)
     log(f"c2 shut out {time.time() - expires_at(long):+.2f} s from the grant's expiry")
@@ -84,7 +84,7 @@ def scenario(fleet):
     check(not element(fleet, "b1", c2)[0], "c2's expired element is still in sesame's nftables set")
     wait_until(lambda: not grant_for(fleet, c2), 60, "grants list dropping the long grant", interval=0.5)
     [ended] = grant_for(fleet, c2, all_states=True)
-    check(ended.get("state") == "GRANT_STATE_EXPIRED", f"the long grant is {ended.get('state')} after its end")
+    check(ended.get("state") == "expired", f"the long grant is {ended.get('state')} after its end")
     check(not element(fleet, "b1", c1)[0] and not element(fleet, "b1", c2)[0], "sesame's set still holds a grant")
 
 

@@ -56,7 +56,7 @@ def scenario(fleet):
 
     fleet.knock("c1", "b1", seq)
     fleet.wait_open("c1", "b1")
-    [grant] = [g for g in fleet.grants() if g.get("sequence_id") == str(seq["id"])]
+    [grant] = [g for g in fleet.grants() if g.get("sequence_id") == seq["id"]]
     burnt_at = int(grant.get("revision", 0)) or fleet.revision()
     log(f"sequence {seq['id']} burnt on bastion1 at revision {burnt_at}")
 
@@ -90,7 +90,7 @@ def scenario(fleet):
     check(len(records) == 1, f"{len(records)} knock.opened records for sequence {seq['id']}: {records}")
     check(records[0].get("where") == "agent:bastion1", f"sequence {seq['id']} opened at {records[0].get('where')}")
     s = fleet.sequences().get(seq["id"], {})
-    check(s.get("state") == "SEQUENCE_STATE_BURNT" and s.get("consumed_by") == "bastion1",
+    check(s.get("state") == "burnt" and s.get("consumed_by") == "bastion1",
           f"sequence {seq['id']}: {s}")
     check(not [g for g in fleet.grants() if g.get("agent") == "bastion3"], "a grant is open on bastion3")
 

@@ -29,7 +29,7 @@ def check_no_duplicates(audit, since):
     since the restart no record twice (same who, what, where, details)."""
     origins = {}
     for r in audit:
-        if "origin" in r:
+        if r.get("origin"):
             check(r["origin"] not in origins,
                   f"audit records {origins.get(r['origin'])} and {index(r)} share origin {r['origin']}")
             origins[r["origin"]] = index(r)
@@ -137,9 +137,9 @@ def scenario(fleet):
     sequences = fleet.sequences()
     for b in BASTIONS:
         s = sequences.get(used[b]["id"], {})
-        check(s.get("state") == "SEQUENCE_STATE_BURNT", f"{b}'s used reserve sequence is {s.get('state')}")
+        check(s.get("state") == "burnt", f"{b}'s used reserve sequence is {s.get('state')}")
         check(s.get("consumed_by") == AGENT_NAME[b], f"{b}'s reserve sequence consumed by {s.get('consumed_by')}")
-    check(sequences.get(spare["id"], {}).get("state") == "SEQUENCE_STATE_LIVE",
+    check(sequences.get(spare["id"], {}).get("state") == "live",
           f"the unused reserve sequence is {sequences.get(spare['id'], {}).get('state')}")
 
     # Burnt for good: the controller is back, and the knock still opens nothing.

@@ -194,7 +194,7 @@ class Fleet:
         [response] = self.sesamectl_json(*args)
         out = []
         for s in response["sequences"]:
-            knocks = [f"{k['port']}:{'udp' if k.get('protocol') == 'PROTOCOL_UDP' else 'tcp'}" for k in s["knocks"]]
+            knocks = [f"{k['port']}:{k['protocol']}" for k in s["knocks"]]
             out.append({"id": int(s["id"]), "door": s["door"], "knocks": knocks})
         return out
 

@@ -176,7 +176,7 @@ def quorum_lost(fleet):
     audit, took = each_opened_once(fleet, [reserve])
     check_no_duplicates(audit, before)
     burnt = fleet.sequences().get(reserve["id"], {})
-    check(burnt.get("state") == "SEQUENCE_STATE_BURNT", f"the reserve sequence is {burnt.get('state')}")
+    check(burnt.get("state") == "burnt", f"the reserve sequence is {burnt.get('state')}")
     log(f"5. quorum lost ({', '.join(down)} killed): every controller NOT_SERVING, bastion1 opened through its "
         f"reserve; back, the use is audited once ({took:.1f} s) and the sequence burnt")
 

@@ -98,7 +98,7 @@ def scenario(fleet):
     check(len(after) > len(before) and after[:len(before)] == before,
           "the records of before the migration are not the first records after it")
     sequences = fleet.sequences()
-    check(sequences[used["id"]]["state"] == "SEQUENCE_STATE_BURNT", "the used sequence is not burnt after migrating")
+    check(sequences[used["id"]]["state"] == "burnt", "the used sequence is not burnt after migrating")
     [fresh] = fleet.issue("openSSH", for_name="after")
     check(fresh["id"] > used["id"], f"sequence ids went back: {fresh['id']} after {used['id']}")
     fleet.wait_synced(("b2",))

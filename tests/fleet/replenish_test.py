@@ -29,7 +29,7 @@ def replenish(fleet, out_dir):
 
 def unused_reserve(fleet, bastion):
     [listing] = fleet.sesamectl_json("sequences", "list", "--door", "openSSH", "--reserve", AGENT_NAME[bastion])
-    return [s for s in listing.get("sequences", []) if s.get("state") != "SEQUENCE_STATE_BURNT"]
+    return [s for s in listing.get("sequences", []) if s.get("state") != "burnt"]
 
 
 def reserve_batches(out_dir, bastion):
@@ -39,7 +39,7 @@ def reserve_batches(out_dir, bastion):
         with open(path) as f:
             for s in json.load(f)["sequences"]:
                 knocks.append({"id": int(s["id"]), "knocks": [
-                    f"{k['port']}:{'udp' if k.get('protocol') == 'PROTOCOL_UDP' else 'tcp'}" for k in s["knocks"]]})
+                    f"{k['port']}:{k['protocol']}" for k in s["knocks"]]})
     return knocks
 
 

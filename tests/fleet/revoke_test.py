@@ -80,13 +80,13 @@ def scenario(fleet):
 
     # The controller's view: revoked (not expired), removed everywhere.
     [listed] = [g for g in fleet.sesamectl_json("grants", "list", "--all")[0]["grants"] if int(g["id"]) == gid]
-    check(listed["state"] == "GRANT_STATE_REVOKED", f"grants list shows grant {gid} as {listed['state']}")
+    check(listed["state"] == "revoked", f"grants list shows grant {gid} as {listed['state']}")
     check(not [g for g in fleet.grants() if int(g["id"]) == gid], f"grant {gid} is still listed as open")
 
     def removed_everywhere():
         [g] = [g for g in fleet.sesamectl_json("grants", "list", "--all")[0]["grants"] if int(g["id"]) == gid]
         states = {a["agent"]: a["state"] for a in g.get("agents", [])}
-        return all(states.get(AGENT_NAME[b]) == "GRANT_AGENT_STATE_REMOVED" for b in BASTIONS)
+        return all(states.get(AGENT_NAME[b]) == "removed" for b in BASTIONS)
 
     wait_until(removed_everywhere, 30, f"every bastion reporting grant {gid} removed")
 
@@ -121,7 +121,7 @@ def scenario(fleet):
     check(fleet.can_connect("c2", "b1", timeout=2), "revoking c1's grant shut c2 out too")
     check(open_grant_of(fleet, c2), "c2's grant is gone")
     check(not [g for g in fleet.grants() if g.get("address") == c1], f"{c1} still has an open grant")
-    by_ip = [r for r in fleet.audit_where("grant.revoked", address=c1) if r["details"].get("grant") == g1["id"]]
+    by_ip = [r for r in fleet.audit_where("grant.revoked", address=c1) if r["details"].get("grant") == str(g1["id"])]
     check(len(by_ip) == 1 and by_ip[0]["who"] == "admin:oncall",
           f"expected one grant.revoked by admin:oncall for grant {g1['id']}, got {by_ip}")
 

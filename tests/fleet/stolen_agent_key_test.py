@@ -150,7 +150,7 @@ def scenario(fleet):
 
     # Nothing the forger named was consumed; each opens for its own.
     for s in (reserve, operator, fleetwide):
-        check(state(fleet, s) != "SEQUENCE_STATE_BURNT", f"sequence {s['id']} was burnt by the forger")
+        check(state(fleet, s) != "burnt", f"sequence {s['id']} was burnt by the forger")
     fleet.knock("c1", "b2", fleetwide)
     fleet.wait_open("c1", "b2")
     fleet.wait_open("c1", "b3")

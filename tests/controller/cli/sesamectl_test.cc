@@ -3,10 +3,13 @@
 #include "controller/cli/sesamectl.h"
 
 #include <google/protobuf/struct.pb.h>
+#include <grpcpp/grpcpp.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
+#include <map>
 #include <sstream>
 
 #include "absl/cleanup/cleanup.h"
@@ -24,6 +27,8 @@
 #include "controller/controller_daemon.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "sesame/v1/agent.grpc.pb.h"
+#include "tests/support/eventually.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/test_pki.h"
 
@@ -413,6 +418,150 @@ TEST_F(SesamectlTest, AuditTailAsJsonIsOneObjectALine) {
     EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(line, &parsed).ok()) << line;
     EXPECT_TRUE(parsed.fields().contains("what")) << line;
   }
+}
+
+// The kind of a JSON value as google.protobuf.Value holds it.
+std::string Kind(const google::protobuf::Value& v) {
+  switch (v.kind_case()) {
+    case google::protobuf::Value::kNullValue: return "null";
+    case google::protobuf::Value::kNumberValue: return "number";
+    case google::protobuf::Value::kStringValue: return "string";
+    case google::protobuf::Value::kBoolValue: return "bool";
+    case google::protobuf::Value::kStructValue: return "object";
+    case google::protobuf::Value::kListValue: return "list";
+    default: return "?";
+  }
+}
+
+// "key:kind key:kind ..." of an object, keys sorted (Struct's map is).
+std::string Shape(const google::protobuf::Struct& object) {
+  std::map<std::string, std::string> kinds;
+  for (const auto& [key, value] : object.fields()) kinds[key] = Kind(value);
+  std::vector<std::string> parts;
+  for (const auto& [key, kind] : kinds) parts.push_back(absl::StrCat(key, ":", kind));
+  return absl::StrJoin(parts, " ");
+}
+
+google::protobuf::Struct ParseObject(const std::string& text) {
+  google::protobuf::Struct parsed;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(text, &parsed).ok()) << text;
+  return parsed;
+}
+
+// What scripts read, pinned: every key and the kind of its value, per command
+// (controller/README.md, "JSON output" documents them).
+TEST_F(SesamectlTest, JsonShapesArePinned) {
+  auto Json = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"-o", "json"});
+    Result r = Ctl(args);
+    EXPECT_EQ(r.code, kExitOk) << r.err;
+    return ParseObject(r.out);
+  };
+  auto First = [](const google::protobuf::Struct& object, const std::string& list) {
+    const auto it = object.fields().find(list);
+    if (it == object.fields().end() || it->second.list_value().values_size() == 0) return google::protobuf::Struct();
+    return it->second.list_value().values(0).struct_value();
+  };
+  auto Field = [](const google::protobuf::Struct& object, const std::string& key) {
+    const auto it = object.fields().find(key);
+    return it == object.fields().end() ? google::protobuf::Value() : it->second;
+  };
+
+  const google::protobuf::Struct door = First(Json({"doors", "list"}), "doors");
+  EXPECT_EQ(Shape(door), "name:string policy:object revision:number");
+  const google::protobuf::Struct policy = Field(door, "policy").struct_value();
+  EXPECT_EQ(Shape(policy),
+            "avoid_ports:list fleet_wide:bool grant_ports:list grant_ttl:string port_range:object protocols:list "
+            "seq_timeout:string sequence_length:number");
+  EXPECT_EQ(Field(policy, "grant_ttl").string_value(), "30s");
+  EXPECT_EQ(Field(policy, "protocols").list_value().values(0).string_value(), "tcp");
+  EXPECT_EQ(Shape(Field(policy, "port_range").struct_value()), "first:number last:number");
+
+  const google::protobuf::Struct issued = First(Json({"sequences", "issue", "--door", "ssh"}), "sequences");
+  EXPECT_EQ(Shape(issued), "commands:list door:string id:number knocks:list");
+  EXPECT_EQ(Shape(First(issued, "knocks")), "port:number protocol:string");
+  EXPECT_EQ(Field(First(issued, "knocks"), "protocol").string_value(), "tcp");
+
+  const google::protobuf::Struct listed = First(Json({"sequences", "list"}), "sequences");
+  EXPECT_EQ(Shape(listed),
+            "consumed_at:null consumed_by:string consumed_from:string door:string id:number issued_at:string "
+            "issued_to:string reserve_agent:string state:string");
+  EXPECT_EQ(Field(listed, "state").string_value(), "issued");
+  EXPECT_THAT(Field(listed, "issued_at").string_value(),
+              ::testing::MatchesRegex("20[0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9.]+Z"));
+
+  const std::string grant_shape =
+      "address:string agent:string agents:list door:string expires_at:string fleet_wide:bool id:number "
+      "opened_at:string opened_by:string ports:list revision:number sequence_id:number state:string";
+  EXPECT_EQ(Shape(Json({"grants", "open", "--fleet", "--ip", "192.0.2.7", "--door", "ssh"})), grant_shape);
+  const google::protobuf::Struct grant = First(Json({"grants", "list"}), "grants");
+  EXPECT_EQ(Shape(grant), grant_shape);
+  EXPECT_EQ(Field(grant, "state").string_value(), "open");
+  EXPECT_EQ(Shape(Json({"grants", "revoke", "--ip", "192.0.2.7"})), "grant_ids:list");
+
+  EXPECT_EQ(Shape(Json({"agents", "list"})), "agents:list");
+  const google::protobuf::Struct stats = Json({"stats"});
+  EXPECT_EQ(Shape(stats), "metrics:list revision:number");
+  EXPECT_EQ(Shape(First(stats, "metrics")), "counter:bool labels:object name:string value:number");
+  // A Unix time survives whole (a float printed with 6 digits would not).
+  const google::protobuf::Value metrics = Field(stats, "metrics");
+  for (const google::protobuf::Value& m : metrics.list_value().values()) {
+    if (Field(m.struct_value(), "name").string_value() == "sesame_controller_start_time_seconds") {
+      EXPECT_GT(Field(m.struct_value(), "value").number_value(), 1.7e9);
+      EXPECT_NE(std::fmod(Field(m.struct_value(), "value").number_value(), 1000.0), 0.0);
+    }
+  }
+  const google::protobuf::Struct record = Json({"audit", "tail", "-n", "1"});
+  EXPECT_EQ(Shape(record),
+            "details:object hash:string index:number origin:string prev_hash:string time:string what:string "
+            "where:string who:string");
+  EXPECT_THAT(Field(record, "hash").string_value(), ::testing::MatchesRegex("[0-9a-f]{64}"));
+  EXPECT_EQ(Shape(Json({"audit", "pubkey"})), "public_key_pem:string");
+  EXPECT_EQ(Shape(Json({"health"})), "status:string");
+}
+
+TEST_F(SesamectlTest, AgentsListWarnsOfAnEmptyOfflineReserve) {
+  // bastion b1's session: a Hello, then heartbeats saying what it holds.
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = *ReadFileToString(pki_.File("ca.crt"));
+  tls.pem_cert_chain = *ReadFileToString(pki_.File("b1.crt"));
+  tls.pem_private_key = *ReadFileToString(pki_.File("b1.key"));
+  auto stub = v1::AgentService::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", daemon_->port()), grpc::SslCredentials(tls)));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(2));
+  auto stream = stub->Session(&context);
+  absl::Cleanup end = [&] {
+    context.TryCancel();
+    (void)stream->Finish();
+  };
+  v1::AgentMessage hello;
+  hello.set_id("hello");
+  hello.mutable_hello()->set_version("0.1.0");
+  ASSERT_TRUE(stream->Write(hello));
+  auto heartbeat = [&](uint32_t reserve_left) {
+    v1::AgentMessage m;
+    m.set_id(absl::StrCat("hb", reserve_left));
+    m.mutable_heartbeat()->set_reserve_left(reserve_left);
+    ASSERT_TRUE(stream->Write(m));
+  };
+  heartbeat(0);
+  Result r;
+  ASSERT_TRUE(testing::Eventually([&] {
+    r = Ctl({"agents", "list"});
+    return absl::StrContains(r.out, "b1");
+  })) << r.out << r.err;
+  EXPECT_EQ(r.code, kExitOk);
+  EXPECT_THAT(r.out, HasSubstr("0 (EMPTY)"));
+  EXPECT_THAT(r.err, HasSubstr("warning: b1 holds no offline-reserve sequence"));
+  EXPECT_THAT(r.err, HasSubstr("--reserve b1"));
+  heartbeat(2);
+  ASSERT_TRUE(testing::Eventually([&] {
+    r = Ctl({"agents", "list"});
+    return !absl::StrContains(r.out, "EMPTY");
+  })) << r.out;
+  EXPECT_EQ(r.code, kExitOk);
+  EXPECT_EQ(r.err, "");
 }
 
 TEST_F(SesamectlTest, ExitCodes) {
