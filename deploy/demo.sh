@@ -55,8 +55,20 @@ except OSError as e:
     print('  ' + sys.argv[1] + ':22 refused or silent:', e)" "$1"
 }
 
+# Each bastion's offline reserve: what still opens it while no controller
+# answers. Shown once, so the knock lines are kept for the story at the end.
+for n in 1 2 3; do
+  sesamectl sequences issue --door openSSH --reserve "bastion$n" --count 2 --for demo-reserve |
+    grep -m1 "knock 198.18.20.1$n " | sed 's/^ *//' >"$run/b$n-reserve-knock"
+done
+for _ in $(seq 100); do
+  sesamectl -o json agents list 2>/dev/null | python3 -c '
+import json, sys
+sys.exit(0 if all(a["reserve_left"] >= 2 for a in json.load(sys.stdin)["agents"]) else 1)' && break
+  sleep 0.1
+done
 echo
-echo "== the fleet (sesamectl agents list)"
+echo "== the fleet (sesamectl agents list): each bastion holds an offline reserve of 2"
 sesamectl agents list
 echo
 echo "== an operator gets a one-time sequence for door openSSH (shown once)"
@@ -123,6 +135,15 @@ The fleet stays up. Its description: $run/fleet.json. Try next:
   tail -f $run/b1-agent.log $run/controller.log
   deploy/demo.sh --down                        # remove everything
 NEXT
+if [ ${#ha[@]} -eq 0 ]; then
+  cat <<NEXT
+  # The controller down: bastion1 still opens, for its offline reserve only.
+  kill \$(cat $run/controller.pid)
+  ip netns exec ${prefix}c1 \$(cat $run/b1-reserve-knock)
+  bash tests/fleet/bed.sh start $run controller    # back: the reserve use audited once
+  sesamectl audit tail -n 5; sesamectl agents list # reserve 1 left on bastion1
+NEXT
+fi
 if [ ${#ha[@]} -gt 0 ]; then
   cat <<NEXT
   kill -9 \$(cat $run/e2.pid)                      # an etcd member down: the fleet goes on

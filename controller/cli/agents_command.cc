@@ -14,8 +14,20 @@ namespace {
 void AgentRow(Table& t, const v1::AgentInfo& a) {
   t.Add({a.name(), a.connected() ? "yes" : "no", a.version().empty() ? "-" : a.version(),
          TimeText(a.last_heartbeat()), absl::StrCat(a.acked_revision(), "/", a.revision()),
-         absl::StrCat(a.reserve_left()), absl::StrCat(a.spool_depth()),
+         a.reserve_left() == 0 ? "0 (EMPTY)" : absl::StrCat(a.reserve_left()), absl::StrCat(a.spool_depth()),
          a.last_error().empty() ? "-" : a.last_error()});
+}
+
+// An empty offline reserve is a lockout waiting for the next controller
+// outage: said on stderr, the exit status unchanged.
+void WarnEmptyReserves(std::ostream& err, const v1::ListAgentsResponse& r) {
+  for (const v1::AgentInfo& a : r.agents()) {
+    if (a.reserve_left() != 0) continue;
+    err << "sesamectl: warning: " << a.name()
+        << " holds no offline-reserve sequence: while no controller answers, nobody can knock it open "
+           "(sesamectl sequences issue --door DOOR --reserve "
+        << a.name() << ")\n";
+  }
 }
 
 int AgentsList(Context& ctx) {
@@ -26,6 +38,7 @@ int AgentsList(Context& ctx) {
   Table t({"NAME", "CONNECTED", "VERSION", "LAST HEARTBEAT", "REVISION", "RESERVE", "SPOOL", "LAST ERROR"});
   for (const v1::AgentInfo& a : r.agents()) AgentRow(t, a);
   t.Print(ctx.out());
+  WarnEmptyReserves(ctx.err(), r);
   return kExitOk;
 }
 
