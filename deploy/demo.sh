@@ -133,12 +133,11 @@ The fleet stays up. Its description: $run/fleet.json. Try next:
   ip netns exec ${prefix}c1 knock $b1 7000 8000:udp 9000   # a classic knockd door beside the managed ones
   ip netns exec ${prefix}b1 nft list table inet sesame      # grants in bastion1's firewall
   tail -f $run/b1-agent.log $run/controller.log
-  deploy/demo.sh --down                        # remove everything
 NEXT
 if [ ${#ha[@]} -eq 0 ]; then
   cat <<NEXT
   # The controller down: bastion1 still opens, for its offline reserve only.
-  kill \$(cat $run/controller.pid)
+  kill -9 \$(cat $run/controller.pid)
   ip netns exec ${prefix}c1 \$(cat $run/b1-reserve-knock)
   bash tests/fleet/bed.sh start $run controller    # back: the reserve use audited once
   sesamectl audit tail -n 5; sesamectl agents list # reserve 1 left on bastion1
@@ -151,3 +150,4 @@ if [ ${#ha[@]} -gt 0 ]; then
   sesamectl health                             # the first serving controller of \$SESAME_CONTROLLER
 NEXT
 fi
+echo "  deploy/demo.sh --down                        # remove everything"
