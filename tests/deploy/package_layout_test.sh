@@ -60,6 +60,7 @@ expect_file "$root" /usr/sbin/sesame-pki 755
 expect_file "$root" /usr/share/doc/sesame-controller/examples/controller.conf 644
 expect_file "$root" /usr/share/doc/sesame-controller/pki/README.md 644
 expect_file "$root" /usr/share/sesame-controller/prometheus/sesame.rules.yml 644
+expect_file "$root" /usr/share/sesame-controller/grafana/sesame-fleet.json 644
 expect_file "$root" /usr/share/bash-completion/completions/sesamectl 644
 expect_file "$root" /usr/share/man/man8/sesame-controller.8.gz 644
 expect_file "$root" /usr/share/man/man8/sesame-pki.8.gz 644
