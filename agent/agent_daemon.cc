@@ -62,6 +62,7 @@ absl::Status ConfigureLog(const AgentConfig& config, const DaemonOptions& option
   log.to_stderr = !options.daemonize;
   log.file = config.options.log_file;
   log.syslog = config.options.use_syslog;
+  log.format = config.options.log_format;
   log.min_level = options.debug ? LogLevel::kDebug : LogLevel::kInfo;
   return ConfigureLogging(log);
 }

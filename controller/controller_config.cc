@@ -77,6 +77,12 @@ class Parser {
       if (key == "listen") return Set(config_.listen, value);
       if (key == "statedir" || key == "state_dir") return Set(config_.state_dir, value);
       if (key == "heartbeat_interval") return Duration(value, config_.heartbeat_interval);
+      if (key == "logformat" || key == "log_format") {
+        const std::optional<LogFormat> format = ParseLogFormat(value);
+        if (!format) return Error(absl::StrCat("LogFormat: \"", value, "\": expected text or json"));
+        config_.log_format = *format;
+        return absl::OkStatus();
+      }
       if (key == "name") {
         if (!IsValidName(value)) return Error(absl::StrCat("Name: \"", value, "\": expected [A-Za-z0-9_.-]{1,64}"));
         return Set(config_.name, value);

@@ -26,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/log.h"
 #include "controller/model/model.h"
 #include "controller/service/agent_rate_limits.h"
 #include "controller/service/tls_credentials.h"
@@ -51,6 +52,8 @@ struct ControllerConfig {
   EtcdSettings etcd;
   std::string listen = "[::]:7443";
   std::string state_dir = "/var/lib/sesame-controller";
+  // LogFormat = text | json (common/log.h).
+  LogFormat log_format = LogFormat::kText;
   absl::Duration heartbeat_interval = absl::Seconds(10);
   TlsFiles tls;
   std::string audit_key;  // default: STATE_DIR/audit.key

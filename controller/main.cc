@@ -92,6 +92,8 @@ int main(int argc, char** argv) {
     sesame::LogError(std::string(config.status().message()));
     return 1;
   }
+  log_options.format = config->log_format;
+  (void)sesame::ConfigureLogging(log_options);
 
   // Block the signals in every thread; the main thread waits for them.
   sigset_t signals;

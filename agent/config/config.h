@@ -48,6 +48,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/ip_address.h"
+#include "common/log.h"
 #include "common/knock.h"
 
 namespace sesame {
@@ -153,6 +154,7 @@ struct ManagedOptions {
 struct AgentOptions {
   bool use_syslog = false;
   std::string log_file;
+  LogFormat log_format = LogFormat::kText;  // LogFormat = text | json (common/log.h)
   std::string pid_file;
   std::vector<std::string> interfaces;  // Interface = eth0[,eth1...]; -i overrides
 

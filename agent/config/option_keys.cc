@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/config/internal/config_parser.h"
 #include "agent/config/internal/config_text.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 
 namespace sesame::config_internal {
@@ -16,6 +17,7 @@ namespace {
 constexpr KeyName kOptionKeys[] = {
     {"UseSyslog", Key::kUseSyslog},
     {"LogFile", Key::kLogFile},
+    {"LogFormat", Key::kLogFormat},
     {"PidFile", Key::kPidFile},
     {"Interface", Key::kInterface},
     {"StateDir", Key::kStateDir},
@@ -44,6 +46,12 @@ absl::Status Parser::OptionKey(const KeyName& key, std::string_view value) {
     case Key::kLogFile:
       options_.log_file = std::string(value);
       return absl::OkStatus();
+    case Key::kLogFormat: {
+      const std::optional<LogFormat> format = ParseLogFormat(value);
+      if (!format) return Error(line_, absl::StrCat("LogFormat: expected text or json, got ", Quoted(value)));
+      options_.log_format = *format;
+      return absl::OkStatus();
+    }
     case Key::kPidFile:
       options_.pid_file = std::string(value);
       return absl::OkStatus();

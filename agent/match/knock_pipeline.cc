@@ -95,7 +95,8 @@ void KnockPipeline::Completed(size_t index, const IpAddress& source, absl::Time 
     }
   }
   ++opened_;
-  LogInfo(absl::StrCat(source.ToString(), ": ", c.name, ": OPEN SESAME"));
+  LogEvent(LogLevel::kInfo, "knock.opened", {{"source", source.ToString()}, {"door", c.name}},
+           absl::StrCat(source.ToString(), ": ", c.name, ": OPEN SESAME"));
   Grant grant;
   grant.door = c.name;
   grant.address = source;
@@ -155,23 +156,32 @@ void KnockPipeline::OnMatcherEvent(const MatcherEvent& e) {
   const std::string door = e.door >= 0 ? doors_[e.door].config.name : "";
   switch (e.kind) {
     case MatcherEventKind::kStage:
-      LogInfo(absl::StrCat(source, ": ", door, ": Stage ", e.stage));
+      LogEvent(LogLevel::kInfo, "knock.stage", {{"source", source}, {"door", door}, {"stage", absl::StrCat(e.stage)}},
+               absl::StrCat(source, ": ", door, ": Stage ", e.stage));
       break;
     case MatcherEventKind::kCompleted:
       break;  // logged as OPEN SESAME by Completed()
     case MatcherEventKind::kTimeout:
-      LogInfo(absl::StrCat(source, ": ", door, ": sequence timeout (stage ", e.stage, ")"));
+      LogEvent(LogLevel::kInfo, "knock.timeout", {{"source", source}, {"door", door}, {"stage", absl::StrCat(e.stage)}},
+               absl::StrCat(source, ": ", door, ": sequence timeout (stage ", e.stage, ")"));
       break;
     case MatcherEventKind::kReset:
-      LogInfo(absl::StrCat(source, ": ", door, ": wrong knock ", KnockToString(e.knock), " at stage ", e.stage,
-                           ", sequence reset"));
+      LogEvent(LogLevel::kInfo, "knock.reset",
+               {{"source", source},
+                {"door", door},
+                {"stage", absl::StrCat(e.stage)},
+                {"knock", KnockToString(e.knock)}},
+               absl::StrCat(source, ": ", door, ": wrong knock ", KnockToString(e.knock), " at stage ", e.stage,
+                            ", sequence reset"));
       break;
     case MatcherEventKind::kScannerFlagged:
       if (scanners_.Flagged(e.source, e.time, static_cast<uint64_t>(scan_threshold_)) !=
           ScannerAggregator::Verdict::kReportNow) {
         break;  // in the window's summary line
       }
-      LogWarning(absl::StrCat(source, ": knocks like a scanner (many distinct wrong ports); reported once while it goes on"));
+      LogEvent(LogLevel::kWarning, "scanner.flagged", {{"source", source}},
+               absl::StrCat(source,
+                            ": knocks like a scanner (many distinct wrong ports); reported once while it goes on"));
       break;
     case MatcherEventKind::kScannerReleased:
       if (scanners_.Released(e.source, e.time, e.ignored_packets) != ScannerAggregator::Verdict::kReportNow) break;

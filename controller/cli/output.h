@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/json_quote.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/repeated_field.h"
 #include "google/protobuf/timestamp.pb.h"
@@ -30,9 +31,6 @@ class Table {
 // line (JSON Lines: one object a line for a stream). Numbers as numbers,
 // enums as operators write them ("tcp"), times in RFC 3339: json_output.cc.
 void PrintJson(std::ostream& out, const google::protobuf::Message& m, bool one_line = false);
-// text as a JSON string, quotes included: '"' and '\\' escaped, control
-// characters as \uXXXX (\n, \t, ... by name); other bytes as they are.
-std::string JsonQuote(std::string_view text);
 
 // UTC, to the second; "-" for an unset timestamp.
 std::string TimeText(const google::protobuf::Timestamp& t);

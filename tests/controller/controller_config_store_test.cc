@@ -24,6 +24,18 @@ TEST(ControllerConfigStoreTest, SqliteIsTheDefaultAndNameDefaultsToTheHost) {
   EXPECT_TRUE(IsValidName(c->name)) << c->name;
 }
 
+TEST(ControllerConfigStoreTest, LogFormatIsTextOrJson) {
+  absl::StatusOr<ControllerConfig> c = ParseControllerConfig(kTls, "c.conf");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->log_format, LogFormat::kText);
+  c = ParseControllerConfig(std::string("[controller]\nLogFormat = JSON\n") + kTls, "c.conf");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->log_format, LogFormat::kJson);
+  c = ParseControllerConfig(std::string("[controller]\nLogFormat = yaml\n") + kTls, "c.conf");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().message(), "c.conf:2: LogFormat: \"yaml\": expected text or json");
+}
+
 TEST(ControllerConfigStoreTest, EtcdWithEndpointsAndItsOwnTls) {
   absl::StatusOr<ControllerConfig> c = ParseControllerConfig(
       "[controller]\n  Name = ctl-2\n  Store = etcd\n"

@@ -27,6 +27,7 @@ enum class Key {
   // [options]
   kUseSyslog,
   kLogFile,
+  kLogFormat,
   kPidFile,
   kInterface,
   kStateDir,

@@ -86,6 +86,15 @@ TEST(ParseConfigTest, ReadsDebiansKnockdConfUnchanged) {
   EXPECT_THAT(config->doors[2].sequence, ElementsAre(Tcp(12345), Tcp(54321), Tcp(24680), Tcp(13579)));
 }
 
+TEST(ParseConfigTest, LogFormatIsTextOrJson) {
+  auto config = Parse("[options]\nLogFormat = json\n[d]\nsequence = 1\ncommand = /bin/true\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->options.log_format, LogFormat::kJson);
+  EXPECT_EQ(Parse("[d]\nsequence = 1\ncommand = /bin/true\n")->options.log_format, LogFormat::kText);
+  EXPECT_EQ(ErrorOf("[options]\nLogFormat = xml\n[d]\nsequence = 1\ncommand = /bin/true\n"),
+            "k.conf:2: LogFormat: expected text or json, got \"xml\"");
+}
+
 TEST(ParseConfigTest, ReadsTheClassicOpenCloseDoors) {
   auto config = Parse(kClassicKnockdConf);
   ASSERT_TRUE(config.ok()) << config.status();
@@ -432,8 +441,8 @@ TEST(ParseConfigErrorsTest, ExactMessagesAndLines) {
        "Stop_Command_6, Cmd_Timeout, Target, Backend, Ports, ResetMode, HostsAllow_Form, HostsAllow_File, "
        "HostsAllow_Table, HostsAllow_Service, Nft_Table, Iptables_Chain"},
       {"[options]\nlogfle = /x\n" + ok_door,
-       "k.conf:2: unknown key \"logfle\" in [options]; expected one of UseSyslog, LogFile, PidFile, Interface, "
-       "StateDir, ResetMode, MaxSources, ScanThreshold, ScanWindow, ScanBan, ScanReportWindow, MaxChildren, "
+       "k.conf:2: unknown key \"logfle\" in [options]; expected one of UseSyslog, LogFile, LogFormat, PidFile, "
+       "Interface, StateDir, ResetMode, MaxSources, ScanThreshold, ScanWindow, ScanBan, ScanReportWindow, MaxChildren, "
        "CommandTimeLimit, MetricsFile, MetricsInterval"},
       {"[options]\nsequence = 1\n", "k.conf:2: Sequence belongs in a door section, not in [options]"},
       {ok_door + "logfile = /x\n", "k.conf:4: LogFile belongs in [options], not in door [d]"},

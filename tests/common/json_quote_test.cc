@@ -1,16 +1,16 @@
-// sesamectl's printing helpers: JSON strings built by hand must stay JSON
-// whatever the text (a verification problem may quote a file name).
-#include "controller/cli/output.h"
+// JSON strings built by hand must stay JSON whatever the text (a log
+// message, a verification problem quoting a file name).
+#include "common/json_quote.h"
 
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
 #include "gtest/gtest.h"
 
-namespace sesame::controller::cli {
+namespace sesame {
 namespace {
 
-TEST(OutputTest, JsonQuoteEscapesWhatJsonRequires) {
+TEST(JsonQuoteTest, EscapesWhatJsonRequires) {
   EXPECT_EQ(JsonQuote(""), "\"\"");
   EXPECT_EQ(JsonQuote("plain text: 1/2"), "\"plain text: 1/2\"");
   EXPECT_EQ(JsonQuote("a \"b\" \\c"), "\"a \\\"b\\\" \\\\c\"");
@@ -26,4 +26,4 @@ TEST(OutputTest, JsonQuoteEscapesWhatJsonRequires) {
 }
 
 }  // namespace
-}  // namespace sesame::controller::cli
+}  // namespace sesame
