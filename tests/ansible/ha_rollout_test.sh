@@ -4,7 +4,8 @@
 # three etcd members (roles/sesame_etcd) and three managed bastions, then
 #   - each member's /etc/default/etcd names the whole cluster, mutual TLS
 #     for clients and peers with etcd's own CA, its data directory 0700;
-#     the unit's hardening drop-in is there;
+#     the unit's hardening drop-in is there, and systemd-analyze takes it
+#     over Debian's etcd.service without a complaint;
 #   - etcd's CA is not the fleet's; each member's certificate carries its
 #     address, each controller has an etcd client certificate, no bastion
 #     has any etcd file;
@@ -77,6 +78,22 @@ for n in 1 2 3; do
   [ "$(mode "$tls/member.key")" = 640 ] || fail "etcd$n: member.key mode"
   [ ! -e "$root/etc/sesame/tls/controller.key" ] || fail "etcd$n received a controller key"
 done
+
+# The drop-in over Debian's own unit, as systemd reads it (systemd-analyze
+# names every directive it cannot parse; nothing may be named).
+if [ -f /lib/systemd/system/etcd.service ] && command -v systemd-analyze >/dev/null; then
+  units=$work/units
+  mkdir -p "$units/etcd.service.d"
+  cp /lib/systemd/system/etcd.service "$units/"
+  cp "$base/etcd1/etc/systemd/system/etcd.service.d/sesame-hardening.conf" "$units/etcd.service.d/"
+  SYSTEMD_UNIT_PATH=$units: systemd-analyze verify "$units/etcd.service" >"$work/verify.log" 2>&1 || true
+  if grep -q sesame-hardening "$work/verify.log"; then
+    cat "$work/verify.log" >&2
+    fail "systemd does not take the hardening drop-in as written"
+  fi
+else
+  echo "SKIP: the drop-in over Debian's etcd.service (etcd-server or systemd-analyze missing)"
+fi
 
 step "controllers on etcd"
 endpoints="https://127.0.0.31:2379, https://127.0.0.32:2379, https://127.0.0.33:2379"

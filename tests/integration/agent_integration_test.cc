@@ -95,8 +95,10 @@ class AgentIntegrationTest : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
 
-  TestNetwork net_{"sxa"};
+  // Declared first, destroyed last: the daemons the network runs (writing
+  // into dir_) are stopped before dir_ is removed.
   testing::TempDir dir_;
+  TestNetwork net_{"sxa"};
 };
 
 TEST_F(AgentIntegrationTest, NftablesDoorOpensForTheKnockAndClosesAfterCmdTimeout) {

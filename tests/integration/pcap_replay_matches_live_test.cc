@@ -169,8 +169,10 @@ class PcapReplayMatchesLiveTest : public ::testing::TestWithParam<std::string> {
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
 
-  TestNetwork net_{"sxp"};
+  // Declared first, destroyed last: the daemons the network runs (writing
+  // into dir_) are stopped before dir_ is removed.
   testing::TempDir dir_;
+  TestNetwork net_{"sxp"};
   std::array<uint8_t, 6> bastion_mac_{};
 };
 
