@@ -129,7 +129,8 @@ void Daemon::LogStats() {
                          " reserve_left=", s.reserve_left, " spool_depth=", s.spool_depth,
                          " knocks_reported=", s.knocks_reported, " offline_admitted=", s.offline_admitted,
                          " sessions=", s.link.sessions, " connect_failures=", s.link.connect_failures,
-                         " shards=", managed_->matcher().shards(), " completions=", mm.completions,
+                         " capacity=", managed_->matcher().capacity(),
+                         " waiting=", managed_->matcher().over_capacity(), " completions=", mm.completions,
                          s.last_error.empty() ? "" : absl::StrCat(" last_error=\"", s.last_error, "\"")));
   }
 }

@@ -88,7 +88,7 @@ absl::StatusOr<std::unique_ptr<ManagedAgent>> ManagedAgent::Create(const AgentCo
                    AuditSpool::Open(agent->options_.state_dir + "/spool", agent->options_.spool_limit_bytes));
   // What was reported and never answered is spent: not recognised again.
   for (uint64_t id : agent->Consumed()) agent->state_.RemoveSequence(id);
-  agent->matcher_ = std::make_unique<ManagedMatcher>(agent->options_.matcher, *agent, agent->options_.max_shards);
+  agent->matcher_ = std::make_unique<ManagedMatcher>(agent->options_.matcher, *agent, agent->options_.max_sequences);
   agent->RecomputeDoors();
   agent->PublishSequences();
   agent->PublishStatus();

@@ -80,7 +80,7 @@ struct ManagedAgentOptions {
   std::vector<std::string> advertise_hosts;
   int reserve_size = 0;  // reported to the controller as a wish (0: none)
   MatcherOptions matcher;
-  size_t max_shards = 16;
+  size_t max_sequences = ManagedMatcher::kDefaultCapacity;  // held at once, live and spent
   absl::Duration scan_report_window = absl::Seconds(60);  // ScanReportWindow
   uint64_t spool_limit_bytes = AuditSpool::kDefaultMaxBytes;  // SpoolLimitMB
   const Clock* clock = &RealClock::Instance();
@@ -94,6 +94,8 @@ struct ManagedStatus {
   bool online = false;
   uint64_t revision = 0;
   size_t sequences = 0;
+  size_t sequences_capacity = 0;  // the matcher's (live and spent held at once)
+  size_t sequences_waiting = 0;   // live, not recognised for lack of room
   size_t reserve_left = 0;
   size_t spool_depth = 0;
   uint64_t spool_bytes = 0;

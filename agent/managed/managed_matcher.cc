@@ -1,365 +1,348 @@
+// ManagedMatcher's packet path: OnPacket and everything it calls per packet
+// (the classes a packet is a knock for, progress through the trie, the
+// reset rules, completions, the scanner sketch and bans) and Tick's walk of
+// the same per-source state. Publishing and holding sequences:
+// managed_matcher_changes.cc.
 #include "agent/managed/managed_matcher.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/container/inlined_vector.h"
-#include "absl/strings/str_cat.h"
-#include "common/log.h"
+#include "agent/match/internal/matcher_bits.h"
 
 namespace sesame {
 
-ManagedMatcher::ManagedMatcher(const MatcherOptions& options, ManagedKnockSink& sink, size_t max_shards,
-                               ReplayWatch watch)
-    : options_(options), sink_(sink), max_shards_(max_shards), watch_(watch) {}
+using matcher_internal::kBanned;
+using matcher_internal::kScanWindow;
+using matcher_internal::KnockKey;
+using matcher_internal::Mix;
 
-void ManagedMatcher::Publish(std::vector<LiveSequence> live) {
-  absl::MutexLock lock(&mu_);
-  pending_ = std::move(live);
-  has_pending_.store(true, std::memory_order_release);
-}
+namespace {
 
-void ManagedMatcher::Adopt() {
-  std::optional<std::vector<LiveSequence>> live;
-  {
-    absl::MutexLock lock(&mu_);
-    live.swap(pending_);
-    has_pending_.store(false, std::memory_order_relaxed);
+using TickT = ::sesame::Tick;
+
+TickT Elapsed(TickT now, TickT since) { return now > since ? now - since : 0; }
+uint64_t ClassBit(size_t klass) { return uint64_t{1} << klass; }
+
+// Eviction ranks, as KnockMatcher's (agent/match/matcher.cc): 0 nothing in
+// progress; 1 a first knock older than a second, or a marked scanner; 2 two
+// or more knocks in, older; 3 any progress younger than a second.
+constexpr TickT kYoungProgressMs = 1000;
+constexpr uint8_t kNewSourceRank = 3;
+constexpr uint8_t kMaxRank = 3;
+constexpr uint8_t kForgivenStrays = 1;
+
+}  // namespace
+
+TickT ManagedMatcher::ToTick(absl::Time t) {
+  TickT shift = 0;
+  const TickT now = clock_.ToTick(t, &shift);
+  if (shift != 0) {
+    const auto sub = [shift](TickT& x) { x = x > shift ? x - shift : 0; };
+    table_->ForEachOccupied([&](int32_t index) {
+      ManagedSourceEntry& e = table_->entry(index);
+      for (TickT& s : e.group_start) sub(s);
+      sub(e.scan_mark);
+    });
   }
-  if (live.has_value()) Apply(*live);
+  return now;
 }
 
-std::vector<MatcherDoor> ManagedMatcher::FreeDoors(const MatchParams& params) const {
-  std::vector<MatcherDoor> doors(kSlotsPerShard);
-  for (size_t i = 0; i < doors.size(); ++i) {
-    MatcherDoor& d = doors[i];
-    d.name = absl::StrCat("managed-slot-", i);
-    d.seq_timeout = params.seq_timeout;
-    d.tcp_flags_set = params.tcp_flags_set;
-    d.tcp_flags_clear = params.tcp_flags_clear;
-    d.reset_mode = params.reset_mode;
-    d.target = params.target;
-    d.enabled = false;
-  }
-  return doors;
-}
-
-ManagedMatcher::Shard* ManagedMatcher::ShardFor(const MatchParams& params, size_t* index, size_t* slot) {
-  auto found = [&](size_t i, size_t j) {
-    *index = i;
-    *slot = j;
-    return shards_[i].get();
-  };
-  for (size_t i = 0; i < shards_.size(); ++i) {
-    Shard& s = *shards_[i];
-    if (s.params != params || s.used == kSlotsPerShard) continue;
-    for (size_t j = 0; j < s.slots.size(); ++j) {
-      if (s.slots[j].id == 0) return found(i, j);
+uint64_t ManagedMatcher::KnockClasses(const Packet& packet) {
+  const uint64_t shape = packet.protocol == Protocol::kUdp ? udp_shape_ : tcp_shape_[packet.tcp_flags];
+  if (shape == 0) return 0;
+  if (!dst_cache_valid_ || packet.destination != dst_cache_key_) {
+    uint64_t classes = 0;
+    if (!local_addresses_.has_value() || local_.contains(packet.destination)) classes |= untargeted_;
+    for (size_t c = 0; c < classes_.size(); ++c) {
+      const std::optional<IpAddress>& target = classes_[c].params.target;
+      if (target.has_value() && *target == packet.destination) classes |= ClassBit(c);
     }
+    dst_cache_valid_ = true;
+    dst_cache_key_ = packet.destination;
+    dst_cache_classes_ = classes;
   }
-  // No free slot: the oldest spent sequence of these parameters gives way.
-  std::optional<std::pair<size_t, size_t>> oldest;
-  for (size_t i = 0; i < shards_.size(); ++i) {
-    const Shard& s = *shards_[i];
-    if (s.params != params || s.live == s.used) continue;
-    for (size_t j = 0; j < s.slots.size(); ++j) {
-      const Slot& sl = s.slots[j];
-      if (sl.id == 0 || !sl.spent) continue;
-      if (!oldest || sl.spent_at < shards_[oldest->first]->slots[oldest->second].spent_at) oldest = {i, j};
-    }
-  }
-  if (oldest) {
-    Free(oldest->first, oldest->second);
-    return found(oldest->first, oldest->second);
-  }
-  // A shard without live sequences (empty, or only watching spent ones) is
-  // taken over before a new one is made: the replay watch never costs a
-  // shard of its own.
-  std::optional<size_t> idle;
-  for (size_t i = 0; i < shards_.size(); ++i) {
-    if (shards_[i]->live == 0 && (!idle || shards_[i]->used < shards_[*idle]->used)) idle = i;
-  }
-  if (idle) return TakeOver(*idle, params) ? found(*idle, 0) : nullptr;
-  if (shards_.size() >= max_shards_) return nullptr;
-  // Scanners are judged across shards (OnPacket): a knock wrong for this
-  // shard's sequences may be right for another's.
-  MatcherOptions options = options_;
-  options.defer_wrong_knocks = true;
-  absl::StatusOr<std::unique_ptr<KnockMatcher>> matcher = KnockMatcher::Create(options, FreeDoors(params));
-  if (!matcher.ok()) {
-    LogError(absl::StrCat("managed matcher: cannot make a shard: ", matcher.status().ToString()));
-    return nullptr;
-  }
-  auto shard = std::make_unique<Shard>();
-  shard->params = params;
-  shard->fresh = true;
-  shard->matcher = *std::move(matcher);
-  shard->slots.resize(kSlotsPerShard);
-  if (local_addresses_.has_value()) shard->matcher->SetLocalAddresses(*local_addresses_);
-  shard->matcher->SetObserver([this](const MatcherEvent& e) {
-    if (e.kind != MatcherEventKind::kScannerFlagged && e.kind != MatcherEventKind::kScannerReleased) return;
-    ScannerReport r;
-    r.source = e.source;
-    r.at = e.time;
-    r.ignored_until = e.time + options_.scan_ban;
-    r.distinct_ports = options_.scan_threshold;
-    r.window = options_.scan_window;
-    r.released = e.kind == MatcherEventKind::kScannerReleased;
-    r.packets = e.ignored_packets;
-    sink_.OnScanner(std::move(r));
-  });
-  shards_.push_back(std::move(shard));
-  return found(shards_.size() - 1, 0);
-}
-
-bool ManagedMatcher::TakeOver(size_t index, const MatchParams& params) {
-  Shard& s = *shards_[index];
-  // Its spent sequences (if any) stop being watched; it has no progress
-  // worth keeping.
-  for (Slot& sl : s.slots) {
-    if (sl.id != 0) where_.erase(sl.id);
-    sl = Slot{};
-  }
-  s.used = 0;
-  if (absl::Status st = s.matcher->SetDoors(FreeDoors(params)); !st.ok()) {
-    LogError(absl::StrCat("managed matcher: ", st.ToString()));
-    return false;
-  }
-  s.params = params;
-  s.fresh = true;
-  return true;
-}
-
-bool ManagedMatcher::Add(const LiveSequence& sequence) {
-  size_t index = 0;
-  size_t slot = 0;
-  Shard* shard = ShardFor(sequence.params, &index, &slot);
-  if (shard == nullptr) return false;
-  if (!shard->fresh) {
-    absl::Status s = shard->matcher->SetSequence(slot, sequence.knocks);
-    if (s.ok()) s = shard->matcher->SetDoorEnabled(slot, true);
-    if (!s.ok()) {
-      LogError(absl::StrCat("managed sequence ", sequence.id, " (door ", sequence.door,
-                            ") cannot be recognised: ", s.message()));
-      (void)shard->matcher->SetDoorEnabled(slot, false);
-      return true;  // not a capacity problem
-    }
-  }
-  shard->slots[slot] = Slot{sequence.id, sequence};
-  ++shard->used;
-  ++shard->live;
-  ++live_;
-  where_[sequence.id] = {index, slot};
-  return true;
-}
-
-void ManagedMatcher::Fill(size_t index) {
-  Shard& shard = *shards_[index];
-  shard.fresh = false;
-  std::vector<MatcherDoor> doors = FreeDoors(shard.params);
-  for (size_t i = 0; i < shard.slots.size(); ++i) {
-    if (shard.slots[i].id == 0) continue;
-    doors[i].sequence = shard.slots[i].sequence.knocks;
-    doors[i].enabled = true;
-  }
-  if (shard.matcher->SetDoors(std::move(doors)).ok()) return;
-  // Some sequence is not acceptable: find it the slow way. (A fresh shard
-  // holds live sequences only: they were all added by this Apply.)
-  std::vector<Slot> slots;
-  slots.swap(shard.slots);
-  shard.slots.resize(kSlotsPerShard);
-  live_ -= shard.live;
-  shard.used = 0;
-  shard.live = 0;
-  (void)shard.matcher->SetDoors(FreeDoors(shard.params));
-  for (const Slot& slot : slots) {
-    if (slot.id == 0) continue;
-    where_.erase(slot.id);
-    if (!slot.spent) (void)Add(slot.sequence);
-  }
-}
-
-void ManagedMatcher::Free(size_t shard_index, size_t slot) {
-  Shard& shard = *shards_[shard_index];
-  Slot& s = shard.slots[slot];
-  (void)shard.matcher->SetDoorEnabled(slot, false);  // drops that sequence's progress only
-  where_.erase(s.id);
-  if (!s.spent) {
-    --shard.live;
-    --live_;
-  }
-  s = Slot{};
-  --shard.used;
-}
-
-void ManagedMatcher::Spend(size_t shard_index, size_t slot, absl::Time at) {
-  // The slot stays enabled, progress included: only the flag changes.
-  Shard& shard = *shards_[shard_index];
-  Slot& s = shard.slots[slot];
-  s.spent = true;
-  s.spent_at = at;
-  s.reports = 0;
-  --shard.live;
-  --live_;
-}
-
-void ManagedMatcher::Revive(size_t shard_index, size_t slot) {
-  Shard& shard = *shards_[shard_index];
-  shard.slots[slot].spent = false;
-  ++shard.live;
-  ++live_;
-}
-
-void ManagedMatcher::Apply(const std::vector<LiveSequence>& live) {
-  absl::flat_hash_map<uint64_t, const LiveSequence*> wanted;
-  for (const LiveSequence& s : live) wanted[s.id] = &s;
-  // Completed ones the publisher no longer lists: it has caught up.
-  for (auto it = consumed_.begin(); it != consumed_.end();) {
-    auto next = std::next(it);
-    if (!wanted.contains(*it)) consumed_.erase(it);
-    it = next;
-  }
-  std::vector<std::pair<size_t, size_t>> to_free, to_spend, to_revive;
-  for (const auto& [id, at] : where_) {
-    const Slot& slot = shards_[at.first]->slots[at.second];
-    auto w = wanted.find(id);
-    if (w == wanted.end()) {
-      if (!slot.spent) to_spend.push_back(at);  // burnt, or otherwise no longer live
-      continue;
-    }
-    const bool same = *w->second == slot.sequence;
-    if (slot.spent) {
-      if (consumed_.contains(id)) continue;  // listed by a publisher that has not caught up
-      (same ? to_revive : to_free).push_back(at);
-    } else if (!same) {
-      to_free.push_back(at);  // changed: added again below
-    }
-  }
-  for (const auto& [shard, slot] : to_free) Free(shard, slot);
-  for (const auto& [shard, slot] : to_spend) Spend(shard, slot, latest_);
-  for (const auto& [shard, slot] : to_revive) Revive(shard, slot);
-  over_capacity_ = 0;
-  for (const LiveSequence& s : live) {
-    if (where_.contains(s.id) || consumed_.contains(s.id)) continue;
-    if (!Add(s)) ++over_capacity_;
-  }
-  for (size_t i = 0; i < shards_.size(); ++i) {
-    if (shards_[i]->fresh) Fill(i);
-  }
-  if (over_capacity_ > 0) {
-    LogError(absl::StrCat(over_capacity_, " managed sequence(s) cannot be recognised: more than ",
-                          max_shards_ * kSlotsPerShard, " live sequences"));
-  }
-}
-
-void ManagedMatcher::Report(size_t shard_index, size_t slot, const Packet& packet) {
-  Slot& s = shards_[shard_index]->slots[slot];
-  ++replays_;
-  if (s.reports >= watch_.max_reports) {
-    ++replays_unreported_;
-    return;
-  }
-  ++s.reports;
-  CompletedKnock done;
-  done.sequence_id = s.id;
-  done.door = s.sequence.door;
-  done.knocks = s.sequence.knocks;
-  done.reserve = s.sequence.reserve;
-  done.spent = true;
-  done.source = packet.source;
-  done.time = packet.time;
-  sink_.OnCompleted(std::move(done));
+  return shape & dst_cache_classes_;
 }
 
 void ManagedMatcher::OnPacket(const Packet& packet) {
   if (has_pending_.load(std::memory_order_acquire)) Adopt();
-  // A knock is wrong (scanner-like) only if no shard took it: one knocker
-  // working through sequences of several shards is not scanning any of them.
-  bool right = false;
-  absl::InlinedVector<uint32_t, 16> wrong;  // shards that tracked the source and found the knock wrong
-  for (size_t i = 0; i < shards_.size(); ++i) {
-    Shard& shard = *shards_[i];
-    if (shard.used == 0) continue;
-    const MatchResult result = shard.matcher->Process(packet);
-    right = right || result.right_knock;
-    if (result.wrong_knock) wrong.push_back(static_cast<uint32_t>(i));
-    if (result.completed.empty()) continue;
-    result.completed.ForEach([&](size_t slot) {
-      const Slot& s = shard.slots[slot];
-      if (s.id == 0) return;
-      if (s.spent) return Report(i, slot, packet);
-      CompletedKnock done;
-      done.sequence_id = s.id;
-      done.door = s.sequence.door;
-      done.knocks = s.sequence.knocks;
-      done.reserve = s.sequence.reserve;
-      done.source = packet.source;
-      done.time = packet.time;
-      consumed_.insert(done.sequence_id);
-      latest_ = std::max(latest_, packet.time);
-      Spend(i, slot, packet.time);
-      sink_.OnCompleted(std::move(done));
-    });
+  ++counters_.packets;
+  const uint64_t classes = KnockClasses(packet);
+  if (classes == 0) return;
+  const uint32_t knock = KnockKey(packet.protocol, packet.destination_port);
+  const SourceKey key = SourceKey::From(packet.source);
+  const Table::Hashed h = table_->Hash(key);
+  const int32_t index = table_->Find(key, h);
+  if (index == Table::kNone) return StartSource(key, h, packet, knock, classes, ToTick(packet.time));
+  Track(index, packet, knock, classes, ToTick(packet.time));
+}
+
+void ManagedMatcher::StartSource(const SourceKey& key, const Table::Hashed& h, const Packet& packet, uint32_t knock,
+                                 uint64_t classes, TickT now) {
+  // Untracked sources matter only from a first knock on.
+  absl::InlinedVector<Group, 4> starts;
+  bool completed = false;
+  for (uint64_t c = classes; c != 0; c &= c - 1) {
+    const uint32_t first = trie_.Child(classes_[__builtin_ctzll(c)].root, knock);
+    if (first == SequenceTrie::kNone) continue;
+    const SequenceTrie::Node& n = trie_.node(first);
+    if (n.ends > 0) completed = CompleteAt(first, packet) || completed;
+    if (n.children > 0) starts.push_back(Group{first, n.generation, now, 1, 0});
   }
-  if (right) return;
-  for (uint32_t i : wrong) shards_[i]->matcher->CountWrongKnock(packet);
+  if (starts.empty() && !completed) return;
+  ++counters_.knocks;
+  if (starts.empty()) return;
+  Table::Victim victim;
+  // Always tracked: the victim is the least valuable entry of the bucket.
+  const int32_t index = table_->Insert(key, h, kNewSourceRank, kMaxRank, &victim);
+  if (victim.occupied) {
+    ++counters_.evictions;
+    if (victim.rank > 0) ++counters_.evicted_progress;
+    if (victim.rank == kMaxRank) ++counters_.young_evictions;
+  }
+  if (index != Table::kNone) StoreGroups(table_->entry(index), starts.data(), starts.size());
+}
+
+void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, uint64_t classes, TickT now) {
+  ManagedSourceEntry& e = table_->entry(index);
+  table_->Touch(index);
+  // A marked scanner is tracked and judged like any other source (its
+  // address may be forged); each wrong knock prolongs the mark.
+  bool marked = false;
+  if (e.flags & kBanned) {
+    if (now < e.scan_mark) {
+      marked = true;
+      if (e.ignored_packets != std::numeric_limits<uint32_t>::max()) ++e.ignored_packets;
+      ++counters_.scanner_packets;
+    } else {
+      ReleaseBan(e, packet.source, packet.time);
+    }
+  }
+  ExpireGroups(e, now);
+
+  absl::InlinedVector<Group, 2 * kGroupsPerSource + 2> out;
+  bool advanced = false;
+  bool completed = false;
+  bool repeated = false;
+  bool reset = false;
+  uint64_t compat_reset = 0;  // compat classes whose progress this knock reset: it starts none of them
+  for (int g = 0; g < kGroupsPerSource; ++g) {
+    if (e.group_stage[g] == 0) continue;
+    const Group group{e.group_node[g], e.group_generation[g], e.group_start[g], e.group_stage[g],
+                      e.group_strays[g]};
+    const SequenceTrie::Node& node = trie_.node(group.node);
+    const uint8_t klass = node.klass;
+    if (!(classes & ClassBit(klass))) {
+      out.push_back(group);  // not a knock for these sequences: invisible to them
+      continue;
+    }
+    const bool repeat = node.knock == knock;  // a retransmitted previous knock
+    if (const uint32_t next = trie_.Child(group.node, knock); next != SequenceTrie::kNone) {
+      advanced = true;
+      const SequenceTrie::Node& n = trie_.node(next);
+      if (n.ends > 0) completed = CompleteAt(next, packet) || completed;
+      if (n.children > 0) {
+        out.push_back(Group{next, n.generation, group.start, static_cast<uint8_t>(group.stage + 1), group.strays});
+      }
+      if (repeat) out.push_back(group);  // advancing wins, and the retransmission rule keeps the rest
+      continue;
+    }
+    if (repeat) {
+      repeated = true;
+      out.push_back(group);
+      continue;
+    }
+    if (!classes_[klass].strict && !InSequence(klass, knock) && group.strays < kForgivenStrays) {
+      Group kept = group;
+      ++kept.strays;  // a stray SYN to a port of no sequence, forgiven once
+      out.push_back(kept);
+      continue;
+    }
+    reset = true;
+    ++counters_.resets;
+    if (!classes_[klass].strict) compat_reset |= ClassBit(klass);
+  }
+
+  // Sequences this knock starts: not already going at that node (a
+  // retransmitted first knock keeps its start), and not in a compat class
+  // it has just reset (knockd spends the knock on the reset).
+  bool started = false;
+  for (uint64_t c = classes & ~compat_reset; c != 0; c &= c - 1) {
+    const uint32_t first = trie_.Child(classes_[__builtin_ctzll(c)].root, knock);
+    if (first == SequenceTrie::kNone) continue;
+    const SequenceTrie::Node& n = trie_.node(first);
+    if (n.ends > 0) completed = CompleteAt(first, packet) || completed;
+    if (n.children == 0) continue;
+    if (std::any_of(out.begin(), out.end(), [&](const Group& g) { return g.node == first; })) continue;
+    started = true;
+    out.push_back(Group{first, n.generation, now, 1, 0});
+  }
+  StoreGroups(e, out.data(), out.size());
+
+  // A wrong knock advances, completes and repeats nothing. With many
+  // sequences nearly every port starts one, so a knock that reset progress
+  // is wrong even if it started another: a sweep is flagged all the same.
+  const bool right = advanced || completed || repeated || (started && !reset);
+  if (right) {
+    ++counters_.knocks;
+  } else if (marked) {
+    e.scan_mark = now + scan_ban_;  // the episode goes on
+  } else if (CountWrongKnock(e, knock, now)) {
+    Ban(e, now, packet.source, packet.time);
+  }
+  table_->set_rank(index, RankOf(e, now));
+}
+
+bool ManagedMatcher::CompleteAt(uint32_t node, const Packet& packet) {
+  auto it = ending_.find(node);
+  if (it == ending_.end()) return false;
+  bool any = false;
+  // Copied: completing spends, which does not change the list, but the sink
+  // could in principle be slow; keep the loop over a stable list.
+  const std::vector<uint32_t> slots = it->second;
+  for (uint32_t slot : slots) {
+    Record& r = records_[slot];
+    if (r.id == 0) continue;
+    any = true;
+    ++counters_.completions;
+    CompletedKnock done;
+    done.sequence_id = r.id;
+    done.door = r.sequence.door;
+    done.knocks = r.sequence.knocks;
+    done.reserve = r.sequence.reserve;
+    done.source = packet.source;
+    done.time = packet.time;
+    if (r.spent) {
+      ++replays_;
+      if (r.reports >= watch_.max_reports) {
+        ++replays_unreported_;
+        continue;
+      }
+      ++r.reports;
+      done.spent = true;
+    } else {
+      consumed_.insert(r.id);
+      latest_ = std::max(latest_, packet.time);
+      Spend(slot, packet.time);
+    }
+    sink_.OnCompleted(std::move(done));
+  }
+  return any;
+}
+
+void ManagedMatcher::StoreGroups(ManagedSourceEntry& e, Group* groups, size_t n) {
+  // Furthest first; among equals the most recent start (the most time left).
+  std::sort(groups, groups + n,
+            [](const Group& a, const Group& b) { return a.stage != b.stage ? a.stage > b.stage : a.start > b.start; });
+  for (size_t g = 0; g < kGroupsPerSource; ++g) {
+    const bool used = g < n;
+    e.group_node[g] = used ? groups[g].node : 0;
+    e.group_generation[g] = used ? groups[g].generation : 0;
+    e.group_start[g] = used ? groups[g].start : 0;
+    e.group_stage[g] = used ? groups[g].stage : 0;
+    e.group_strays[g] = used ? groups[g].strays : 0;
+  }
+  if (n > kGroupsPerSource) counters_.progress_dropped += n - kGroupsPerSource;
+}
+
+void ManagedMatcher::ExpireGroups(ManagedSourceEntry& e, TickT now) {
+  for (int g = 0; g < kGroupsPerSource; ++g) {
+    if (e.group_stage[g] == 0) continue;
+    // A node no sequence passes through any more: its sequences were
+    // removed (its index may already name another prefix).
+    bool drop = !trie_.Current(e.group_node[g], e.group_generation[g]);
+    if (!drop && Elapsed(now, e.group_start[g]) >= classes_[trie_.node(e.group_node[g]).klass].timeout) {
+      drop = true;  // knockd: >= too
+      ++counters_.timeouts;
+    }
+    if (drop) e.group_stage[g] = 0;
+  }
+}
+
+bool ManagedMatcher::CountWrongKnock(ManagedSourceEntry& e, uint32_t knock, TickT now) {
+  if (scan_bits_threshold_ == 0) return false;
+  if (!(e.flags & kScanWindow) || Elapsed(now, e.scan_mark) >= scan_window_) {
+    e.scan_ports = 0;
+    e.scan_mark = now;
+    e.flags |= kScanWindow;
+  }
+  e.scan_ports |= uint64_t{1} << (Mix(knock ^ scan_key_) >> 58);
+  return __builtin_popcountll(e.scan_ports) >= scan_bits_threshold_;
+}
+
+void ManagedMatcher::Ban(ManagedSourceEntry& e, TickT now, const IpAddress& source, absl::Time time) {
+  for (uint8_t& stage : e.group_stage) stage = 0;
+  e.flags = kBanned;
+  e.scan_mark = now + scan_ban_;
+  e.scan_ports = 0;
+  e.ignored_packets = 0;
+  ++counters_.scanners;
+  ScannerReport r;
+  r.source = source;
+  r.at = time;
+  r.ignored_until = time + options_.scan_ban;
+  r.distinct_ports = options_.scan_threshold;
+  r.window = options_.scan_window;
+  sink_.OnScanner(std::move(r));
+}
+
+void ManagedMatcher::ReleaseBan(ManagedSourceEntry& e, const IpAddress& source, absl::Time time) {
+  ScannerReport r;
+  r.source = source;
+  r.at = time;
+  r.ignored_until = time;
+  r.distinct_ports = options_.scan_threshold;
+  r.window = options_.scan_window;
+  r.released = true;
+  r.packets = e.ignored_packets;
+  sink_.OnScanner(std::move(r));
+  e.flags = 0;
+  e.scan_ports = 0;
+  e.ignored_packets = 0;
+}
+
+uint8_t ManagedMatcher::RankOf(const ManagedSourceEntry& e, TickT now) const {
+  uint8_t rank = (e.flags & kBanned) ? 1 : 0;
+  for (int g = 0; g < kGroupsPerSource; ++g) {
+    if (e.group_stage[g] == 0) continue;
+    const bool young = Elapsed(now, e.group_start[g]) < kYoungProgressMs;
+    rank = std::max<uint8_t>(rank, young ? 3 : e.group_stage[g] >= 2 ? 2 : 1);
+  }
+  return rank;
+}
+
+bool ManagedMatcher::InSequence(uint8_t klass, uint32_t knock) const {
+  return compat_knocks_.contains((static_cast<uint64_t>(klass) << 32) | knock);
 }
 
 void ManagedMatcher::Tick(absl::Time now) {
   latest_ = std::max(latest_, now);
   if (has_pending_.load(std::memory_order_acquire)) Adopt();
-  for (auto& shard : shards_) shard->matcher->Expire(now);
+  const TickT t = ToTick(now);
+  // Without progress or a ban, an entry only remembers wrong knocks, and
+  // only for the scan window.
+  const auto idle = [&](const ManagedSourceEntry& e) {
+    return !(e.flags & kScanWindow) || Elapsed(t, e.scan_mark) >= scan_window_;
+  };
+  table_->ForEachOccupied([&](int32_t index) {
+    ManagedSourceEntry& e = table_->entry(index);
+    if ((e.flags & kBanned) && t >= e.scan_mark) {
+      ReleaseBan(e, SourceKey{e.key_lo, e.key_hi, e.family}.ToAddress(), now);
+    }
+    ExpireGroups(e, t);
+    const uint8_t rank = RankOf(e, t);  // progress past its first second loses its edge
+    table_->set_rank(index, rank);
+    if (rank == 0 && idle(e)) table_->Erase(index);
+  });
   ExpireSpent(now);
 }
 
-void ManagedMatcher::ExpireSpent(absl::Time now) {
-  if (where_.size() == live_) return;
-  for (size_t i = 0; i < shards_.size(); ++i) {
-    Shard& shard = *shards_[i];
-    if (shard.live == shard.used) continue;
-    for (size_t j = 0; j < shard.slots.size(); ++j) {
-      Slot& s = shard.slots[j];
-      if (s.id == 0 || !s.spent) continue;
-      // Spent before any time was known, or the clock was set back: the
-      // retention counts from now.
-      if (s.spent_at == absl::InfinitePast() || s.spent_at > now) s.spent_at = now;
-      if (now - s.spent_at < watch_.retention) continue;
-      Free(i, j);
-    }
-  }
-}
-
-void ManagedMatcher::SetLocalAddresses(const std::vector<IpAddress>& addresses) {
-  local_addresses_ = addresses;
-  for (auto& shard : shards_) shard->matcher->SetLocalAddresses(addresses);
-}
-
-bool ManagedMatcher::IsLive(uint64_t id) const {
-  auto it = where_.find(id);
-  return it != where_.end() && !shards_[it->second.first]->slots[it->second.second].spent;
-}
-
-bool ManagedMatcher::IsSpent(uint64_t id) const {
-  auto it = where_.find(id);
-  return it != where_.end() && shards_[it->second.first]->slots[it->second.second].spent;
-}
-
-MatcherCounters ManagedMatcher::counters() const {
-  MatcherCounters sum;
-  for (const auto& shard : shards_) {
-    const MatcherCounters& c = shard->matcher->counters();
-    sum.packets += c.packets;
-    sum.knocks += c.knocks;
-    sum.completions += c.completions;
-    sum.resets += c.resets;
-    sum.timeouts += c.timeouts;
-    sum.evictions += c.evictions;
-    sum.evicted_progress += c.evicted_progress;
-    sum.young_evictions += c.young_evictions;
-    sum.progress_dropped += c.progress_dropped;
-    sum.scanners += c.scanners;
-    sum.scanner_packets += c.scanner_packets;
-  }
-  return sum;
+bool ManagedMatcher::IsBanned(const IpAddress& source) const {
+  const SourceKey key = SourceKey::From(source);
+  const int32_t index = table_->Find(key, table_->Hash(key));
+  return index != Table::kNone && (table_->entry(index).flags & kBanned) != 0;
 }
 
 }  // namespace sesame

@@ -2,52 +2,58 @@
 //
 // A managed door holds many live sequences at once (one per sequence issued
 // to an operator, plus this agent's offline reserve), and any of them may be
-// burnt at any moment. The KnockMatcher tracks up to kMaxDoors (64)
-// "doors" in 64-bit masks on its packet path, which must stay as fast as it
-// is for standalone doors. So each live sequence is one matcher door (a
-// slot), in shards of 64 slots: one KnockMatcher per shard, created as
-// needed, up to max_shards. A shard holds sequences whose matching
-// parameters (seq_timeout, TCP flags, reset mode, target) are equal, so a
-// slot is reused with SetSequence/SetDoorEnabled alone: adding or burning a
-// sequence drops the progress of that sequence only, never of the knockers
-// of the others. Every packet goes through every shard (a lookup that
-// finds nothing costs a few nanoseconds per shard); memory is one source
-// table per shard (MatcherOptions::max_sources entries of 72 bytes).
+// burnt at any moment; a fleet holds tens of thousands. So the matcher does
+// not walk its sequences per packet: they sit in a SequenceTrie (one root per
+// set of MatchParams, a "class"), a tracked source remembers the trie nodes
+// it has reached (kGroupsPerSource of them), and a packet costs a lookup of
+// its source and one (node, knock) lookup per node and per class it may
+// start, whether the agent holds 10 sequences or 100,000. Memory: the source
+// table, allocated once (MatcherOptions::max_sources entries of 72 bytes),
+// and per sequence what the trie and the sequence's own record take
+// (MemoryBytes; bench/README.md states the figure).
 //
-// Scanners. A shard knows only its own sequences, so a knock that advances
-// a sequence of one shard is a wrong knock for every other shard that
-// tracks the source (e.g. one where it knocked a first port by chance, or
-// whose sequences it knocked earlier). Shards therefore only report wrong
-// knocks (MatcherOptions::defer_wrong_knocks), and a knock counts towards
-// the scanner threshold, in each shard that reported it, only when no shard
-// took it as a right knock: an operator working through sequences spread
-// over several shards is never banned for it.
+// The rules are KnockMatcher's (agent/match/matcher.h), applied per class:
+// a packet is a knock for a class when its TCP flags and destination fit
+// the class's parameters; a wrong knock resets progress (strict: always,
+// restarting it when it is a first knock; compat: when the knock is a port
+// of some sequence of the class, or the second stray); a retransmitted
+// previous knock changes nothing; progress older than seq_timeout is
+// dropped; the eviction ranks keep the knockers who got furthest; a source
+// is flagged as a scanner after scan_threshold distinct wrong knocks. With
+// many sequences almost every port is some sequence's first knock, so a
+// knock that resets progress and advances nothing counts as wrong even when
+// it starts another sequence (a sweep would otherwise never be flagged).
+// Adding or burning a sequence drops no one's progress; removing one drops
+// only the progress that pointed at nodes no sequence passes through any
+// more.
+//
+// Capacity: at most `capacity` sequences (live and spent) are held. A live
+// sequence that finds no room takes the place of the oldest spent one;
+// when every one held is live, it waits (over_capacity) until room frees.
 //
 // Threads. Publish() (any thread; the managed agent's worker) hands over the
-// complete set of sequences that should be live; the capture thread adopts
-// it before the next packet it processes (one atomic load per packet when
-// nothing changed), so no packet processed after Publish returns can
-// complete a sequence as live that was left out. Everything else runs on
-// the capture thread.
+// complete set of sequences that should be live from now on. It computes
+// what changed since the previous Publish on the caller's thread; the
+// capture thread applies only those changes, before the next packet it
+// processes (one atomic load per packet when nothing changed), so no packet
+// processed after Publish returns can complete a sequence as live that was
+// left out. Everything else runs on the capture thread.
 //
 // Replay watch. A sequence stops being live when it completes here (at
 // once, before the controller has answered: whatever the verdict, it is
 // spent, and a Publish computed before the worker heard of the completion
 // does not bring it back) or when a Publish leaves it out after it was live
 // (burnt by the controller, used on another bastion). It is then kept as
-// *spent*: the same slot, still recognised, with a flag. A spent sequence
-// never admits anything on any path: its completion is handed to the sink
-// with `spent` set (a replay, for the controller to judge and audit; the
-// agent must not open a door for it, not even from the offline reserve),
-// and counted. This is what lets the loser of a race between two bastions,
-// or a sniffed knock played again, be seen and audited instead of matching
-// nothing. The progress of a sequence that becomes spent is kept, so a
-// knocker half-way through when the burn arrives still completes (as a
-// replay). Spent sequences are watched for ReplayWatch::retention, and only
-// in room live sequences do not need: a live sequence that finds no free
-// slot takes the oldest spent slot of its shard, or a shard with no live
-// sequence, before a new shard is made; spent ones never displace live ones
-// and never cost a shard of their own. Each spent slot reports at most
+// *spent*: still recognised, with a flag. A spent sequence never admits
+// anything on any path: its completion is handed to the sink with `spent`
+// set (a replay, for the controller to judge and audit; the agent must not
+// open a door for it, not even from the offline reserve), and counted. This
+// is what lets the loser of a race between two bastions, or a sniffed knock
+// played again, be seen and audited instead of matching nothing. The
+// progress of a sequence that becomes spent is kept, so a knocker half-way
+// through when the burn arrives still completes (as a replay). Spent
+// sequences are watched for ReplayWatch::retention, and only in room live
+// sequences do not need. Each spent sequence reports at most
 // ReplayWatch::max_reports completions (a replay loop cannot flood the
 // controller); further ones are only counted. A Publish that lists a spent
 // sequence again makes it live again, unless it completed here (then the
@@ -57,8 +63,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -66,7 +74,10 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent/managed/sequence_trie.h"
 #include "agent/match/matcher.h"
+#include "agent/match/source_table.h"
+#include "agent/match/tick_clock.h"
 #include "agent/packet/packet.h"
 
 namespace sesame {
@@ -135,16 +146,39 @@ struct ReplayWatch {
   int max_reports = 16;
 };
 
+// The per-source state of the managed matcher: one cache line in a
+// BasicSourceTable. A group is a trie node this source reached (its
+// generation proves it is still the same node), when its first knock came,
+// and how many stray knocks a compat class forgave.
+struct alignas(64) ManagedSourceEntry {
+  uint64_t key_lo;
+  uint64_t key_hi;
+  uint64_t scan_ports;  // sketch of the distinct wrong knocks in the window
+  uint32_t group_node[kGroupsPerSource];
+  Tick group_start[kGroupsPerSource];
+  Tick scan_mark;            // start of the scan window, or end of the ban
+  uint32_t ignored_packets;  // while marked as a scanner
+  uint16_t group_generation[kGroupsPerSource];
+  uint8_t group_stage[kGroupsPerSource];  // 0: no group
+  uint8_t group_strays[kGroupsPerSource];
+  uint8_t family;
+  uint8_t flags;
+};
+
 class ManagedMatcher {
  public:
-  static constexpr size_t kSlotsPerShard = kMaxDoors;
+  // Sequences held (live and spent) by default: about 40 MB at most.
+  static constexpr size_t kDefaultCapacity = 262144;
+  // Distinct sets of MatchParams (in practice, managed doors) at once.
+  static constexpr size_t kMaxClasses = 64;
 
-  // `options` for every shard (table size, scanner settings). `sink` must
-  // outlive the matcher.
-  ManagedMatcher(const MatcherOptions& options, ManagedKnockSink& sink, size_t max_shards = 16,
+  // `options` for the source table and scanner detection. `sink` must
+  // outlive the matcher. Null table memory is fatal: it is allocated here.
+  ManagedMatcher(const MatcherOptions& options, ManagedKnockSink& sink, size_t capacity = kDefaultCapacity,
                  ReplayWatch watch = {});
   ManagedMatcher(const ManagedMatcher&) = delete;
   ManagedMatcher& operator=(const ManagedMatcher&) = delete;
+  ~ManagedMatcher();
 
   // Any thread: the sequences that should be live from now on.
   void Publish(std::vector<LiveSequence> live);
@@ -153,71 +187,131 @@ class ManagedMatcher {
   void OnPacket(const Packet& packet);
   void Tick(absl::Time now);  // timeouts, bans, spent sequences' retention; adopts a pending Publish
   void SetLocalAddresses(const std::vector<IpAddress>& addresses);
-  size_t live() const { return live_; }
-  size_t spent() const { return where_.size() - live_; }  // watched for replays
-  size_t shards() const { return shards_.size(); }
-  // Live sequences left out for lack of shards (since the last Publish).
-  size_t over_capacity() const { return over_capacity_; }
-  MatcherCounters counters() const;  // summed over shards
+  size_t live() const { return live_.load(std::memory_order_relaxed); }  // any thread
+  size_t spent() const { return where_.size() - live(); }  // watched for replays (capture thread)
+  size_t capacity() const { return capacity_; }
+  // Live sequences waiting for room (capacity, or kMaxClasses). Any thread.
+  size_t over_capacity() const { return waiting_count_.load(std::memory_order_relaxed); }
+  // Heap and table bytes held: the source table, the trie, the records.
+  size_t MemoryBytes() const;
+  MatcherCounters counters() const { return counters_; }
   bool IsLive(uint64_t id) const;
   bool IsSpent(uint64_t id) const;
   // Completions of spent sequences (replays), and those of them not handed
   // to the sink (over ReplayWatch::max_reports).
   uint64_t replays() const { return replays_; }
   uint64_t replays_unreported() const { return replays_unreported_; }
+  // For tests: whether `source` is marked as a scanner.
+  bool IsBanned(const IpAddress& source) const;
 
  private:
-  struct Slot {
+  using Table = BasicSourceTable<ManagedSourceEntry>;
+
+  // What a Publish changed, in order: ids no longer listed, and sequences
+  // listed anew or changed.
+  struct Change {
+    uint64_t removed = 0;  // 0: `sequence` is added or replaced
+    LiveSequence sequence;
+  };
+  struct Record {
     uint64_t id = 0;  // 0: free
     LiveSequence sequence;
+    uint8_t klass = 0;
+    uint32_t end = 0;  // the trie node it ends at
     bool spent = false;
     absl::Time spent_at = absl::InfinitePast();  // InfinitePast: at the next Tick
     int reports = 0;                             // completions reported while spent
   };
-  struct Shard {
+  struct Class {
     MatchParams params;
-    std::unique_ptr<KnockMatcher> matcher;
-    std::vector<Slot> slots;
-    size_t used = 0;  // occupied slots, live or spent
-    size_t live = 0;
-    // Made (or taken over) by the Apply in progress: filled in one SetDoors
-    // at its end instead of one rebuild per slot.
-    bool fresh = false;
+    uint32_t root = 0;
+    size_t sequences = 0;  // records of this class
+    ::sesame::Tick timeout = 0;
+    bool strict = true;
+  };
+  struct Group {
+    uint32_t node;
+    uint16_t generation;
+    ::sesame::Tick start;
+    uint8_t stage;
+    uint8_t strays;
   };
 
+  // Adopting and applying changes (managed_matcher_changes.cc).
   void Adopt();
-  void Apply(const std::vector<LiveSequence>& live);
-  void Free(size_t shard, size_t slot);
-  void Spend(size_t shard, size_t slot, absl::Time at);
-  void Revive(size_t shard, size_t slot);
-  bool Add(const LiveSequence& sequence);
-  void Fill(size_t shard);  // a fresh shard's slots, in one SetDoors
-  // A shard and a free slot in it for a sequence of `params`, making room
-  // at the expense of spent sequences only.
-  Shard* ShardFor(const MatchParams& params, size_t* index, size_t* slot);
-  bool TakeOver(size_t index, const MatchParams& params);  // a shard without live slots
-  void Report(size_t shard, size_t slot, const Packet& packet);
+  void Apply(Change& change);
+  bool Add(const LiveSequence& sequence);  // false: no room
+  void Free(uint32_t slot);
+  void Spend(uint32_t slot, absl::Time at);
+  int ClassFor(const MatchParams& params);  // -1: none left
+  void Rebuild();                           // per-class packet tables
   void ExpireSpent(absl::Time now);
-  std::vector<MatcherDoor> FreeDoors(const MatchParams& params) const;
+  void AddWaiting();
+
+  // The packet path (managed_matcher.cc).
+  uint64_t KnockClasses(const Packet& packet);
+  ::sesame::Tick ToTick(absl::Time t);
+  void StartSource(const SourceKey& key, const Table::Hashed& h, const Packet& packet, uint32_t knock,
+                   uint64_t classes, ::sesame::Tick now);
+  void Track(int32_t index, const Packet& packet, uint32_t knock, uint64_t classes, ::sesame::Tick now);
+  // Completes the sequences ending at `node`; returns whether any did.
+  bool CompleteAt(uint32_t node, const Packet& packet);
+  void StoreGroups(ManagedSourceEntry& e, Group* groups, size_t n);
+  void ExpireGroups(ManagedSourceEntry& e, ::sesame::Tick now);
+  bool CountWrongKnock(ManagedSourceEntry& e, uint32_t knock, ::sesame::Tick now);
+  void Ban(ManagedSourceEntry& e, ::sesame::Tick now, const IpAddress& source, absl::Time time);
+  void ReleaseBan(ManagedSourceEntry& e, const IpAddress& source, absl::Time time);
+  uint8_t RankOf(const ManagedSourceEntry& e, ::sesame::Tick now) const;
+  bool InSequence(uint8_t klass, uint32_t knock) const;
 
   const MatcherOptions options_;
   ManagedKnockSink& sink_;
-  const size_t max_shards_;
+  const size_t capacity_;
   const ReplayWatch watch_;
 
+  // The publisher's side: what it last listed (publish_mu_), and the changes
+  // waiting for the capture thread (mu_, held only to hand them over).
+  absl::Mutex publish_mu_;
+  absl::flat_hash_map<uint64_t, LiveSequence> published_ ABSL_GUARDED_BY(publish_mu_);
   absl::Mutex mu_;
-  std::optional<std::vector<LiveSequence>> pending_ ABSL_GUARDED_BY(mu_);
+  std::vector<Change> pending_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> has_pending_{false};
 
-  std::vector<std::unique_ptr<Shard>> shards_;
-  absl::flat_hash_map<uint64_t, std::pair<size_t, size_t>> where_;  // id -> (shard, slot), live or spent
-  absl::flat_hash_set<uint64_t> consumed_;  // completed here, until Publish forgets them
-  std::optional<std::vector<IpAddress>> local_addresses_;
-  size_t over_capacity_ = 0;
-  size_t live_ = 0;
+  // The capture thread's.
+  std::unique_ptr<Table> table_;
+  SequenceTrie trie_;
+  std::vector<Class> classes_;
+  std::vector<Record> records_;  // by slot
+  std::vector<uint32_t> free_slots_;
+  absl::flat_hash_map<uint64_t, uint32_t> where_;                // id -> slot, live or spent
+  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> ending_;  // trie node -> slots ending there
+  absl::flat_hash_map<uint64_t, uint32_t> compat_knocks_;        // (class, knock) -> count, compat classes
+  std::set<std::pair<absl::Time, uint32_t>> spent_order_;        // (spent_at, slot)
+  std::map<uint64_t, LiveSequence> waiting_;                      // live, no room yet
+  std::atomic<size_t> waiting_count_{0};                          // its size, for other threads
+  absl::flat_hash_set<uint64_t> consumed_;                        // completed here, until Publish forgets them
+  std::atomic<size_t> live_{0};  // written by the capture thread only
   absl::Time latest_ = absl::InfinitePast();  // latest Tick or completion time: when a drop is spent
   uint64_t replays_ = 0;
   uint64_t replays_unreported_ = 0;
+  MatcherCounters counters_;
+
+  // Per-packet tables, from classes_ (Rebuild).
+  uint64_t tcp_shape_[256] = {};  // TCP flags -> classes they are a knock for
+  uint64_t udp_shape_ = 0;
+  uint64_t untargeted_ = 0;  // classes without a target
+  std::optional<std::vector<IpAddress>> local_addresses_;
+  absl::flat_hash_set<IpAddress> local_;
+  bool dst_cache_valid_ = false;  // one entry: floods hit one address
+  IpAddress dst_cache_key_;
+  uint64_t dst_cache_classes_ = 0;
+
+  // Scanner detection and time.
+  int scan_bits_threshold_ = 0;
+  ::sesame::Tick scan_window_ = 0;
+  ::sesame::Tick scan_ban_ = 0;
+  uint64_t scan_key_ = 0;
+  TickClock clock_;
 };
 
 }  // namespace sesame

@@ -24,18 +24,6 @@ using matcher_internal::ProtocolIndex;
 
 namespace {
 
-// Ticks stay below kRebaseAt: past it the epoch moves so that now is
-// kRebaseKeep (12 days, more than any duration the matcher accepts).
-constexpr uint64_t kRebaseAt = uint64_t{1} << 31;
-constexpr uint64_t kRebaseKeep = uint64_t{1} << 30;
-// The epoch is this long before the first time seen.
-constexpr int64_t kEpochMarginNs = int64_t{3600} * 1000 * 1000 * 1000;
-// Matcher time never goes backwards. A time up to this much older than the
-// latest seen (packets from another interface, a capture delivered late
-// next to Expire's clock) counts as the latest; further back, the clock was
-// stepped back, and matcher time carries on from the latest.
-constexpr uint64_t kReorderMs = 5000;
-
 Knock KnockFromKey(uint32_t key) {
   return Knock{static_cast<uint16_t>(key & 0xffff), static_cast<Protocol>(key >> 16)};
 }
@@ -75,31 +63,14 @@ uint64_t KnockMatcher::DestinationDoors(const IpAddress& destination) {
 }
 
 Tick KnockMatcher::ToTick(absl::Time t) {
-  const int64_t ns = absl::ToUnixNanos(t);
-  if (!epoch_set_) {
-    epoch_ns_ = ns - kEpochMarginNs;
-    epoch_set_ = true;
-  }
-  uint64_t ms = ns <= epoch_ns_ ? 0 : (static_cast<uint64_t>(ns) - static_cast<uint64_t>(epoch_ns_)) / 1000000;
-  if (ms < latest_) {
-    if (latest_ - ms <= kReorderMs) return latest_;  // reordered or delayed: time stands still
-    // The clock was stepped back: carry on from where matcher time was.
-    epoch_ns_ -= static_cast<int64_t>(latest_ - ms) * 1000000;
-    return latest_;
-  }
-  if (ms >= kRebaseAt) {
-    const uint64_t shift = ms - kRebaseKeep;
-    epoch_ns_ += static_cast<int64_t>(shift) * 1000000;
-    ms -= shift;
-    Rebase(static_cast<Tick>(std::min<uint64_t>(shift, std::numeric_limits<Tick>::max())));
-  }
-  latest_ = static_cast<Tick>(ms);
-  return latest_;
+  Tick shift = 0;
+  const Tick now = clock_.ToTick(t, &shift);
+  if (shift != 0) Rebase(shift);
+  return now;
 }
 
 void KnockMatcher::Rebase(Tick shift) {
   const auto sub = [shift](Tick& t) { t = t > shift ? t - shift : 0; };
-  latest_ = latest_ > shift ? latest_ - shift : 0;
   table_->ForEachOccupied([&](int32_t index) {
     SourceEntry& e = table_->entry(index);
     for (Tick& t : e.group_start) sub(t);

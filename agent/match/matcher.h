@@ -106,6 +106,7 @@
 #include "absl/types/span.h"
 #include "agent/config/config.h"
 #include "agent/match/source_table.h"
+#include "agent/match/tick_clock.h"
 #include "agent/packet/packet.h"
 #include "common/ip_address.h"
 
@@ -359,11 +360,7 @@ class KnockMatcher {
   Tick scan_ban_ = 0;
   uint64_t scan_key_ = 0;
 
-  // Time: Tick = milliseconds since epoch_ns_, set by the first time seen;
-  // latest_ is the latest Tick handed out (matcher time is monotonic).
-  bool epoch_set_ = false;
-  int64_t epoch_ns_ = 0;
-  Tick latest_ = 0;
+  TickClock clock_;
 };
 
 }  // namespace sesame

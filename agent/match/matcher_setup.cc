@@ -218,7 +218,7 @@ void KnockMatcher::DropProgress(uint64_t doors) {
     if (table_->rank(index) == 0) return;  // nothing in progress
     SourceEntry& e = table_->entry(index);
     for (int g = 0; g < kGroupsPerSource; ++g) e.group_doors[g] &= ~doors;
-    table_->set_rank(index, RankOf(e, latest_));
+    table_->set_rank(index, RankOf(e, clock_.latest()));
   });
 }
 

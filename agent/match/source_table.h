@@ -27,6 +27,10 @@
 // chooses, so that an entry holds 32-bit times; the owner moves the epoch
 // forward long before a Tick could overflow.
 //
+// The entry type is the owner's (KnockMatcher's SourceEntry below; the
+// managed matcher has its own): one cache line whose key_lo, key_hi and
+// family fields belong to the table.
+//
 // Single-threaded: the owner serialises every call. Nothing here allocates
 // after construction.
 #pragma once
@@ -86,9 +90,19 @@ struct alignas(64) SourceEntry {
   // first is forgiven, as knockd does; a second resets them: a sweep).
   uint8_t group_strays[kGroupsPerSource];
 };
-static_assert(sizeof(SourceEntry) == 64, "one cache line per entry");
 
-class SourceTable {
+namespace source_table_internal {
+// Zeroed memory of `bytes` (a multiple of `alignment`), on transparent huge
+// pages when it is large; adds what it took to *allocated. Null on failure.
+void* AllocateZeroed(size_t bytes, size_t alignment, size_t* allocated);
+void FreeAligned(void* p);
+void HashKeys(uint64_t seed, uint64_t keys[4]);  // seed 0: from the OS's entropy
+}  // namespace source_table_internal
+
+template <typename Entry>
+class BasicSourceTable {
+  static_assert(sizeof(Entry) == 64 && alignof(Entry) == 64, "one cache line per entry");
+
  public:
   static constexpr int kWays = 8;
   static constexpr int32_t kNone = -1;
@@ -100,15 +114,20 @@ class SourceTable {
 
   // capacity is rounded up to a multiple of kWays. seed 0 draws the hash keys
   // from the OS's random source. Null when the memory cannot be had.
-  static std::unique_ptr<SourceTable> Create(size_t capacity, uint64_t seed);
-  SourceTable(const SourceTable&) = delete;
-  SourceTable& operator=(const SourceTable&) = delete;
+  static std::unique_ptr<BasicSourceTable> Create(size_t capacity, uint64_t seed) {
+    const size_t num_buckets = capacity < kWays ? 1 : (capacity + kWays - 1) / kWays;
+    std::unique_ptr<BasicSourceTable> table(new BasicSourceTable(num_buckets, seed));
+    if (table->buckets_ == nullptr || table->entries_ == nullptr) return nullptr;
+    return table;
+  }
+  BasicSourceTable(const BasicSourceTable&) = delete;
+  BasicSourceTable& operator=(const BasicSourceTable&) = delete;
 
   size_t capacity() const { return num_buckets_ * kWays; }
   size_t occupancy() const { return occupancy_; }
   // Everything allocated, once, at construction.
   size_t MemoryBytes() const { return allocated_bytes_; }
-  static constexpr size_t BytesPerEntry() { return sizeof(SourceEntry) + sizeof(Bucket) / kWays; }
+  static constexpr size_t BytesPerEntry() { return sizeof(Entry) + sizeof(Bucket) / kWays; }
 
   Hashed Hash(const SourceKey& key) const {
     const uint64_t h = Fold(Fold(key.lo ^ keys_[0], key.hi ^ keys_[1]) ^ keys_[2], key.family ^ keys_[3]);
@@ -136,7 +155,7 @@ class SourceTable {
     for (uint32_t m = TagMatches(b, h.tag); m != 0; m &= m - 1) {
       const int way = __builtin_ctz(m) >> 1;
       const int32_t index = static_cast<int32_t>(h.bucket * kWays + way);
-      const SourceEntry& e = entries_[index];
+      const Entry& e = entries_[index];
       if (e.key_lo == key.lo && e.key_hi == key.hi && e.family == key.family) return index;
     }
     return kNone;
@@ -150,16 +169,45 @@ class SourceTable {
   // Places key (not present) in its bucket with the given rank, as the most
   // recently used, zeroing the entry's state. Returns kNone when every way
   // is ranked above max_victim_rank. *victim says what was displaced.
-  int32_t Insert(const SourceKey& key, const Hashed& h, uint8_t rank, uint8_t max_victim_rank, Victim* victim);
+  int32_t Insert(const SourceKey& key, const Hashed& h, uint8_t rank, uint8_t max_victim_rank, Victim* victim) {
+    Bucket& b = buckets_[h.bucket];
+    *victim = Victim{};
+    const int way = ChooseWay(b, max_victim_rank);
+    if (way < 0) return kNone;
+    if (b.tag[way] == 0) {
+      ++occupancy_;
+    } else {
+      victim->occupied = true;
+      victim->rank = b.rank[way];
+    }
+    b.tag[way] = h.tag;
+    b.stamp[way] = ++activity_;
+    b.rank[way] = rank;
+    const int32_t index = static_cast<int32_t>(h.bucket * kWays + way);
+    Entry& e = entries_[index];
+    std::memset(static_cast<void*>(&e), 0, sizeof e);
+    e.key_lo = key.lo;
+    e.key_hi = key.hi;
+    e.family = key.family;
+    return index;
+  }
 
-  SourceEntry& entry(int32_t index) { return entries_[index]; }
-  const SourceEntry& entry(int32_t index) const { return entries_[index]; }
+  Entry& entry(int32_t index) { return entries_[index]; }
+  const Entry& entry(int32_t index) const { return entries_[index]; }
 
   uint8_t rank(int32_t index) const { return buckets_[index / kWays].rank[index % kWays]; }
   void set_rank(int32_t index, uint8_t rank) { buckets_[index / kWays].rank[index % kWays] = rank; }
   // Marks the entry as the most recently used.
   void Touch(int32_t index) { buckets_[index / kWays].stamp[index % kWays] = ++activity_; }
-  void Erase(int32_t index);
+  void Erase(int32_t index) {
+    Bucket& b = buckets_[index / kWays];
+    const int way = index % kWays;
+    if (b.tag[way] == 0) return;
+    b.tag[way] = 0;
+    b.rank[way] = 0;
+    b.stamp[way] = 0;
+    --occupancy_;
+  }
 
   // Calls f(index) for every occupied entry; f may Erase(index).
   template <typename F>
@@ -180,10 +228,16 @@ class SourceTable {
   static_assert(sizeof(Bucket) == 64, "bucket metadata is one cache line");
 
   struct FreeAligned {
-    void operator()(void* p) const;
+    void operator()(void* p) const { source_table_internal::FreeAligned(p); }
   };
 
-  SourceTable(size_t num_buckets, uint64_t seed);
+  BasicSourceTable(size_t num_buckets, uint64_t seed) : num_buckets_(num_buckets) {
+    source_table_internal::HashKeys(seed, keys_);
+    buckets_.reset(static_cast<Bucket*>(source_table_internal::AllocateZeroed(
+        num_buckets_ * sizeof(Bucket), alignof(Bucket), &allocated_bytes_)));
+    entries_.reset(static_cast<Entry*>(source_table_internal::AllocateZeroed(
+        num_buckets_ * kWays * sizeof(Entry), alignof(Entry), &allocated_bytes_)));
+  }
 
   // An empty way, else the lowest-ranked (at most max_victim_rank), least
   // recently used one; -1 if every way is ranked higher.
@@ -228,7 +282,9 @@ class SourceTable {
   uint32_t activity_ = 0;  // wraps; ages are differences
   uint64_t keys_[4];
   std::unique_ptr<Bucket[], FreeAligned> buckets_;
-  std::unique_ptr<SourceEntry[], FreeAligned> entries_;
+  std::unique_ptr<Entry[], FreeAligned> entries_;
 };
+
+using SourceTable = BasicSourceTable<SourceEntry>;
 
 }  // namespace sesame

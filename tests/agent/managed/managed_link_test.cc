@@ -324,7 +324,7 @@ TEST_F(ManagedLinkTest, AFloodOfScannersReachesTheControllerAsTwoNotices) {
   const MatcherCounters mc = agent.managed().matcher().counters();
   ASSERT_EQ(mc.scanners, 300u) << "packets=" << mc.packets << " knocks=" << mc.knocks << " resets=" << mc.resets
                                << " evictions=" << mc.evictions << " live=" << agent.managed().matcher().live()
-                               << " shards=" << agent.managed().matcher().shards();
+                               << " capacity=" << agent.managed().matcher().capacity();
   ASSERT_TRUE(controller_.WaitFor(Count(v1::AgentMessage::kScannerSeen, 2)));
   const auto notices = Of(controller_.received(), v1::AgentMessage::kScannerSeen);
   ASSERT_EQ(notices.size(), 2u);

@@ -1,6 +1,6 @@
-// ManagedMatcher: many live sequences per door in shards of 64, adopted from
-// another thread before the next packet, spent at once when completed, and
-// spent sequences watched for replays (reported as spent, never as live)
+// ManagedMatcher: many live sequences per door in a trie of knocks, adopted
+// from another thread before the next packet, spent at once when completed,
+// and spent sequences watched for replays (reported as spent, never as live)
 // for a bounded time in room live sequences do not need.
 #include "agent/managed/managed_matcher.h"
 
@@ -56,7 +56,7 @@ class ManagedMatcherTest : public ::testing::Test {
   }
 
   RecordingSink sink_;
-  ManagedMatcher matcher_{Options(), sink_, /*max_shards=*/4};
+  ManagedMatcher matcher_{Options(), sink_, /*capacity=*/256};
   absl::Time now_ = absl::FromUnixSeconds(1700000000);
 };
 
@@ -218,8 +218,8 @@ TEST_F(ManagedMatcherTest, RetentionCountsFromTheFirstTickWhenNoTimeWasKnown) {
   EXPECT_FALSE(matcher_.IsSpent(1));
 }
 
-TEST_F(ManagedMatcherTest, SpentSlotsGiveWayToLiveOnesOldestFirst) {
-  ManagedMatcher matcher(Options(), sink_, /*max_shards=*/1);
+TEST_F(ManagedMatcherTest, SpentSequencesGiveWayToLiveOnesOldestFirst) {
+  ManagedMatcher matcher(Options(), sink_, /*capacity=*/64);
   std::vector<LiveSequence> live;
   for (uint64_t i = 1; i <= 64; ++i) {
     live.push_back(Live(i, {static_cast<uint16_t>(10000 + i), static_cast<uint16_t>(20000 + i)}));
@@ -227,7 +227,7 @@ TEST_F(ManagedMatcherTest, SpentSlotsGiveWayToLiveOnesOldestFirst) {
   matcher.Publish(live);
   matcher.Tick(now_);
   EXPECT_EQ(matcher.live(), 64u);
-  // 1 and then 2 burnt: the shard is full, two of it spent.
+  // 1 and then 2 burnt: the matcher is full, two of it spent.
   live.erase(live.begin());
   matcher.Publish(live);
   matcher.Tick(now_);
@@ -236,7 +236,7 @@ TEST_F(ManagedMatcherTest, SpentSlotsGiveWayToLiveOnesOldestFirst) {
   matcher.Tick(now_ + absl::Seconds(1));
   EXPECT_EQ(matcher.live(), 62u);
   EXPECT_EQ(matcher.spent(), 2u);
-  // A new live sequence takes the oldest spent slot.
+  // A new live sequence takes the place of the oldest spent one.
   live.push_back(Live(100, {30001, 30002}));
   matcher.Publish(live);
   matcher.Tick(now_ + absl::Seconds(2));
@@ -255,50 +255,57 @@ TEST_F(ManagedMatcherTest, SpentSlotsGiveWayToLiveOnesOldestFirst) {
   for (uint64_t i = 3; i <= 64; ++i) EXPECT_TRUE(matcher.IsLive(i)) << i;
 }
 
-TEST_F(ManagedMatcherTest, AShardWatchingOnlySpentSequencesIsTakenOver) {
-  ManagedMatcher matcher(Options(), sink_, /*max_shards=*/1);
-  LiveSequence slow = Live(1, {7001, 7002});
-  slow.params.seq_timeout = absl::Seconds(60);
-  matcher.Publish({slow});
-  matcher.Tick(now_);
-  matcher.Publish({});
-  matcher.Tick(now_);
-  EXPECT_TRUE(matcher.IsSpent(1));
-  matcher.Publish({Live(2, {7101, 7102})});  // other parameters, no shard left
-  matcher.Tick(now_);
-  EXPECT_TRUE(matcher.IsLive(2));
-  EXPECT_FALSE(matcher.IsSpent(1));
-  EXPECT_EQ(matcher.shards(), 1u);
-}
-
-TEST_F(ManagedMatcherTest, HoldsMoreThanSixtyFourSequencesInShards) {
+TEST_F(ManagedMatcherTest, WaitingSequencesAreAddedWhenRoomFrees) {
   std::vector<LiveSequence> live;
-  for (uint64_t i = 1; i <= 200; ++i) {
-    live.push_back(Live(i, {static_cast<uint16_t>(10000 + i), static_cast<uint16_t>(20000 + i)}));
-  }
-  matcher_.Publish(live);
-  matcher_.Tick(now_);
-  EXPECT_EQ(matcher_.live(), 200u);
-  EXPECT_EQ(matcher_.shards(), 4u);
-  KnockOn({10150, 20150});
-  ASSERT_EQ(sink_.completed.size(), 1u);
-  EXPECT_EQ(sink_.completed[0].sequence_id, 150u);
-
-  // 4 shards of 64: 256 at most; the rest is reported, not recognised.
-  for (uint64_t i = 201; i <= 300; ++i) {
+  for (uint64_t i = 1; i <= 300; ++i) {
     live.push_back(Live(i, {static_cast<uint16_t>(10000 + i), static_cast<uint16_t>(20000 + i)}));
   }
   matcher_.Publish(live);
   matcher_.Tick(now_);
   EXPECT_EQ(matcher_.live(), 256u);
-  EXPECT_EQ(matcher_.over_capacity(), 299u - 256u);
+  EXPECT_EQ(matcher_.over_capacity(), 44u);
+  EXPECT_FALSE(matcher_.IsLive(300));
+  KnockOn({10150, 20150});
+  ASSERT_EQ(sink_.completed.size(), 1u);
+  EXPECT_EQ(sink_.completed[0].sequence_id, 150u);
+
+  // 1 to 50 burnt: the waiting ones take the places of the oldest spent.
+  live.erase(live.begin(), live.begin() + 50);
+  matcher_.Publish(live);
+  matcher_.Tick(now_);
+  EXPECT_EQ(matcher_.over_capacity(), 0u);
+  EXPECT_EQ(matcher_.live(), 249u);  // 300 - 50 burnt - 150 knocked
+  EXPECT_EQ(matcher_.spent(), 7u);
+  EXPECT_TRUE(matcher_.IsSpent(150));  // completed last: the last to go
+  KnockOn({10300, 20300});
+  ASSERT_EQ(sink_.completed.size(), 2u);
+  EXPECT_EQ(sink_.completed[1].sequence_id, 300u);
 }
 
-// Bug 128 (the managed knock-to-open bench stopped at sequence 129): one
-// operator knocking sequences of shards 0 and 1 in turn, whose first knock
-// happens to be the first knock of a sequence in shard 2, was tracked there
-// and every later knock counted as wrong for shard 2: banned as a scanner
-// in it, its knocks of shard 2's sequences were then ignored.
+TEST_F(ManagedMatcherTest, AtMostSixtyFourClassesOfParameters) {
+  std::vector<LiveSequence> live;
+  for (uint64_t i = 1; i <= ManagedMatcher::kMaxClasses + 1; ++i) {
+    LiveSequence s = Live(i, {static_cast<uint16_t>(10000 + i), static_cast<uint16_t>(20000 + i)});
+    s.params.seq_timeout = absl::Seconds(i);
+    live.push_back(s);
+  }
+  matcher_.Publish(live);
+  matcher_.Tick(now_);
+  EXPECT_EQ(matcher_.live(), ManagedMatcher::kMaxClasses);
+  EXPECT_EQ(matcher_.over_capacity(), 1u);
+  // A class whose sequences are all gone is reused.
+  live.erase(live.begin());
+  matcher_.Publish(live);
+  matcher_.Tick(now_);                            // 1 spent
+  matcher_.Tick(now_ + ReplayWatch().retention);  // and forgotten
+  EXPECT_EQ(matcher_.over_capacity(), 0u);
+  EXPECT_TRUE(matcher_.IsLive(ManagedMatcher::kMaxClasses + 1));
+}
+
+// Bug 128 (the managed knock-to-open bench stopped at sequence 129, when
+// sequences were held in shards of 64): one operator knocking sequences in
+// turn, whose first knock happens to be the first knock of another
+// sequence, must not be judged a scanner for it.
 TEST_F(ManagedMatcherTest, KnockingSequencesOfOtherShardsIsNotScanning) {
   std::vector<LiveSequence> live;
   for (uint64_t i = 1; i <= 150; ++i) {
@@ -308,7 +315,6 @@ TEST_F(ManagedMatcherTest, KnockingSequencesOfOtherShardsIsNotScanning) {
   live[129].knocks[0] = live[0].knocks[0];  // sequence 130 (shard 2) starts like sequence 1 (shard 0)
   matcher_.Publish(live);
   matcher_.Tick(now_);
-  ASSERT_EQ(matcher_.shards(), 3u);
   for (uint64_t id : {1, 65, 2, 66, 3, 67, 4, 68, 130}) {
     std::vector<uint16_t> ports;
     for (const Knock& k : live[id - 1].knocks) ports.push_back(k.port);
@@ -326,24 +332,23 @@ TEST_F(ManagedMatcherTest, AScannerIsStillFlagged) {
     live.push_back(Live(i, {static_cast<uint16_t>(10000 + i), static_cast<uint16_t>(20000 + i)}));
   }
   matcher_.Publish(live);
-  // A first knock of a sequence in each shard, then a sweep of other ports.
+  // First knocks of two sequences, then a sweep of other ports.
   std::vector<uint16_t> sweep = {10001, 10065};
   for (uint16_t p = 50000; p < 50040; ++p) sweep.push_back(p);
   KnockOn(sweep);
   ASSERT_FALSE(sink_.scanners.empty());
   EXPECT_EQ(sink_.scanners[0].source, kSource);
-  KnockOn({20001, 20065});  // ignored: banned in both shards
+  KnockOn({20001, 20065});  // the ban dropped the progress
   EXPECT_TRUE(sink_.completed.empty());
 }
 
-TEST_F(ManagedMatcherTest, DifferentTimeoutsGoToDifferentShards) {
+TEST_F(ManagedMatcherTest, EachSequenceHasItsOwnTimeout) {
   LiveSequence slow = Live(1, {7001, 7002});
   slow.params.seq_timeout = absl::Seconds(60);
   LiveSequence fast = Live(2, {7101, 7102});
   fast.params.seq_timeout = absl::Milliseconds(100);
   matcher_.Publish({slow, fast});
   matcher_.Tick(now_);
-  EXPECT_EQ(matcher_.shards(), 2u);
   KnockOn({7101});
   now_ += absl::Seconds(1);
   KnockOn({7102});  // too late for the fast door
@@ -353,6 +358,119 @@ TEST_F(ManagedMatcherTest, DifferentTimeoutsGoToDifferentShards) {
   KnockOn({7002});
   ASSERT_EQ(sink_.completed.size(), 1u);
   EXPECT_EQ(sink_.completed[0].sequence_id, 1u);
+}
+
+TEST_F(ManagedMatcherTest, SequencesSharingAPrefixAreTrackedTogether) {
+  matcher_.Publish({Live(1, {100, 200, 300}), Live(2, {100, 200, 400}), Live(3, {100, 500, 600})});
+  KnockOn({100, 200, 400});
+  ASSERT_EQ(sink_.completed.size(), 1u);
+  EXPECT_EQ(sink_.completed[0].sequence_id, 2u);
+  EXPECT_TRUE(matcher_.IsLive(1));
+  EXPECT_TRUE(matcher_.IsLive(3));
+  KnockOn({100, 500, 600});
+  ASSERT_EQ(sink_.completed.size(), 2u);
+  EXPECT_EQ(sink_.completed[1].sequence_id, 3u);
+}
+
+TEST_F(ManagedMatcherTest, RetransmissionsAreForgivenWrongKnocksReset) {
+  matcher_.Publish({Live(1, {7001, 7002, 7003}), Live(2, {8001, 8002, 8003})});
+  KnockOn({7001, 7001, 7002, 7002, 7003});  // retransmitted SYNs
+  ASSERT_EQ(sink_.completed.size(), 1u);
+  KnockOn({8001, 8002, 9999, 8003});  // strict: the wrong knock resets
+  EXPECT_EQ(sink_.completed.size(), 1u);
+  KnockOn({8001, 8002, 8001, 8002, 8003});  // a first knock restarts
+  ASSERT_EQ(sink_.completed.size(), 2u);
+  EXPECT_EQ(sink_.completed[1].sequence_id, 2u);
+}
+
+TEST_F(ManagedMatcherTest, CompatSequencesForgiveOneStrayKnock) {
+  LiveSequence compat = Live(1, {7001, 7002, 7003});
+  compat.params.reset_mode = ResetMode::kCompat;
+  LiveSequence other = compat;
+  other.id = 2;
+  other.knocks = {Knock{8001, Protocol::kTcp}, Knock{8002, Protocol::kTcp}};
+  matcher_.Publish({compat, other});
+  KnockOn({7001, 9999, 7002, 7003});  // one stray: forgiven
+  ASSERT_EQ(sink_.completed.size(), 1u);
+  matcher_.Publish({compat, other});  // (1 is spent; listing it again changes nothing)
+  LiveSequence again = compat;
+  again.id = 3;
+  again.knocks[0].port = 7101;
+  matcher_.Publish({again, other});
+  KnockOn({7101, 9998, 9999, 7002, 7003});  // two strays: a sweep, reset
+  EXPECT_EQ(sink_.completed.size(), 1u);
+  KnockOn({7101, 8002, 7002, 7003});  // a port of another sequence resets at once
+  EXPECT_EQ(sink_.completed.size(), 1u);
+}
+
+// A sequence replaced under a knocker half-way through must not inherit its
+// progress, even when the trie reuses the freed nodes for the new knocks.
+TEST_F(ManagedMatcherTest, ProgressDoesNotCarryOverToAReplacedSequence) {
+  matcher_.Publish({Live(1, {100, 200, 300})});
+  KnockOn({100, 200});
+  matcher_.Publish({Live(1, {100, 555, 300})});  // the same id, new knocks
+  KnockOn({555, 300});
+  EXPECT_TRUE(sink_.completed.empty());
+  KnockOn({100, 555, 300});
+  ASSERT_EQ(sink_.completed.size(), 1u);
+  EXPECT_EQ(sink_.completed[0].sequence_id, 1u);
+}
+
+// With many sequences nearly every port starts one; a sweep must still be
+// flagged: a knock that resets progress and advances nothing is wrong.
+TEST_F(ManagedMatcherTest, ASweepIsFlaggedWhenEveryPortStartsASequence) {
+  std::vector<LiveSequence> live;
+  for (uint64_t i = 0; i < 200; ++i) {
+    live.push_back(Live(i + 1, {static_cast<uint16_t>(50000 + i), static_cast<uint16_t>(60000 + i)}));
+  }
+  matcher_.Publish(live);
+  std::vector<uint16_t> sweep;
+  for (uint16_t p = 50000; p < 50100; ++p) sweep.push_back(p);
+  KnockOn(sweep);
+  ASSERT_FALSE(sink_.scanners.empty());
+  EXPECT_EQ(sink_.scanners[0].source, kSource);
+  EXPECT_TRUE(matcher_.IsBanned(kSource));
+  EXPECT_TRUE(sink_.completed.empty());
+}
+
+TEST_F(ManagedMatcherTest, RecognisesAHundredThousandSequences) {
+  // Random 4-knock sequences over every TCP port, as the controller draws
+  // them: almost every port is some sequence's first knock.
+  ManagedMatcher matcher(Options(), sink_, /*capacity=*/150000);
+  uint64_t state = 42;
+  auto next = [&state] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<uint16_t>(1024 + (state >> 33) % 64000);
+  };
+  std::vector<LiveSequence> live;
+  for (uint64_t i = 1; i <= 100000; ++i) live.push_back(Live(i, {next(), next(), next(), next()}));
+  matcher.Publish(live);
+  matcher.Tick(now_);
+  EXPECT_EQ(matcher.live(), 100000u);
+  EXPECT_EQ(matcher.over_capacity(), 0u);
+  const IpAddress engineers[] = {*IpAddress::Parse("198.51.100.20"), *IpAddress::Parse("2001:db8::20")};
+  for (uint64_t id : {1ULL, 4242ULL, 77777ULL, 100000ULL}) {
+    for (const IpAddress& who : engineers) {
+      for (const Knock& k : live[id - 1].knocks) {
+        Packet packet;
+        now_ += absl::Milliseconds(10);
+        packet.time = now_;
+        packet.source = who;
+        packet.destination = kLocal;
+        packet.protocol = Protocol::kTcp;
+        packet.destination_port = k.port;
+        packet.tcp_flags = tcp_flags::kSyn;
+        matcher.OnPacket(packet);
+      }
+    }
+    ASSERT_FALSE(sink_.completed.empty());
+    EXPECT_EQ(sink_.completed.back().sequence_id, id);
+    EXPECT_TRUE(sink_.completed.back().spent);  // the second engineer replayed it
+    EXPECT_TRUE(matcher.IsSpent(id));
+  }
+  EXPECT_EQ(sink_.completed.size(), 8u);
+  EXPECT_EQ(matcher.live(), 100000u - 4u);
+  EXPECT_TRUE(sink_.scanners.empty());
 }
 
 TEST_F(ManagedMatcherTest, PublishFromAnotherThread) {
