@@ -19,6 +19,11 @@ std::vector<MetricSample> ManagedMetrics(const ManagedStatus& s, int reserve_siz
       Gauge("sesame_agent_controller_connected", "1 while a session with the controller is up.", s.online ? 1 : 0),
       Gauge("sesame_agent_revision", "Highest controller revision applied.", n(s.revision)),
       Gauge("sesame_agent_managed_sequences", "Managed sequences held (fleet and offline reserve).", n(s.sequences)),
+      Gauge("sesame_agent_managed_sequences_capacity",
+            "Managed sequences the matcher recognises at once (live and recently spent).",
+            n(s.sequences_capacity)),
+      Gauge("sesame_agent_managed_sequences_waiting",
+            "Live managed sequences not recognised for lack of room in the matcher.", n(s.sequences_waiting)),
       Gauge("sesame_agent_reserve_left", "Unused offline-reserve sequences held.", n(s.reserve_left)),
       Gauge("sesame_agent_spool_depth", "Reports spooled and not yet confirmed by the controller.", n(s.spool_depth)),
       Gauge("sesame_agent_spool_bytes", "Size of the report spool's file.", n(s.spool_bytes)),
@@ -111,6 +116,8 @@ ManagedStatus ManagedAgent::LiveStatus() const {
   s.online = online_;
   s.revision = state_.revision();
   s.sequences = state_.sequences().size();
+  s.sequences_capacity = matcher_->capacity();
+  s.sequences_waiting = matcher_->over_capacity();
   s.reserve_left = state_.reserve_left();
   s.spool_depth = spool_->depth();
   s.spool_bytes = spool_->file_bytes();

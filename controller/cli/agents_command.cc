@@ -11,9 +11,15 @@
 namespace sesame::controller::cli {
 namespace {
 
+// Held/capacity as of the agent's last heartbeat to this controller.
+std::string SequencesText(const v1::AgentInfo& a) {
+  if (a.sequences_capacity() == 0) return a.sequences_held() == 0 ? "-" : absl::StrCat(a.sequences_held());
+  return absl::StrCat(a.sequences_held(), "/", a.sequences_capacity());
+}
+
 void AgentRow(Table& t, const v1::AgentInfo& a) {
   t.Add({a.name(), a.connected() ? "yes" : "no", a.version().empty() ? "-" : a.version(),
-         TimeText(a.last_heartbeat()), absl::StrCat(a.acked_revision(), "/", a.revision()),
+         TimeText(a.last_heartbeat()), absl::StrCat(a.acked_revision(), "/", a.revision()), SequencesText(a),
          a.reserve_left() == 0 ? "0 (EMPTY)" : absl::StrCat(a.reserve_left()), absl::StrCat(a.spool_depth()),
          a.last_error().empty() ? "-" : a.last_error()});
 }
@@ -35,7 +41,8 @@ int AgentsList(Context& ctx) {
   grpc::Status s = ctx.stub().ListAgents(ctx.CallContext().get(), v1::ListAgentsRequest(), &r);
   if (!s.ok()) return ctx.Fail(s);
   if (ctx.json()) return ctx.Json(r), kExitOk;
-  Table t({"NAME", "CONNECTED", "VERSION", "LAST HEARTBEAT", "REVISION", "RESERVE", "SPOOL", "LAST ERROR"});
+  Table t({"NAME", "CONNECTED", "VERSION", "LAST HEARTBEAT", "REVISION", "SEQUENCES", "RESERVE", "SPOOL",
+           "LAST ERROR"});
   for (const v1::AgentInfo& a : r.agents()) AgentRow(t, a);
   t.Print(ctx.out());
   WarnEmptyReserves(ctx.err(), r);
@@ -57,6 +64,7 @@ int AgentsShow(Context& ctx, const std::string& name) {
     << "disconnected at: " << TimeText(a.disconnected_at()) << "\n"
     << "last heartbeat:  " << TimeText(a.last_heartbeat()) << "\n"
     << "revision:        " << a.acked_revision() << " acknowledged of " << a.revision() << "\n"
+    << "sequences:       " << SequencesText(a) << " (held/capacity)\n"
     << "reserve left:    " << a.reserve_left() << "\n"
     << "spool depth:     " << a.spool_depth() << "\n"
     << "last error:      " << (a.last_error().empty() ? "-" : a.last_error()) << "\n"

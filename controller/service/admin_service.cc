@@ -47,6 +47,27 @@ void FillAgentInfo(const AgentRecord& a, uint64_t revision, v1::AgentInfo* out) 
   for (const std::string& host : a.advertise_hosts) out->add_advertise_hosts(host);
 }
 
+// What the agent's last heartbeat said about the sequences it holds.
+struct HeldSequences {
+  uint64_t held = 0;
+  uint64_t capacity = 0;  // 0: not known
+};
+HeldSequences HeldBy(const ControllerMetrics& metrics, const std::string& agent) {
+  HeldSequences h;
+  for (const v1::Metric& m : metrics.AgentMetrics(agent)) {
+    if (m.value() < 0 || m.value() > 1e12) continue;
+    if (m.name() == "sesame_agent_managed_sequences") h.held = static_cast<uint64_t>(m.value());
+    if (m.name() == "sesame_agent_managed_sequences_capacity") h.capacity = static_cast<uint64_t>(m.value());
+  }
+  return h;
+}
+
+void FillHeld(const ControllerMetrics& metrics, const std::string& agent, v1::AgentInfo* out) {
+  const HeldSequences h = HeldBy(metrics, agent);
+  out->set_sequences_held(h.held);
+  out->set_sequences_capacity(h.capacity);
+}
+
 std::string KnockCommand(const std::string& host, const std::vector<Knock>& knocks) {
   std::string out = absl::StrCat("knock ", host);
   for (const Knock& k : knocks) absl::StrAppend(&out, " ", KnockToString(k));
@@ -116,7 +137,11 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListAgents(grpc::CallbackServerConte
   return Unary(context, [this, response](const PeerIdentity&) -> absl::Status {
     ASSIGN_OR_RETURN(uint64_t revision, store_.CurrentRevision());
     ASSIGN_OR_RETURN(std::vector<AgentRecord> agents, store_.ListAgents());
-    for (const AgentRecord& a : agents) FillAgentInfo(a, revision, response->add_agents());
+    for (const AgentRecord& a : agents) {
+      v1::AgentInfo* info = response->add_agents();
+      FillAgentInfo(a, revision, info);
+      FillHeld(metrics_, a.name, info);
+    }
     return absl::OkStatus();
   });
 }
@@ -127,6 +152,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetAgent(grpc::CallbackServerContext
     ASSIGN_OR_RETURN(uint64_t revision, store_.CurrentRevision());
     ASSIGN_OR_RETURN(AgentRecord agent, store_.GetAgent(request->name()));
     FillAgentInfo(agent, revision, response);
+    FillHeld(metrics_, agent.name, response);
     for (v1::Metric& m : metrics_.AgentMetrics(agent.name)) *response->add_metrics() = std::move(m);
     return absl::OkStatus();
   });
@@ -162,6 +188,15 @@ grpc::ServerUnaryReactor* AdminServiceImpl::IssueSequences(grpc::CallbackServerC
       bastions.push_back(std::move(agent));
     } else {
       ASSIGN_OR_RETURN(bastions, store_.ListAgents());
+    }
+    // Sequences past a bastion's capacity would wait there unrecognised:
+    // refused while it is known (its last heartbeat to this controller).
+    for (const AgentRecord& b : bastions) {
+      const HeldSequences h = HeldBy(metrics_, b.name);
+      if (h.capacity == 0 || h.held + issue.count <= h.capacity) continue;
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "bastion ", b.name, " holds ", h.held, " sequences and recognises at most ", h.capacity, " at once: ",
+          issue.count, " more would not all be recognised there; "));
     }
     ASSIGN_OR_RETURN(std::vector<Sequence> issued, controller::IssueSequences(store_, generator_, issue, clock_));
     for (const Sequence& q : issued) {

@@ -520,7 +520,7 @@ TEST_F(SesamectlTest, JsonShapesArePinned) {
   EXPECT_EQ(Shape(Json({"health"})), "status:string");
 }
 
-TEST_F(SesamectlTest, AgentsListWarnsOfAnEmptyOfflineReserve) {
+TEST_F(SesamectlTest, AgentsListWarnsOfAnEmptyReserveAndAFullMatcher) {
   // bastion b1's session: a Hello, then heartbeats saying what it holds.
   grpc::SslCredentialsOptions tls;
   tls.pem_root_certs = *ReadFileToString(pki_.File("ca.crt"));
@@ -562,6 +562,29 @@ TEST_F(SesamectlTest, AgentsListWarnsOfAnEmptyOfflineReserve) {
   })) << r.out;
   EXPECT_EQ(r.code, kExitOk);
   EXPECT_EQ(r.err, "");
+
+  // Near its matcher's capacity: `agents list` shows held/capacity, and an
+  // issue that would not all be recognised on b1 is refused, naming it.
+  v1::AgentMessage full;
+  full.set_id("hb-full");
+  full.mutable_heartbeat()->set_reserve_left(2);
+  v1::Metric* held = full.mutable_heartbeat()->add_metrics();
+  held->set_name("sesame_agent_managed_sequences");
+  held->set_value(95);
+  v1::Metric* capacity = full.mutable_heartbeat()->add_metrics();
+  capacity->set_name("sesame_agent_managed_sequences_capacity");
+  capacity->set_value(100);
+  ASSERT_TRUE(stream->Write(full));
+  ASSERT_TRUE(testing::Eventually([&] {
+    r = Ctl({"agents", "list"});
+    return absl::StrContains(r.out, "95/100");
+  })) << r.out;
+  r = Ctl({"sequences", "issue", "--door", "ssh", "--count", "6"});
+  EXPECT_EQ(r.code, kExitFailure) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("bastion b1 holds 95 sequences and recognises at most 100 at once"));
+  EXPECT_EQ(Ctl({"sequences", "issue", "--door", "ssh", "--count", "5"}).code, kExitOk);
+  r = Ctl({"agents", "list", "-o", "json"});
+  EXPECT_THAT(r.out, HasSubstr("\"sequences_capacity\": 100"));
 }
 
 TEST_F(SesamectlTest, ExitCodes) {
