@@ -32,6 +32,9 @@ constexpr TickT kYoungProgressMs = 1000;
 constexpr uint8_t kNewSourceRank = 3;
 constexpr uint8_t kMaxRank = 3;
 constexpr uint8_t kForgivenStrays = 1;
+// Beside matcher_bits.h's flags: the source completed a sequence while
+// tracked (a knocker, see Track's wrong knocks).
+constexpr uint8_t kCompletedHere = 4;
 
 }  // namespace
 
@@ -184,7 +187,11 @@ void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, 
   // A wrong knock advances, completes and repeats nothing. With many
   // sequences nearly every port starts one, so a knock that reset progress
   // is wrong even if it started another: a sweep is flagged all the same.
-  const bool right = advanced || completed || repeated || (started && !reset);
+  // Not for a source that completed a sequence here: a knocker's first knock
+  // of its next sequence resets what its last one started by chance.
+  if (completed) e.flags |= kCompletedHere;
+  const bool right =
+      advanced || completed || repeated || (started && (!reset || (e.flags & kCompletedHere) != 0));
   if (right) {
     ++counters_.knocks;
   } else if (marked) {

@@ -433,6 +433,24 @@ TEST_F(ManagedMatcherTest, ASweepIsFlaggedWhenEveryPortStartsASequence) {
   EXPECT_TRUE(sink_.completed.empty());
 }
 
+// Found by the knock-to-open bench with 100,000 sequences held: a client
+// knocking sequence after sequence was flagged, because the later knocks
+// of each were first knocks of other sequences and the next sequence's
+// first knock reset those.
+TEST_F(ManagedMatcherTest, AKnockerWorkingThroughDenseSequencesIsNotAScanner) {
+  std::vector<LiveSequence> live;
+  for (uint16_t i = 0; i < 200; ++i) {
+    live.push_back(Live(i + 1, {static_cast<uint16_t>(50000 + i), static_cast<uint16_t>(50000 + (i + 100) % 200)}));
+  }
+  matcher_.Publish(live);
+  for (uint16_t i = 0; i < 40; ++i) {
+    KnockOn({static_cast<uint16_t>(50000 + i), static_cast<uint16_t>(50000 + (i + 100) % 200)});
+    ASSERT_EQ(sink_.completed.size(), i + 1u) << "sequence " << i + 1;
+    EXPECT_EQ(sink_.completed.back().sequence_id, i + 1u);
+  }
+  EXPECT_TRUE(sink_.scanners.empty());
+}
+
 TEST_F(ManagedMatcherTest, RecognisesAHundredThousandSequences) {
   // Random 4-knock sequences over every TCP port, as the controller draws
   // them: almost every port is some sequence's first knock.
@@ -471,6 +489,24 @@ TEST_F(ManagedMatcherTest, RecognisesAHundredThousandSequences) {
   EXPECT_EQ(sink_.completed.size(), 8u);
   EXPECT_EQ(matcher.live(), 100000u - 4u);
   EXPECT_TRUE(sink_.scanners.empty());
+}
+
+TEST_F(ManagedMatcherTest, UpdatesChangeOnlyWhatTheyName) {
+  matcher_.Publish({Live(1, {7001, 7002}), Live(2, {7101, 7102})});
+  matcher_.Update({Live(3, {7201, 7202}), Live(2, {7301, 7302})}, {1});
+  matcher_.Tick(now_);
+  EXPECT_TRUE(matcher_.IsSpent(1));  // removed: burnt
+  EXPECT_TRUE(matcher_.IsLive(3));
+  KnockOn({7101, 7102});  // 2 was replaced
+  EXPECT_TRUE(sink_.completed.empty());
+  KnockOn({7301, 7302});
+  ASSERT_EQ(sink_.completed.size(), 1u);
+  EXPECT_EQ(sink_.completed[0].sequence_id, 2u);
+  // A full Publish afterwards compares with what the updates made.
+  matcher_.Publish({Live(2, {7301, 7302}), Live(3, {7201, 7202})});
+  matcher_.Tick(now_);
+  EXPECT_TRUE(matcher_.IsLive(3));
+  EXPECT_EQ(matcher_.live(), 1u);
 }
 
 TEST_F(ManagedMatcherTest, PublishFromAnotherThread) {
