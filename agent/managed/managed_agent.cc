@@ -90,7 +90,7 @@ absl::StatusOr<std::unique_ptr<ManagedAgent>> ManagedAgent::Create(const AgentCo
   for (uint64_t id : agent->Consumed()) agent->state_.RemoveSequence(id);
   agent->matcher_ = std::make_unique<ManagedMatcher>(agent->options_.matcher, *agent, agent->options_.max_sequences);
   agent->RecomputeDoors();
-  agent->PublishSequences();
+  agent->PublishToMatcher();  // publish_all_ starts true
   agent->PublishStatus();
   if (agent->spool_->depth() > 0 || agent->state_.revision() > 0) {
     LogInfo(absl::StrCat("managed: holding revision ", agent->state_.revision(), ", ", agent->state_.doors().size(),
@@ -177,8 +177,8 @@ void ManagedAgent::Run() {
     // (spooled, it reaches the controller after the restart).
     ReportScannerNotices(stopping ? absl::InfiniteFuture() : options_.clock->Now());
     const absl::Time now = absl::Now();
+    PublishToMatcher();
     if (dirty_) {
-      PublishSequences();
       dirty_ = false;
       save_due_ = std::min(save_due_, now + kSaveDelay);
     }
@@ -241,6 +241,7 @@ void ManagedAgent::Handle(Event& event) {
   } else if (auto* e = std::get_if<NewConfig>(&event)) {
     config_ = std::move(e->config);
     RecomputeDoors();
+    publish_all_ = true;
     dirty_ = true;
   }
 }

@@ -48,6 +48,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <variant>
@@ -203,6 +204,8 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   // managed_agent_session.cc: the conversation with the controller.
   void HandleSessionStarted(const SessionStarted& e);
   void HandleMessage(v1::ControllerMessage& m);
+  // A snapshot, or one of its parts (Snapshot.more): applied when whole.
+  void HandleSnapshot(v1::Snapshot& part);
   void HandleVerdict(const v1::KnockVerdict& v);
   void Carry(const ManagedState::Changes& changes);
   v1::AgentMessage MakeHello();
@@ -225,6 +228,9 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   // state file.
   void RecomputeDoors();
   void PublishSequences();
+  void PublishChangedSequences();  // publish_ids_ only
+  std::optional<LiveSequence> ToLive(uint64_t id, const v1::HeldSequence& s) const;
+  void PublishToMatcher();  // what publish_all_ / publish_ids_ ask for
   void SaveState();
   const DoorConfig* DoorConfigFor(const std::string& door) const;
   bool ServesDoor(const std::string& door) const;
@@ -264,7 +270,11 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   uint64_t session_ = 0;
   bool online_ = false;
   uint64_t acked_ = 0;
-  bool dirty_ = false;  // sequences to publish, state to save
+  std::optional<v1::Snapshot> snapshot_parts_;  // received so far of a snapshot in parts
+  bool dirty_ = false;  // state to save
+  // Sequences to publish to the matcher: all of them, or these ids only.
+  bool publish_all_ = true;
+  absl::flat_hash_set<uint64_t> publish_ids_;
   // The state file and deferred spool appends are synced a little later,
   // off the path from a report to the handling of its answer.
   absl::Time save_due_ = absl::InfiniteFuture();

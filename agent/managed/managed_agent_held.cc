@@ -59,23 +59,54 @@ absl::Duration ManagedAgent::GrantTtlOf(const std::string& door) const {
   return absl::Seconds(10);
 }
 
+std::optional<LiveSequence> ManagedAgent::ToLive(uint64_t id, const v1::HeldSequence& s) const {
+  const DoorConfig* door = DoorConfigFor(s.door());
+  if (door == nullptr) return std::nullopt;  // a door this agent does not serve
+  absl::StatusOr<std::vector<Knock>> knocks = FromProtoKnocks(s.knocks(), kMaxSequenceLength);
+  if (!knocks.ok()) return std::nullopt;  // ManagedState let none of these in
+  LiveSequence l;
+  l.id = id;
+  l.door = s.door();
+  l.knocks = *std::move(knocks);
+  l.reserve = s.reserve();
+  l.params = MatchParamsFor(config_, *door);
+  return l;
+}
+
 void ManagedAgent::PublishSequences() {
   std::vector<LiveSequence> live;
   live.reserve(state_.sequences().size());
   for (const auto& [id, s] : state_.sequences()) {
-    const DoorConfig* door = DoorConfigFor(s.door());
-    if (door == nullptr) continue;  // a door this agent does not serve
-    absl::StatusOr<std::vector<Knock>> knocks = FromProtoKnocks(s.knocks(), kMaxSequenceLength);
-    if (!knocks.ok()) continue;  // ManagedState let none of these in
-    LiveSequence l;
-    l.id = id;
-    l.door = s.door();
-    l.knocks = *std::move(knocks);
-    l.reserve = s.reserve();
-    l.params = MatchParamsFor(config_, *door);
-    live.push_back(std::move(l));
+    if (std::optional<LiveSequence> l = ToLive(id, s)) live.push_back(*std::move(l));
   }
   matcher_->Publish(std::move(live));
+}
+
+void ManagedAgent::PublishChangedSequences() {
+  std::vector<LiveSequence> upserts;
+  std::vector<uint64_t> removed;
+  for (uint64_t id : publish_ids_) {
+    auto it = state_.sequences().find(id);
+    std::optional<LiveSequence> l = it == state_.sequences().end() ? std::nullopt : ToLive(id, it->second);
+    if (l.has_value()) {
+      upserts.push_back(*std::move(l));
+    } else {
+      removed.push_back(id);
+    }
+  }
+  matcher_->Update(std::move(upserts), removed);
+}
+
+void ManagedAgent::PublishToMatcher() {
+  // A batch of burns and additions costs what it changed, not the size of
+  // the fleet's live set; a snapshot or a door's new policy, everything.
+  if (publish_all_) {
+    PublishSequences();
+  } else if (!publish_ids_.empty()) {
+    PublishChangedSequences();
+  }
+  publish_all_ = false;
+  publish_ids_.clear();
 }
 
 void ManagedAgent::SaveState() {

@@ -14,7 +14,10 @@ namespace sesame {
 
 void ManagedAgent::HandleCompleted(const CompletedKnock& k) {
   const absl::Time now = options_.clock->Now();
-  if (state_.RemoveSequence(k.sequence_id)) dirty_ = true;
+  if (state_.RemoveSequence(k.sequence_id)) {
+    publish_ids_.insert(k.sequence_id);
+    dirty_ = true;
+  }
   v1::AgentMessage m;
   m.set_id(spool_->NewId());
   v1::KnockMatched* km = m.mutable_knock_matched();

@@ -38,6 +38,7 @@ v1::AgentMessage ManagedAgent::MakeHello() {
   m.set_id(spool_->NewId());
   v1::Hello* h = m.mutable_hello();
   h->set_version(options_.version);
+  h->set_accepts_snapshot_parts(true);
   h->set_last_revision(state_.revision());
   for (const auto& [id, s] : state_.sequences()) h->add_sequence_ids(id);
   for (const auto& [id, g] : state_.grants()) h->add_grant_ids(id);
@@ -52,6 +53,7 @@ void ManagedAgent::HandleSessionStarted(const SessionStarted& e) {
   session_ = e.session;
   online_ = false;
   acked_ = 0;
+  snapshot_parts_.reset();  // a new session sends a new snapshot
   std::vector<v1::AgentMessage> batch;
   batch.push_back(MakeHello());
   for (const v1::AgentMessage* m : spool_->Pending()) batch.push_back(*m);
@@ -62,20 +64,9 @@ void ManagedAgent::HandleSessionStarted(const SessionStarted& e) {
 
 void ManagedAgent::HandleMessage(v1::ControllerMessage& m) {
   switch (m.body_case()) {
-    case v1::ControllerMessage::kSnapshot: {
-      const v1::Snapshot& s = m.snapshot();
-      Carry(state_.ApplySnapshot(s, Consumed()));
-      dirty_ = true;
-      if (!online_) {
-        LogInfo(absl::StrCat("controller snapshot at revision ", s.revision(), ": ", state_.doors().size(),
-                             " door(s), ", state_.sequences().size(), " sequence(s) (", state_.reserve_left(),
-                             " in reserve), ", state_.grants().size(), " grant(s)"));
-      }
-      online_ = true;
-      acked_ = 0;  // a snapshot is always acknowledged
-      next_heartbeat_ = options_.clock->Now();
+    case v1::ControllerMessage::kSnapshot:
+      HandleSnapshot(*m.mutable_snapshot());
       break;
-    }
     case v1::ControllerMessage::kDelta:
       Carry(state_.ApplyDelta(m.delta(), Consumed()));
       dirty_ = true;
@@ -90,6 +81,45 @@ void ManagedAgent::HandleMessage(v1::ControllerMessage& m) {
     case v1::ControllerMessage::BODY_NOT_SET:
       break;
   }
+}
+
+void ManagedAgent::HandleSnapshot(v1::Snapshot& part) {
+  if (part.more() || snapshot_parts_.has_value()) {
+    // Bounded: a controller cannot make the agent hold more than any fleet
+    // of sane size would send (ten times the matcher's capacity).
+    const size_t limit = 10 * options_.max_sequences;
+    const bool wrong_revision = snapshot_parts_.has_value() && snapshot_parts_->revision() != part.revision();
+    const size_t items = snapshot_parts_.has_value()
+                             ? static_cast<size_t>(snapshot_parts_->sequences_size() + snapshot_parts_->grants_size())
+                             : 0;
+    if (wrong_revision || items + part.sequences_size() + part.grants_size() > limit) {
+      NoteError(absl::StrCat("controller snapshot in parts refused: ",
+                             wrong_revision ? "parts of different revisions" : absl::StrCat("more than ", limit, " items"),
+                             "; ending the session"));
+      snapshot_parts_.reset();
+      if (link_) link_->EndSession(session_);
+      return;
+    }
+    if (!snapshot_parts_.has_value()) snapshot_parts_.emplace();
+    const bool last = !part.more();
+    snapshot_parts_->MergeFrom(part);
+    if (!last) return;
+    v1::Snapshot whole = std::move(*snapshot_parts_);
+    snapshot_parts_.reset();
+    whole.set_more(false);
+    return HandleSnapshot(whole);
+  }
+  const v1::Snapshot& s = part;
+  Carry(state_.ApplySnapshot(s, Consumed()));
+  dirty_ = true;
+  if (!online_) {
+    LogInfo(absl::StrCat("controller snapshot at revision ", s.revision(), ": ", state_.doors().size(),
+                         " door(s), ", state_.sequences().size(), " sequence(s) (", state_.reserve_left(),
+                         " in reserve), ", state_.grants().size(), " grant(s)"));
+  }
+  online_ = true;
+  acked_ = 0;  // a snapshot is always acknowledged
+  next_heartbeat_ = options_.clock->Now();
 }
 
 void ManagedAgent::HandleVerdict(const v1::KnockVerdict& v) {
@@ -126,6 +156,8 @@ void ManagedAgent::Carry(const ManagedState::Changes& changes) {
   for (const v1::Grant& g : changes.grants_to_close) CloseGrant(g);
   if (changes.doors_changed) RecomputeDoors();
   if (changes.sequences_changed) dirty_ = true;
+  if (changes.sequences_reset || changes.doors_changed) publish_all_ = true;
+  publish_ids_.insert(changes.sequences_touched.begin(), changes.sequences_touched.end());
   for (const v1::Grant& g : changes.grants_to_open) OpenGrant(g);
 }
 

@@ -182,6 +182,10 @@ class ManagedMatcher {
 
   // Any thread: the sequences that should be live from now on.
   void Publish(std::vector<LiveSequence> live);
+  // Any thread: changes to what was published, at the cost of the changes
+  // alone: `upserts` are live from now on (added, or replaced when their
+  // id is held), the ids in `removed` no longer.
+  void Update(std::vector<LiveSequence> upserts, const std::vector<uint64_t>& removed);
 
   // Capture thread.
   void OnPacket(const Packet& packet);
@@ -238,6 +242,7 @@ class ManagedMatcher {
   };
 
   // Adopting and applying changes (managed_matcher_changes.cc).
+  void HandOver(std::vector<Change> changes);  // to the capture thread
   void Adopt();
   void Apply(Change& change);
   bool Add(const LiveSequence& sequence);  // false: no room

@@ -77,6 +77,27 @@ void ManagedMatcher::Publish(std::vector<LiveSequence> live) {
     if (!next.contains(id)) changes.push_back(Change{id, {}});
   }
   published_ = std::move(next);
+  HandOver(std::move(changes));
+}
+
+void ManagedMatcher::Update(std::vector<LiveSequence> upserts, const std::vector<uint64_t>& removed) {
+  absl::MutexLock publishing(&publish_mu_);
+  std::vector<Change> changes;
+  for (LiveSequence& s : upserts) {
+    auto [it, added] = published_.try_emplace(s.id, s);
+    if (!added) {
+      if (it->second == s) continue;
+      it->second = s;
+    }
+    changes.push_back(Change{0, std::move(s)});
+  }
+  for (uint64_t id : removed) {
+    if (published_.erase(id) > 0) changes.push_back(Change{id, {}});
+  }
+  HandOver(std::move(changes));
+}
+
+void ManagedMatcher::HandOver(std::vector<Change> changes) {
   if (changes.empty()) return;
   absl::MutexLock lock(&mu_);
   if (pending_.empty()) {

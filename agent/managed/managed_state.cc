@@ -46,10 +46,11 @@ absl::Status ManagedState::Save(const std::string& path) const {
   return WriteFileAtomically(path, absl::StrCat(kHeader, out.SerializeAsString()), 0600);
 }
 
-size_t ManagedState::reserve_left() const {
-  size_t n = 0;
-  for (const auto& [id, sequence] : sequences_) n += sequence.reserve() ? 1 : 0;
-  return n;
+size_t ManagedState::reserve_left() const { return reserve_count_; }
+
+void ManagedState::EraseSequence(std::map<uint64_t, v1::HeldSequence>::iterator it) {
+  if (it->second.reserve()) --reserve_count_;
+  sequences_.erase(it);
 }
 
 bool ManagedState::AcceptSequence(const v1::HeldSequence& sequence, Changes& changes) const {
@@ -108,6 +109,9 @@ ManagedState::Changes ManagedState::ApplySnapshot(const v1::Snapshot& snapshot,
     }
   }
   sequences_ = std::move(sequences);
+  changes.sequences_reset = changes.sequences_changed;
+  reserve_count_ = 0;
+  for (const auto& [id, q] : sequences_) reserve_count_ += q.reserve() ? 1 : 0;
 
   std::map<uint64_t, v1::Grant> grants;
   for (const v1::Grant& g : snapshot.grants()) {
@@ -137,12 +141,19 @@ ManagedState::Changes ManagedState::ApplyDelta(const v1::Delta& delta, const abs
     case v1::Delta::kSequenceAdded: {
       const v1::HeldSequence& s = delta.sequence_added();
       if (consumed.contains(s.id()) || !AcceptSequence(s, changes)) break;
+      if (auto held = sequences_.find(s.id()); held != sequences_.end()) EraseSequence(held);
       sequences_[s.id()] = s;
+      reserve_count_ += s.reserve() ? 1 : 0;
       changes.sequences_changed = true;
+      changes.sequences_touched.push_back(s.id());
       break;
     }
     case v1::Delta::kSequenceBurnt:
-      changes.sequences_changed = sequences_.erase(delta.sequence_burnt().sequence_id()) > 0;
+      if (auto held = sequences_.find(delta.sequence_burnt().sequence_id()); held != sequences_.end()) {
+        EraseSequence(held);
+        changes.sequences_changed = true;
+        changes.sequences_touched.push_back(delta.sequence_burnt().sequence_id());
+      }
       break;
     case v1::Delta::kGrant: {
       const v1::Grant& g = delta.grant();
@@ -187,7 +198,8 @@ ManagedState::Changes ManagedState::ApplyDelta(const v1::Delta& delta, const abs
         changes.doors_changed = doors_.erase(name) > 0;
         for (auto it = sequences_.begin(); it != sequences_.end();) {
           if (it->second.door() == name) {
-            it = sequences_.erase(it);
+            changes.sequences_touched.push_back(it->first);
+            EraseSequence(it++);
             changes.sequences_changed = true;
           } else {
             ++it;
@@ -206,6 +218,7 @@ ManagedState::Changes ManagedState::ApplyDelta(const v1::Delta& delta, const abs
         changes.doors_changed = true;
         // The door's seq_timeout is part of how its sequences are matched.
         changes.sequences_changed = true;
+        changes.sequences_reset = true;
       }
       break;
     }
@@ -215,7 +228,12 @@ ManagedState::Changes ManagedState::ApplyDelta(const v1::Delta& delta, const abs
   return changes;
 }
 
-bool ManagedState::RemoveSequence(uint64_t id) { return sequences_.erase(id) > 0; }
+bool ManagedState::RemoveSequence(uint64_t id) {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) return false;
+  EraseSequence(it);
+  return true;
+}
 
 bool ManagedState::RemoveGrant(uint64_t id) { return grants_.erase(id) > 0; }
 

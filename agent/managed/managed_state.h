@@ -40,6 +40,10 @@ class ManagedState {
   struct Changes {
     bool doors_changed = false;
     bool sequences_changed = false;
+    // Which: every sequence may have changed (a snapshot, a door's policy),
+    // or only these ids were added or removed.
+    bool sequences_reset = false;
+    std::vector<uint64_t> sequences_touched;
     std::vector<v1::Grant> grants_to_open;
     // Revoked, dropped by a snapshot, or of a removed door. A revoke for a
     // grant the agent does not hold carries only id, door and address.
@@ -76,12 +80,14 @@ class ManagedState {
   size_t reserve_left() const;
 
  private:
+  void EraseSequence(std::map<uint64_t, v1::HeldSequence>::iterator it);
   // Checks a sequence; false (with an error) when it cannot be recognised.
   bool AcceptSequence(const v1::HeldSequence& sequence, Changes& changes) const;
 
   uint64_t revision_ = 0;
   std::map<std::string, v1::Door> doors_;
   std::map<uint64_t, v1::HeldSequence> sequences_;
+  size_t reserve_count_ = 0;  // of sequences_, reserve ones
   std::map<uint64_t, v1::Grant> grants_;
   absl::Duration heartbeat_interval_ = absl::Seconds(10);
 };
