@@ -41,6 +41,13 @@ void ControllerLink::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void ControllerLink::EndSession(uint64_t session) {
+  absl::MutexLock lock(&mu_);
+  if (session != 0 && session == current_ && context_ != nullptr) {
+    static_cast<grpc::ClientContext*>(context_)->TryCancel();
+  }
+}
+
 bool ControllerLink::Stopping() const {
   absl::MutexLock lock(&mu_);
   return stopping_;

@@ -88,6 +88,10 @@ class ControllerLink {
   // threads. Idempotent.
   void Stop();
 
+  // Ends `session` if it is still the open one (the link connects again,
+  // with backoff): for a session whose messages the agent cannot use.
+  void EndSession(uint64_t session);
+
   bool Send(uint64_t session, std::vector<v1::AgentMessage> messages);
   bool Send(uint64_t session, v1::AgentMessage message);
 

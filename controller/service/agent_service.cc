@@ -144,7 +144,17 @@ class AgentServiceImpl::SessionReactor final
       return;
     }
     Dispatch(std::move(message));
-    IssueRead();
+    // Flow control: with max_pending messages in processing, reading pauses
+    // until one is done (WorkDone). The agent's writes then wait in HTTP/2's
+    // flow-control window and its own queue: a spool of thousands after an
+    // outage drains at the store's pace, in one session.
+    bool read_now = false;
+    {
+      absl::MutexLock lock(&mu_);
+      read_now = pending_ < service_.options_.max_pending;
+      read_paused_ = !read_now;
+    }
+    if (read_now) IssueRead();
   }
 
   void OnWriteDone(bool ok) override {
@@ -235,10 +245,16 @@ class AgentServiceImpl::SessionReactor final
   // A piece of work is over; it may have been the last thing Finish waited
   // for.
   void WorkDone() {
+    bool resume = false;
     {
       absl::MutexLock lock(&mu_);
       --pending_;
+      if (read_paused_ && pending_ < service_.options_.max_pending) {
+        read_paused_ = false;
+        resume = !finishing_;
+      }
     }
+    if (resume) IssueRead();
     Pump();
   }
 
@@ -306,7 +322,8 @@ class AgentServiceImpl::SessionReactor final
         WorkDone();
         return;
       }
-      AgentLink* replaced = service_.hub_.Attach(this, service_.options_.heartbeat_interval);
+      AgentLink* replaced =
+          service_.hub_.Attach(this, service_.options_.heartbeat_interval, hello.accepts_snapshot_parts());
       attached_ = true;
       if (replaced != nullptr) {
         // Two sessions of one name: a restarted agent, or a second holder of
@@ -556,6 +573,7 @@ class AgentServiceImpl::SessionReactor final
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool read_starting_ ABSL_GUARDED_BY(mu_) = false;
   size_t pending_ ABSL_GUARDED_BY(mu_) = 0;
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;  // at max_pending: the next read waits for WorkDone
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool flush_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

@@ -52,22 +52,33 @@ FleetHub::~FleetHub() {
   if (dispatcher_.joinable()) dispatcher_.join();
 }
 
-AgentLink* FleetHub::Attach(AgentLink* link, absl::Duration heartbeat_interval) {
+AgentLink* FleetHub::Attach(AgentLink* link, absl::Duration heartbeat_interval, bool parts) {
   const std::string& agent = link->agent();
-  v1::ControllerMessage message;
-  v1::Snapshot* snapshot = message.mutable_snapshot();
+  std::vector<v1::ControllerMessage> messages(1);
   const absl::Time now = clock_.Now();
   absl::MutexLock lock(&mu_);
-  snapshot->set_revision(revision_);
-  for (const auto& [name, door] : doors_) *snapshot->add_doors() = ToWire(door);
+  v1::Snapshot* first = messages[0].mutable_snapshot();
+  first->set_revision(revision_);
+  for (const auto& [name, door] : doors_) *first->add_doors() = ToWire(door);
+  *first->mutable_controller_time() = ToWireTime(now);
+  *first->mutable_heartbeat_interval() = ToWireDuration(heartbeat_interval);
+  int items = 0;
+  // The part the next sequence or grant goes into.
+  auto part = [&]() -> v1::Snapshot* {
+    if (parts && items == kSnapshotPartItems) {
+      messages.back().mutable_snapshot()->set_more(true);
+      messages.emplace_back().mutable_snapshot()->set_revision(revision_);
+      items = 0;
+    }
+    ++items;
+    return messages.back().mutable_snapshot();
+  };
   for (const auto& [id, q] : unused_) {
-    if (SequenceConcerns(q, agent)) *snapshot->add_sequences() = ToHeld(q);
+    if (SequenceConcerns(q, agent)) *part()->add_sequences() = ToHeld(q);
   }
   for (const auto& [id, g] : open_grants_) {
-    if (GrantConcerns(g, agent) && g.expires_at > now) *snapshot->add_grants() = ToWire(g, /*with_agents=*/false);
+    if (GrantConcerns(g, agent) && g.expires_at > now) *part()->add_grants() = ToWire(g, /*with_agents=*/false);
   }
-  *snapshot->mutable_controller_time() = ToWireTime(now);
-  *snapshot->mutable_heartbeat_interval() = ToWireDuration(heartbeat_interval);
   AgentLink* previous = nullptr;
   absl::MutexLock links_lock(&links_mu_);
   auto [it, inserted] = links_.try_emplace(agent, Attached{link, revision_});
@@ -77,7 +88,7 @@ AgentLink* FleetHub::Attach(AgentLink* link, absl::Duration heartbeat_interval) 
   }
   // Queued before the link is visible to the dispatcher: no delta can
   // overtake it.
-  link->Send(std::move(message));
+  for (v1::ControllerMessage& m : messages) link->Send(std::move(m));
   return previous;
 }
 

@@ -57,10 +57,14 @@ class FleetHub final : public ChangeListener {
   static absl::StatusOr<std::unique_ptr<FleetHub>> Create(Store& store, const Clock& clock = RealClock::Instance());
   ~FleetHub() override;
 
-  // Registers link as agent link->agent() and queues its Snapshot on it.
-  // A previous link of the same agent is detached and returned (the caller
+  // Registers link as agent link->agent() and queues its Snapshot on it:
+  // in parts of at most kSnapshotPartItems sequences and grants when the
+  // agent accepts parts (Hello.accepts_snapshot_parts), else whole. A
+  // previous link of the same agent is detached and returned (the caller
   // closes it); nullptr otherwise.
-  AgentLink* Attach(AgentLink* link, absl::Duration heartbeat_interval);
+  AgentLink* Attach(AgentLink* link, absl::Duration heartbeat_interval, bool parts = false);
+  // About 40 bytes a sequence on the wire: a part stays near 400 KB.
+  static constexpr int kSnapshotPartItems = 10000;
   // Unregisters link; true when it was the agent's current link (false when
   // a newer session replaced it). After it returns, the hub never touches
   // link again.

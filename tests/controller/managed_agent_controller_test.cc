@@ -5,16 +5,22 @@
 // once, an operator's revocation closes the door; with the controller down
 // a reserve sequence admits on its own and is reported (and burnt) once the
 // controller is back. A bastion cut off from the controller while a
-// sequence is burnt elsewhere no longer recognises it once it is back.
+// sequence is burnt elsewhere no longer recognises it once it is back. A
+// fresh bastion of a fleet holding 200,000 sequences gets them all (a
+// snapshot in parts, far past what one gRPC message may carry). A spool of
+// 10,000 reports left by a long outage drains in one session, each report
+// in the audit exactly once.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -287,6 +293,75 @@ TEST_F(ManagedAgentControllerTest, OneKnockWinsFleetWideAndARevocationCloses) {
   ASSERT_EQ(revoked.grant_ids_size(), 1);
   ASSERT_TRUE(firewall1_.WaitOpen("ssh", kKnocker, false));
   ASSERT_TRUE(b1.WaitStatus([](const ManagedStatus& s) { return s.confirmed >= 3 && s.spool_depth == 0; }));
+}
+
+TEST_F(ManagedAgentControllerTest, AFreshAgentOfALargeFleetReceivesEverySequence) {
+  // 200,000 unused sequences (about 8 MB on the wire: twice gRPC's limit
+  // for one message), issued before the bastion ever connects.
+  constexpr int kSequences = 200000;
+  uint64_t first = 0, last = 0;
+  std::vector<uint16_t> last_ports;
+  for (int issued = 0; issued < kSequences; issued += 1000) {
+    const std::vector<v1::IssuedSequence> batch = Issue(1000);
+    ASSERT_EQ(batch.size(), 1000u);
+    if (first == 0) first = batch.front().id();
+    last = batch.back().id();
+    last_ports = Ports(batch.back());
+  }
+  Agent b1(agent1_dir_.path(), pki_, port_, firewall1_, "", "bastion1");
+  ASSERT_TRUE(b1.WaitStatus([](const ManagedStatus& s) { return s.online && s.sequences == kSequences; }))
+      << b1.managed().status().sequences << " held; last error: " << b1.managed().status().last_error;
+  ASSERT_TRUE(b1.WaitLive(first, true));
+  ASSERT_TRUE(b1.WaitLive(last, true));
+  EXPECT_EQ(b1.managed().matcher().live(), static_cast<size_t>(kSequences));
+  EXPECT_EQ(b1.managed().matcher().over_capacity(), 0u);
+  b1.KnockOn(last_ports, kKnocker);
+  ASSERT_TRUE(firewall1_.WaitOpen("ssh", kKnocker, true));
+}
+
+TEST_F(ManagedAgentControllerTest, ALongOutagesSpoolDrainsInOneSession) {
+  // What a bastion spools through a long outage (here written straight into
+  // the spool it will open): far more reports than the controller takes in
+  // processing at once (AgentServiceOptions::max_pending, 256).
+  constexpr int kReports = 10000;
+  {
+    ASSERT_EQ(mkdir((agent1_dir_.path() + "/managed").c_str(), 0700), 0);
+    absl::StatusOr<std::unique_ptr<AuditSpool>> spool =
+        AuditSpool::Open(agent1_dir_.path() + "/managed/spool", AuditSpool::kDefaultMaxBytes);
+    ASSERT_TRUE(spool.ok()) << spool.status();
+    for (int i = 0; i < kReports; ++i) {
+      v1::AgentMessage m;
+      m.set_id((*spool)->NewId());
+      m.mutable_audit()->set_what("test.outage_report");
+      (*m.mutable_audit()->mutable_details())["n"] = absl::StrCat(i);
+      ASSERT_TRUE((*spool)->Append(m, /*sync=*/i + 1 == kReports).ok());
+    }
+  }
+  Agent b1(agent1_dir_.path(), pki_, port_, firewall1_, "", "bastion1");
+  const absl::Time deadline = absl::Now() + absl::Minutes(5);  // a loaded 2-core machine
+  while (absl::Now() < deadline && !(b1.managed().status().online && b1.managed().status().spool_depth == 0)) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  const ManagedStatus status = b1.managed().status();
+  ASSERT_EQ(status.spool_depth, 0u) << status.last_error;
+  EXPECT_EQ(status.link.sessions, 1u) << "the session was reset while draining";
+
+  // Every report in the audit exactly once.
+  v1::TailAuditRequest request;
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kPatience));
+  std::unique_ptr<grpc::ClientReader<v1::AuditRecord>> reader = admin_->TailAudit(&context, request);
+  std::set<std::string> seen;
+  int records = 0;
+  v1::AuditRecord record;
+  while (reader->Read(&record)) {
+    if (record.what() != "test.outage_report") continue;
+    ++records;
+    seen.insert(record.details().at("n"));
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(records, kReports);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kReports));
 }
 
 TEST_F(ManagedAgentControllerTest, TheOfflineReserveWorksWhileTheControllerIsDown) {
