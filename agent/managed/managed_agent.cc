@@ -180,7 +180,9 @@ void ManagedAgent::Run() {
     PublishToMatcher();
     if (dirty_) {
       dirty_ = false;
-      save_due_ = std::min(save_due_, now + kSaveDelay);
+      // The whole state is rewritten (about 25 ms at 100,000 sequences):
+      // saves take at most a tenth of the worker's time.
+      save_due_ = std::min(save_due_, std::max(now + kSaveDelay, last_save_ + 10 * last_save_took_));
     }
     if (spool_->unsynced()) sync_due_ = std::min(sync_due_, now + kSaveDelay);
     if (now >= save_due_ || stopping) {

@@ -278,6 +278,8 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   // The state file and deferred spool appends are synced a little later,
   // off the path from a report to the handling of its answer.
   absl::Time save_due_ = absl::InfiniteFuture();
+  absl::Time last_save_ = absl::InfinitePast();  // when the last save ended
+  absl::Duration last_save_took_;
   absl::Time sync_due_ = absl::InfiniteFuture();
   absl::Time next_heartbeat_ = absl::InfiniteFuture();
   absl::flat_hash_map<std::string, std::vector<uint64_t>> awaiting_open_;  // "door|address" -> grant ids
@@ -287,6 +289,13 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   uint64_t knocks_reported_ = 0;
   uint64_t offline_admitted_ = 0;
   uint64_t confirmed_ = 0;
+  // Consumption reports whose sequence's removal is not in the saved state
+  // yet, and those of them the controller already confirmed: they leave
+  // the spool only after the next save, or a crash in between would bring
+  // the sequence back (Consumed() no longer naming it, the state file still
+  // holding it) and a reserve sequence could be used offline twice.
+  absl::flat_hash_set<std::string> unsaved_consumptions_;
+  std::vector<std::string> confirm_after_save_;
   uint64_t replays_ = 0;
   uint64_t unknown_verdicts_ = 0;
 };

@@ -110,8 +110,20 @@ void ManagedAgent::PublishToMatcher() {
 }
 
 void ManagedAgent::SaveState() {
-  if (absl::Status s = state_.Save(state_path_); !s.ok()) NoteError(absl::StrCat("managed state: ", s.message()));
   save_due_ = absl::InfiniteFuture();
+  const absl::Time started = absl::Now();
+  const absl::Status s = state_.Save(state_path_);
+  last_save_ = absl::Now();
+  last_save_took_ = last_save_ - started;
+  if (!s.ok()) {
+    NoteError(absl::StrCat("managed state: ", s.message()));
+    return;
+  }
+  unsaved_consumptions_.clear();
+  if (confirm_after_save_.empty()) return;
+  std::vector<std::string> ids;
+  ids.swap(confirm_after_save_);
+  Confirm(ids);
 }
 
 }  // namespace sesame

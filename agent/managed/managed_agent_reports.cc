@@ -14,12 +14,13 @@ namespace sesame {
 
 void ManagedAgent::HandleCompleted(const CompletedKnock& k) {
   const absl::Time now = options_.clock->Now();
-  if (state_.RemoveSequence(k.sequence_id)) {
-    publish_ids_.insert(k.sequence_id);
-    dirty_ = true;
-  }
+  if (state_.RemoveSequence(k.sequence_id)) publish_ids_.insert(k.sequence_id);
   v1::AgentMessage m;
   m.set_id(spool_->NewId());
+  // Until the state without it is saved, the spool must keep this report
+  // (see unsaved_consumptions_); the save is due within kSaveDelay.
+  unsaved_consumptions_.insert(m.id());
+  dirty_ = true;
   v1::KnockMatched* km = m.mutable_knock_matched();
   km->set_door(k.door);
   km->set_sequence_id(k.sequence_id);

@@ -166,8 +166,18 @@ void ManagedAgent::SendNow(v1::AgentMessage message) {
 }
 
 void ManagedAgent::Confirm(const std::vector<std::string>& ids) {
+  std::vector<std::string> now;
+  now.reserve(ids.size());
+  for (const std::string& id : ids) {
+    if (unsaved_consumptions_.contains(id)) {
+      confirm_after_save_.push_back(id);  // dropped from the spool once the state is saved
+    } else {
+      now.push_back(id);
+    }
+  }
+  if (now.empty()) return;
   const size_t before = spool_->depth();
-  if (absl::Status s = spool_->Confirm(ids); !s.ok()) NoteError(absl::StrCat("spool: ", s.message()));
+  if (absl::Status s = spool_->Confirm(now); !s.ok()) NoteError(absl::StrCat("spool: ", s.message()));
   confirmed_ += before - spool_->depth();
 }
 

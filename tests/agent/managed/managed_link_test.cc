@@ -6,11 +6,14 @@
 // and GrantBook into a fake firewall.
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -287,6 +290,72 @@ TEST_F(ManagedLinkTest, TheSpoolSurvivesAnAgentRestartWithoutDuplicates) {
   EXPECT_EQ(hellos[2].hello().last_revision(), 10u);
   // Grant results are reported once per grant.
   EXPECT_EQ(Of(r, v1::AgentMessage::kGrantResult).size(), 1u);
+}
+
+// Crash images. While a reserve sequence is used online (the report, the
+// verdict confirming it, the state saved without it), the agent's files are
+// copied over and over: a process killed at that instant leaves exactly
+// such files (the page cache outlives it; the spool is copied before the
+// state, and a later state only holds fewer sequences). An agent started
+// from any image taken once the report was in the spool, with the
+// controller down, must not hold the sequence as live: it would admit it
+// offline a second time. (It did from an image taken between the
+// confirmation, which dropped the report from the spool, and the next save
+// of the state.)
+TEST_F(ManagedLinkTest, AReserveUsedOnlineNeverComesBackWhateverInstantTheAgentDies) {
+  controller_.set_snapshot(SnapshotAt(10, {Seq(50, {7601, 7602, 7603}, /*reserve=*/true)}));
+  testing::TempDir images;
+  struct Image {
+    std::string dir;
+    uintmax_t spool_bytes = 0;
+  };
+  std::vector<Image> taken;
+  uintmax_t spool_before = 0;
+  const std::string from = state_dir_.path() + "/managed";
+  {
+    Agent agent(state_dir_.path(), pki_, server_.port(), firewall_);
+    ASSERT_TRUE(controller_.WaitFor(HasAck(10)));
+    ASSERT_TRUE(agent.WaitLive(50, true));
+    ASSERT_TRUE(agent.WaitStatus([](const ManagedStatus& s) { return s.spool_depth == 0; }));
+    absl::SleepFor(absl::Milliseconds(200));  // the state saved at the snapshot
+    spool_before = std::filesystem::file_size(from + "/spool");
+    std::atomic<bool> stop{false};
+    std::thread copier([&] {
+      for (int i = 0; i < 2000 && !stop.load(); ++i) {  // bounded: at most 2,000 images
+        Image image{absl::StrCat(images.path(), "/", i)};
+        std::error_code ec;
+        std::filesystem::create_directories(image.dir + "/managed", ec);
+        std::filesystem::copy_file(from + "/spool", image.dir + "/managed/spool", ec);
+        std::filesystem::copy_file(from + "/managed-state", image.dir + "/managed/managed-state", ec);
+        image.spool_bytes = std::filesystem::file_size(image.dir + "/managed/spool", ec);
+        taken.push_back(image);
+        absl::SleepFor(absl::Microseconds(300));
+      }
+    });
+    agent.KnockOn({7601, 7602, 7603}, kKnocker);
+    const bool open = firewall_.WaitOpen("ssh", kKnocker, true);
+    // Well past the next save, which lets the confirmed report go.
+    const bool drained = agent.WaitStatus([](const ManagedStatus& s) { return s.spool_depth == 0; });
+    absl::SleepFor(absl::Milliseconds(100));
+    stop = true;
+    copier.join();
+    ASSERT_TRUE(open);
+    ASSERT_TRUE(drained);
+  }
+  server_.Stop();  // the images' agents find no controller
+
+  int checked = 0;
+  for (const Image& image : taken) {
+    // The spool had not grown yet: the report of the use was not written,
+    // the sequence is still rightly live there.
+    if (image.spool_bytes <= spool_before) continue;
+    FakeFirewall firewall;
+    Agent agent(image.dir, pki_, server_.port(), firewall);
+    agent.managed().matcher().Tick(absl::Now());  // adopts what it published at start
+    EXPECT_FALSE(agent.managed().matcher().IsLive(50)) << "image " << image.dir;
+    ++checked;
+  }
+  EXPECT_GE(checked, 20) << "too few images after the report was spooled";
 }
 
 // 300 spoofed scanners (each knocks a sequence's first port, then 40
