@@ -109,6 +109,9 @@ void ManagedAgent::Start(GrantWorker& grants, std::function<void(std::vector<Doo
   LinkOptions link = options_.link;
   if (link.credentials == nullptr && options_.credentials) link.credentials = options_.credentials();
   link_ = std::make_unique<ControllerLink>(std::move(link), *this);
+  // Threads start here, not at Create: the daemon may fork in between.
+  writer_ = std::make_unique<StateWriter>(state_path_,
+                                          [this](uint64_t g, const absl::Status& s) { Post(StateSaved{g, s}); });
   thread_ = std::thread([this] { Run(); });
   link_->Start();
 }
@@ -121,6 +124,7 @@ void ManagedAgent::Stop() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  writer_.reset();  // the worker flushed it at its stop
 }
 
 void ManagedAgent::Reconfigure(const AgentConfig& config) { Post(NewConfig{config}); }
@@ -185,9 +189,11 @@ void ManagedAgent::Run() {
       save_due_ = std::min(save_due_, std::max(now + kSaveDelay, last_save_ + 10 * last_save_took_));
     }
     if (spool_->unsynced()) sync_due_ = std::min(sync_due_, now + kSaveDelay);
-    if (now >= save_due_ || stopping) {
+    if (stopping) {
       if (save_due_ != absl::InfiniteFuture()) SaveState();
-      save_due_ = absl::InfiniteFuture();
+      if (save_generation_ > 0) HandleStateSaved(StateSaved{save_generation_, writer_->Flush()});
+    } else if (now >= save_due_) {
+      SaveState();
     }
     if (now >= sync_due_ || stopping) {
       if (absl::Status s = spool_->Sync(); !s.ok()) NoteError(absl::StrCat("spool: ", s.message()));
@@ -240,6 +246,8 @@ void ManagedAgent::Handle(Event& event) {
     (*a->mutable_details())["standalone"] = "true";
     local_opens_[Key(e->grant.door, e->grant.address)] = "standalone";
     Report(std::move(m));
+  } else if (auto* e = std::get_if<StateSaved>(&event)) {
+    HandleStateSaved(*e);
   } else if (auto* e = std::get_if<NewConfig>(&event)) {
     config_ = std::move(e->config);
     RecomputeDoors();

@@ -64,6 +64,7 @@
 #include "agent/managed/controller_link.h"
 #include "agent/managed/managed_matcher.h"
 #include "agent/managed/managed_state.h"
+#include "agent/managed/state_writer.h"
 #include "agent/managed/scanner_notices.h"
 #include "common/clock.h"
 #include "common/prometheus_text.h"
@@ -185,8 +186,12 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
     AgentConfig config;
   };
   struct ScannerNoticeReady {};  // scanner_notices_ has one to take now
+  struct StateSaved {
+    uint64_t generation;
+    absl::Status status;
+  };
   using Event = std::variant<SessionStarted, Received, SessionEnded, CompletedKnock, ScannerNoticeReady,
-                             GrantOutcome, StandaloneGrant, NewConfig>;
+                             GrantOutcome, StandaloneGrant, NewConfig, StateSaved>;
 
   // Error text sent to the controller (GrantResult, RevokeApplied,
   // Heartbeat.last_error) is cut to this length.
@@ -231,7 +236,11 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   void PublishChangedSequences();  // publish_ids_ only
   std::optional<LiveSequence> ToLive(uint64_t id, const v1::HeldSequence& s) const;
   void PublishToMatcher();  // what publish_all_ / publish_ids_ ask for
+  // Serializes the state and hands it to writer_; StateSaved follows.
   void SaveState();
+  // The same, waiting for the write: the state file holds it on return.
+  void SaveStateNow();
+  void HandleStateSaved(const StateSaved& e);
   const DoorConfig* DoorConfigFor(const std::string& door) const;
   bool ServesDoor(const std::string& door) const;
   std::vector<Knock> GrantPortsOf(const std::string& door) const;
@@ -289,13 +298,17 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   uint64_t knocks_reported_ = 0;
   uint64_t offline_admitted_ = 0;
   uint64_t confirmed_ = 0;
-  // Consumption reports whose sequence's removal is not in the saved state
-  // yet, and those of them the controller already confirmed: they leave
-  // the spool only after the next save, or a crash in between would bring
-  // the sequence back (Consumed() no longer naming it, the state file still
-  // holding it) and a reserve sequence could be used offline twice.
-  absl::flat_hash_set<std::string> unsaved_consumptions_;
+  // Consumption reports whose sequence's removal is not in the state file
+  // yet (with the generation of the save that will hold it; 0: none
+  // started), and those of them the controller already confirmed: they
+  // leave the spool only once that save is written, or a crash in between
+  // would bring the sequence back (Consumed() no longer naming it, the
+  // state file still holding it) and a reserve sequence could be used
+  // offline twice.
+  absl::flat_hash_map<std::string, uint64_t> unsaved_consumptions_;
   std::vector<std::string> confirm_after_save_;
+  std::unique_ptr<StateWriter> writer_;
+  uint64_t save_generation_ = 0;
   uint64_t replays_ = 0;
   uint64_t unknown_verdicts_ = 0;
 };

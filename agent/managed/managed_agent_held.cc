@@ -112,18 +112,36 @@ void ManagedAgent::PublishToMatcher() {
 void ManagedAgent::SaveState() {
   save_due_ = absl::InfiniteFuture();
   const absl::Time started = absl::Now();
-  const absl::Status s = state_.Save(state_path_);
+  std::string bytes = state_.Serialize();
   last_save_ = absl::Now();
   last_save_took_ = last_save_ - started;
-  if (!s.ok()) {
-    NoteError(absl::StrCat("managed state: ", s.message()));
+  ++save_generation_;
+  for (auto& [id, generation] : unsaved_consumptions_) {
+    if (generation == 0) generation = save_generation_;  // this save holds its removal
+  }
+  writer_->Submit(std::move(bytes), save_generation_);
+}
+
+void ManagedAgent::SaveStateNow() {
+  SaveState();
+  HandleStateSaved(StateSaved{save_generation_, writer_->Flush()});
+}
+
+void ManagedAgent::HandleStateSaved(const StateSaved& e) {
+  if (!e.status.ok()) {
+    NoteError(absl::StrCat("managed state: ", e.status.message()));
+    for (auto& [id, generation] : unsaved_consumptions_) {
+      if (generation <= e.generation) generation = 0;  // to be saved again
+    }
+    dirty_ = true;
     return;
   }
-  unsaved_consumptions_.clear();
-  if (confirm_after_save_.empty()) return;
+  absl::erase_if(unsaved_consumptions_, [&](const auto& entry) {
+    return entry.second != 0 && entry.second <= e.generation;
+  });
   std::vector<std::string> ids;
   ids.swap(confirm_after_save_);
-  Confirm(ids);
+  Confirm(ids);  // those still unsaved wait again
 }
 
 }  // namespace sesame

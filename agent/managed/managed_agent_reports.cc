@@ -19,7 +19,7 @@ void ManagedAgent::HandleCompleted(const CompletedKnock& k) {
   m.set_id(spool_->NewId());
   // Until the state without it is saved, the spool must keep this report
   // (see unsaved_consumptions_); the save is due within kSaveDelay.
-  unsaved_consumptions_.insert(m.id());
+  unsaved_consumptions_.emplace(m.id(), 0);
   dirty_ = true;
   v1::KnockMatched* km = m.mutable_knock_matched();
   km->set_door(k.door);
@@ -65,7 +65,7 @@ void ManagedAgent::HandleCompleted(const CompletedKnock& k) {
                            " used but cannot be recorded (", s.message(), "); not opening"));
     return;
   }
-  SaveState();
+  SaveStateNow();
   if (session_ != 0) link_->Send(session_, m);
   Grant grant;
   grant.door = k.door;

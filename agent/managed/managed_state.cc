@@ -14,6 +14,14 @@ namespace {
 
 constexpr char kHeader[] = "sesame-managed-state 1\n";
 
+// One length-delimited field: tag, length, the message.
+void WriteField(int field, const google::protobuf::MessageLite& m, google::protobuf::io::CodedOutputStream& out) {
+  using google::protobuf::internal::WireFormatLite;
+  out.WriteTag(WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
+  out.WriteVarint32(static_cast<uint32_t>(m.ByteSizeLong()));  // also caches the sizes used next
+  m.SerializeWithCachedSizes(&out);
+}
+
 bool SameGrant(const v1::Grant& a, const v1::Grant& b) {
   return a.door() == b.door() && a.address() == b.address() && a.expires_at().seconds() == b.expires_at().seconds() &&
          a.expires_at().nanos() == b.expires_at().nanos() && a.ports_size() == b.ports_size();
@@ -40,33 +48,46 @@ absl::StatusOr<ManagedState> ManagedState::Load(const std::string& path) {
   return state;
 }
 
-absl::Status ManagedState::Save(const std::string& path) const {
+std::string ManagedState::Serialize() const {
   // A v1::Snapshot written field by field (the wire format of a repeated
-  // field is its elements one after another): no copy of what is held, which
-  // at 100,000 sequences cost more than the write itself.
+  // field is its elements one after another), the sequences from their
+  // ready bytes: no copy of what is held.
   using google::protobuf::internal::WireFormatLite;
   std::string bytes(kHeader);
+  bytes.reserve(bytes.size() + sequence_fields_.size() * 48 + 4096);
+  google::protobuf::io::StringOutputStream raw(&bytes);
   {
-    google::protobuf::io::StringOutputStream raw(&bytes);
     google::protobuf::io::CodedOutputStream out(&raw);
-    const auto write = [&out](int field, const google::protobuf::MessageLite& m) {
-      out.WriteTag(WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED));
-      out.WriteVarint32(static_cast<uint32_t>(m.ByteSizeLong()));  // also caches the sizes used below
-      m.SerializeWithCachedSizes(&out);
-    };
     WireFormatLite::WriteUInt64(v1::Snapshot::kRevisionFieldNumber, revision_, &out);
-    for (const auto& [name, door] : doors_) write(v1::Snapshot::kDoorsFieldNumber, door);
-    for (const auto& [id, q] : sequences_) write(v1::Snapshot::kSequencesFieldNumber, q);
-    for (const auto& [id, g] : grants_) write(v1::Snapshot::kGrantsFieldNumber, g);
-    write(v1::Snapshot::kHeartbeatIntervalFieldNumber, ToProtoDuration(heartbeat_interval_));
+    for (const auto& [name, door] : doors_) WriteField(v1::Snapshot::kDoorsFieldNumber, door, out);
+    for (const auto& [id, field] : sequence_fields_) out.WriteRaw(field.data(), static_cast<int>(field.size()));
+    for (const auto& [id, g] : grants_) WriteField(v1::Snapshot::kGrantsFieldNumber, g, out);
+    WriteField(v1::Snapshot::kHeartbeatIntervalFieldNumber, ToProtoDuration(heartbeat_interval_), out);
   }
-  return WriteFileAtomically(path, bytes, 0600);
+  return bytes;
+}
+
+absl::Status ManagedState::Save(const std::string& path) const {
+  return WriteFileAtomically(path, Serialize(), 0600);
+}
+
+void ManagedState::PutSequence(const v1::HeldSequence& sequence) {
+  sequences_.insert_or_assign(sequence.id(), sequence);
+  std::string field;
+  {
+    google::protobuf::io::StringOutputStream raw(&field);
+    google::protobuf::io::CodedOutputStream out(&raw);
+    WriteField(v1::Snapshot::kSequencesFieldNumber, sequence, out);
+  }
+  sequence_fields_[sequence.id()] = std::move(field);
+  reserve_count_ += sequence.reserve() ? 1 : 0;
 }
 
 size_t ManagedState::reserve_left() const { return reserve_count_; }
 
 void ManagedState::EraseSequence(std::map<uint64_t, v1::HeldSequence>::iterator it) {
   if (it->second.reserve()) --reserve_count_;
+  sequence_fields_.erase(it->first);
   sequences_.erase(it);
 }
 
@@ -125,10 +146,13 @@ ManagedState::Changes ManagedState::ApplySnapshot(const v1::Snapshot& snapshot,
       }
     }
   }
-  sequences_ = std::move(sequences);
   changes.sequences_reset = changes.sequences_changed;
-  reserve_count_ = 0;
-  for (const auto& [id, q] : sequences_) reserve_count_ += q.reserve() ? 1 : 0;
+  if (changes.sequences_reset) {
+    sequences_.clear();
+    sequence_fields_.clear();
+    reserve_count_ = 0;
+    for (const auto& [id, q] : sequences) PutSequence(q);
+  }
 
   std::map<uint64_t, v1::Grant> grants;
   for (const v1::Grant& g : snapshot.grants()) {
@@ -159,8 +183,7 @@ ManagedState::Changes ManagedState::ApplyDelta(const v1::Delta& delta, const abs
       const v1::HeldSequence& s = delta.sequence_added();
       if (consumed.contains(s.id()) || !AcceptSequence(s, changes)) break;
       if (auto held = sequences_.find(s.id()); held != sequences_.end()) EraseSequence(held);
-      sequences_[s.id()] = s;
-      reserve_count_ += s.reserve() ? 1 : 0;
+      PutSequence(s);
       changes.sequences_changed = true;
       changes.sequences_touched.push_back(s.id());
       break;

@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -60,6 +61,9 @@ class ManagedState {
   // error (the caller may start empty: the controller sends everything again).
   static absl::StatusOr<ManagedState> Load(const std::string& path);
   absl::Status Save(const std::string& path) const;
+  // What Save writes. A few milliseconds at 100,000 sequences: each one's
+  // bytes are kept ready as it is added.
+  std::string Serialize() const;
 
   Changes ApplySnapshot(const v1::Snapshot& snapshot, const absl::flat_hash_set<uint64_t>& consumed);
   Changes ApplyDelta(const v1::Delta& delta, const absl::flat_hash_set<uint64_t>& consumed);
@@ -81,6 +85,7 @@ class ManagedState {
 
  private:
   void EraseSequence(std::map<uint64_t, v1::HeldSequence>::iterator it);
+  void PutSequence(const v1::HeldSequence& sequence);
   // Checks a sequence; false (with an error) when it cannot be recognised.
   bool AcceptSequence(const v1::HeldSequence& sequence, Changes& changes) const;
 
@@ -88,6 +93,9 @@ class ManagedState {
   std::map<std::string, v1::Door> doors_;
   std::map<uint64_t, v1::HeldSequence> sequences_;
   size_t reserve_count_ = 0;  // of sequences_, reserve ones
+  // Each sequence as its field of a serialized v1::Snapshot (tag, length,
+  // bytes): Serialize concatenates them.
+  absl::flat_hash_map<uint64_t, std::string> sequence_fields_;
   std::map<uint64_t, v1::Grant> grants_;
   absl::Duration heartbeat_interval_ = absl::Seconds(10);
 };
