@@ -12,7 +12,10 @@ capture, the agent's match, the durable consumption on the controller
 (SQLite, synchronous=FULL), the verdict and grant order, the nftables
 update. Each grant is revoked before the next trial.
 
-    python3 bench/fleet/knock_to_open.py BUILD_DIR [--trials 200]
+    python3 bench/fleet/knock_to_open.py BUILD_DIR [--trials 200] [--held 100000]
+
+--held N issues N more sequences first (1,000 a call), which the agents
+hold through the trials: the cost of a large live set.
 
 Bounded: TRIALS (at most 1000) trials, each waiting at most 5 s for its
 grant; the whole run stops after --max-seconds.
@@ -85,9 +88,13 @@ def main():
     parser.add_argument("--warmup", type=int, default=5,
                         help="first trials left out of the figures (printed apart): caches and connections warm up")
     parser.add_argument("--max-seconds", type=float, default=900)
+    parser.add_argument("--held", type=int, default=0,
+                        help="sequences issued (and left unused) before the trials: what the agents hold")
     args = parser.parse_args()
     if not 1 <= args.trials <= 1000:
         parser.error("--trials must be in 1..1000")
+    if not 0 <= args.held <= 200000:
+        parser.error("--held must be in 0..200000")
     deadline = time.monotonic() + args.max_seconds
 
     # Hundreds of knocks a minute on one bastion: far beyond a real one, and
@@ -98,6 +105,11 @@ def main():
     try:
         client = fleet.address("c1")
         target = fleet.address("b1")
+        held = 0
+        while held < args.held:
+            held += len(fleet.issue("openSSH", count=min(1000, args.held - held)))
+        if held:
+            log(f"{held} sequences issued and held")
         sequences = []
         while len(sequences) < args.trials + args.warmup:
             sequences += fleet.issue("openSSH", count=min(100, args.trials + args.warmup - len(sequences)))
@@ -138,7 +150,8 @@ def main():
         stop.set()
         warm, took = took[:args.warmup], took[args.warmup:]
         print(f"warm-up trials (left out): {', '.join(f'{t:.2f}' for t in warm)} ms")
-        print(f"knock to door open on a managed agent (nftables), controller included, {len(took)} trials:")
+        print(f"knock to door open on a managed agent (nftables), controller included, {len(took)} trials, "
+              f"{held + len(sequences)} sequences held at the start:")
         print(f"  p50 {percentile(took, 50):.2f} ms, p90 {percentile(took, 90):.2f} ms, "
               f"p99 {percentile(took, 99):.2f} ms, max {max(took):.2f} ms, min {min(took):.2f} ms")
         with open("/proc/loadavg") as f:
