@@ -184,7 +184,7 @@ void ManagedAgent::Run() {
     PublishToMatcher();
     if (dirty_) {
       dirty_ = false;
-      // The whole state is rewritten (about 25 ms at 100,000 sequences):
+      // A save serializes the whole state here (the write is writer_'s):
       // saves take at most a tenth of the worker's time.
       save_due_ = std::min(save_due_, std::max(now + kSaveDelay, last_save_ + 10 * last_save_took_));
     }

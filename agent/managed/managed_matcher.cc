@@ -13,25 +13,20 @@
 
 namespace sesame {
 
+using matcher_internal::Elapsed;
 using matcher_internal::kBanned;
+using matcher_internal::kForgivenStrays;
+using matcher_internal::kMaxRank;
+using matcher_internal::kNewSourceRank;
 using matcher_internal::kScanWindow;
 using matcher_internal::KnockKey;
-using matcher_internal::Mix;
 
 namespace {
 
 using TickT = ::sesame::Tick;
 
-TickT Elapsed(TickT now, TickT since) { return now > since ? now - since : 0; }
 uint64_t ClassBit(size_t klass) { return uint64_t{1} << klass; }
 
-// Eviction ranks, as KnockMatcher's (agent/match/matcher.cc): 0 nothing in
-// progress; 1 a first knock older than a second, or a marked scanner; 2 two
-// or more knocks in, older; 3 any progress younger than a second.
-constexpr TickT kYoungProgressMs = 1000;
-constexpr uint8_t kNewSourceRank = 3;
-constexpr uint8_t kMaxRank = 3;
-constexpr uint8_t kForgivenStrays = 1;
 // Beside matcher_bits.h's flags: the source completed a sequence while
 // tracked (a knocker, see Track's wrong knocks).
 constexpr uint8_t kCompletedHere = 4;
@@ -269,14 +264,7 @@ void ManagedMatcher::ExpireGroups(ManagedSourceEntry& e, TickT now) {
 }
 
 bool ManagedMatcher::CountWrongKnock(ManagedSourceEntry& e, uint32_t knock, TickT now) {
-  if (scan_bits_threshold_ == 0) return false;
-  if (!(e.flags & kScanWindow) || Elapsed(now, e.scan_mark) >= scan_window_) {
-    e.scan_ports = 0;
-    e.scan_mark = now;
-    e.flags |= kScanWindow;
-  }
-  e.scan_ports |= uint64_t{1} << (Mix(knock ^ scan_key_) >> 58);
-  return __builtin_popcountll(e.scan_ports) >= scan_bits_threshold_;
+  return matcher_internal::CountWrongKnock(e, knock, now, scan_window_, scan_key_, scan_bits_threshold_);
 }
 
 void ManagedMatcher::Ban(ManagedSourceEntry& e, TickT now, const IpAddress& source, absl::Time time) {
@@ -311,13 +299,7 @@ void ManagedMatcher::ReleaseBan(ManagedSourceEntry& e, const IpAddress& source, 
 }
 
 uint8_t ManagedMatcher::RankOf(const ManagedSourceEntry& e, TickT now) const {
-  uint8_t rank = (e.flags & kBanned) ? 1 : 0;
-  for (int g = 0; g < kGroupsPerSource; ++g) {
-    if (e.group_stage[g] == 0) continue;
-    const bool young = Elapsed(now, e.group_start[g]) < kYoungProgressMs;
-    rank = std::max<uint8_t>(rank, young ? 3 : e.group_stage[g] >= 2 ? 2 : 1);
-  }
-  return rank;
+  return matcher_internal::RankOf(e, now, [&e](int g) { return e.group_stage[g] != 0; });
 }
 
 bool ManagedMatcher::InSequence(uint8_t klass, uint32_t knock) const {

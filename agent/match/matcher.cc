@@ -16,6 +16,10 @@
 namespace sesame {
 
 using matcher_internal::Bit;
+using matcher_internal::Elapsed;
+using matcher_internal::kForgivenStrays;
+using matcher_internal::kMaxRank;
+using matcher_internal::kNewSourceRank;
 using matcher_internal::KnockKey;
 using matcher_internal::kBanned;
 using matcher_internal::kScanWindow;
@@ -29,23 +33,6 @@ Knock KnockFromKey(uint32_t key) {
 }
 int Popcount(uint64_t x) { return __builtin_popcountll(x); }
 int LowestDoor(uint64_t x) { return __builtin_ctzll(x); }
-
-Tick Elapsed(Tick now, Tick since) { return now > since ? now - since : 0; }
-
-// Eviction ranks (RankOf), lowest evicted first, the least recently active
-// among equals: 0 nothing in progress; 1 a first knock older than
-// kYoungProgressMs, or a source marked as a scanner; 2 two or more knocks in,
-// older; 3 any progress within kYoungProgressMs of its first knock. A real
-// knocker finishes within a second, so a forged half-knock must not outrank
-// it: young progress ranks the same whatever its stage, and a half-knock
-// that never finishes loses its rank after that second. Only a flood of more
-// new sources a second than the table holds leaves a bucket with nothing but
-// young progress; then the least recently active goes.
-constexpr Tick kYoungProgressMs = 1000;
-constexpr uint8_t kNewSourceRank = 3;
-constexpr uint8_t kMaxRank = 3;
-// Knocks to ports of no sequence a compat door forgives while in progress.
-constexpr uint8_t kForgivenStrays = 1;
 
 }  // namespace
 
@@ -338,14 +325,7 @@ uint64_t KnockMatcher::ExpireGroups(SourceEntry& e, Tick now, const IpAddress& s
 }
 
 bool KnockMatcher::CountWrongKnock(SourceEntry& e, uint32_t knock, Tick now) {
-  if (scan_bits_threshold_ == 0) return false;
-  if (!(e.flags & kScanWindow) || Elapsed(now, e.scan_mark) >= scan_window_) {
-    e.scan_ports = 0;
-    e.scan_mark = now;
-    e.flags |= kScanWindow;
-  }
-  e.scan_ports |= uint64_t{1} << (Mix(knock ^ scan_key_) >> 58);
-  return Popcount(e.scan_ports) >= scan_bits_threshold_;
+  return matcher_internal::CountWrongKnock(e, knock, now, scan_window_, scan_key_, scan_bits_threshold_);
 }
 
 void KnockMatcher::Ban(SourceEntry& e, Tick now, const IpAddress& source, absl::Time time) {
@@ -369,13 +349,7 @@ void KnockMatcher::ReleaseBan(SourceEntry& e, const IpAddress& source, absl::Tim
 }
 
 uint8_t KnockMatcher::RankOf(const SourceEntry& e, Tick now) const {
-  uint8_t rank = (e.flags & kBanned) ? 1 : 0;
-  for (int g = 0; g < kGroupsPerSource; ++g) {
-    if (e.group_doors[g] == 0) continue;
-    const bool young = Elapsed(now, e.group_start[g]) < kYoungProgressMs;
-    rank = std::max<uint8_t>(rank, young ? 3 : e.group_stage[g] >= 2 ? 2 : 1);
-  }
-  return rank;
+  return matcher_internal::RankOf(e, now, [&e](int g) { return e.group_doors[g] != 0; });
 }
 
 MatchResult KnockMatcher::Complete(uint64_t doors, const Packet& packet, uint32_t knock) {

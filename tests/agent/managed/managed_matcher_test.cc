@@ -40,7 +40,8 @@ const IpAddress kLocal = *IpAddress::Parse("10.0.0.1");
 
 class ManagedMatcherTest : public ::testing::Test {
  protected:
-  void KnockOn(std::vector<uint16_t> ports, const IpAddress& source = kSource) {
+  void KnockOn(std::vector<uint16_t> ports, const IpAddress& source = kSource) { KnockOn(matcher_, ports, source); }
+  void KnockOn(ManagedMatcher& matcher, const std::vector<uint16_t>& ports, const IpAddress& source) {
     for (uint16_t p : ports) {
       Packet packet;
       now_ += absl::Milliseconds(10);
@@ -51,7 +52,7 @@ class ManagedMatcherTest : public ::testing::Test {
       packet.source_port = 40000;
       packet.destination_port = p;
       packet.tcp_flags = tcp_flags::kSyn;
-      matcher_.OnPacket(packet);
+      matcher.OnPacket(packet);
     }
   }
 
@@ -468,19 +469,9 @@ TEST_F(ManagedMatcherTest, RecognisesAHundredThousandSequences) {
   EXPECT_EQ(matcher.over_capacity(), 0u);
   const IpAddress engineers[] = {*IpAddress::Parse("198.51.100.20"), *IpAddress::Parse("2001:db8::20")};
   for (uint64_t id : {1ULL, 4242ULL, 77777ULL, 100000ULL}) {
-    for (const IpAddress& who : engineers) {
-      for (const Knock& k : live[id - 1].knocks) {
-        Packet packet;
-        now_ += absl::Milliseconds(10);
-        packet.time = now_;
-        packet.source = who;
-        packet.destination = kLocal;
-        packet.protocol = Protocol::kTcp;
-        packet.destination_port = k.port;
-        packet.tcp_flags = tcp_flags::kSyn;
-        matcher.OnPacket(packet);
-      }
-    }
+    std::vector<uint16_t> ports;
+    for (const Knock& k : live[id - 1].knocks) ports.push_back(k.port);
+    for (const IpAddress& who : engineers) KnockOn(matcher, ports, who);
     ASSERT_FALSE(sink_.completed.empty());
     EXPECT_EQ(sink_.completed.back().sequence_id, id);
     EXPECT_TRUE(sink_.completed.back().spent);  // the second engineer replayed it
