@@ -31,7 +31,9 @@ void ManagedAgent::HandleCompleted(const CompletedKnock& k) {
   if (k.spent) {
     // A replay (the matcher's replay watch): the controller judges and
     // audits it; nothing opens here, online or not, reserve or not. Spooled
-    // like an online report (synced within kSaveDelay).
+    // like an online report (synced within kSaveDelay). Marked, so that it
+    // never wins even if the controller judges it before the first report.
+    km->set_spent_here(true);
     LogWarning(absl::StrCat(k.source.ToString(), ": ", k.door, ": sequence ", k.sequence_id,
                             " knocked again after it was spent here: replay, reported to the controller"));
     if (session_ != 0) link_->Send(session_, m);

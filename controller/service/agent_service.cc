@@ -535,6 +535,7 @@ class AgentServiceImpl::SessionReactor final
     request.source = *source;
     request.request_id = id;
     request.offline = k.offline();
+    request.spent_here = k.spent_here();
     // An offline reserve knock already opened the door on the agent.
     request.order_grant = orders_grant;
     if (k.has_matched_at() && IsSet(k.matched_at())) request.agent_time = FromWireTime(k.matched_at());

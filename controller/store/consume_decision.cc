@@ -86,6 +86,19 @@ ConsumeDecision DecideConsume(const ConsumeRequest& request, std::optional<Seque
     result.consumed_at = found->consumed_at;
     entry.what = "knock.replay";
     entry.details["first_agent"] = found->consumed_by;
+    if (request.spent_here) entry.details["spent_here"] = "true";
+    return d;
+  }
+  if (request.spent_here) {
+    // Used on this agent before, and that report is not in yet (a spool
+    // resent after an outage is judged by several threads): it decides, and
+    // this one is a replay. Never a win, or a sequence replayed on the agent
+    // would open for the replayer.
+    result.outcome = ConsumeOutcome::kReplay;
+    result.first_agent = request.agent;
+    entry.what = "knock.replay";
+    entry.details["first_agent"] = request.agent;
+    entry.details["spent_here"] = "true";
     return d;
   }
 

@@ -55,6 +55,9 @@ struct ConsumeRequest {
   // A reserve sequence admitted by the agent on its own while the controller
   // was unreachable.
   bool offline = false;
+  // The agent had seen the sequence used before (KnockMatched.spent_here): a
+  // replay whatever the sequence's state here; it never wins.
+  bool spent_here = false;
   // Order a grant when the knock wins (the door's grant ports and TTL, on
   // this agent or fleet-wide as the door says). False when the caller orders
   // grants itself.

@@ -77,6 +77,27 @@ TEST(ConsumeDecisionTest, APlausibleReportWinsAndItsRecordHasTheControllersTime)
   EXPECT_TRUE(d.result.refused_reason.empty());
 }
 
+// Found by fleet_controller_down: a reserve sequence used offline by one
+// knocker and replayed on the same bastion by another reaches the
+// controller as two reports; judged in the wrong order (several threads),
+// the replay won and opened for the replayer. The agent marks the replay.
+TEST(ConsumeDecisionTest, AReportOfASequenceSpentOnTheAgentNeverWins) {
+  ConsumeRequest replay = Report();
+  replay.spent_here = true;
+  const ConsumeDecision d = DecideConsume(replay, Unused(12, "bastion1"), kNow);
+  EXPECT_EQ(d.result.outcome, ConsumeOutcome::kReplay);
+  EXPECT_FALSE(d.burnt.has_value());
+  EXPECT_FALSE(d.open_grant);
+  EXPECT_EQ(d.audit.what, "knock.replay");
+  EXPECT_EQ(d.audit.details.at("spent_here"), "true");
+  EXPECT_EQ(d.result.first_agent, "bastion1");
+  // The first report, judged after it, still wins.
+  ConsumeRequest first = Report();
+  first.offline = true;
+  first.request_id = "m0";
+  EXPECT_EQ(DecideConsume(first, Unused(12, "bastion1"), kNow).result.outcome, ConsumeOutcome::kWon);
+}
+
 TEST(ConsumeDecisionTest, AReportByIdWithOtherKnocksIsRefused) {
   ConsumeRequest r = Report();
   r.knocks = K({7000, 8000, 9001});
