@@ -156,7 +156,8 @@ TEST_F(MetricsFileTest, AMissingDirectoryIsAWarningNotAStop) {
   // Said once, not every interval; written once the directory exists.
   ASSERT_TRUE(MakeDirectories(dir_.File("prom"), 0755).ok());
   ASSERT_TRUE(PromSays({"sesame_agent_managed 0"})) << Log();
-  EXPECT_TRUE(absl::StrContains(Log(), "written again")) << Log();
+  // Logged just after the file is renamed into place: wait for it.
+  EXPECT_TRUE(Eventually([&] { return absl::StrContains(Log(), "written again"); })) << Log();
   const std::string log = Log();
   size_t warnings = 0;
   for (size_t at = log.find("(retrying quietly)"); at != std::string::npos; at = log.find("(retrying quietly)", at + 1)) {
