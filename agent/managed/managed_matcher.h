@@ -32,12 +32,13 @@
 // when every one held is live, it waits (over_capacity) until room frees.
 //
 // Threads. Publish() (any thread; the managed agent's worker) hands over the
-// complete set of sequences that should be live from now on. It computes
-// what changed since the previous Publish on the caller's thread; the
-// capture thread applies only those changes, before the next packet it
-// processes (one atomic load per packet when nothing changed), so no packet
-// processed after Publish returns can complete a sequence as live that was
-// left out. Everything else runs on the capture thread.
+// complete set of sequences that should be live from now on, Update() only
+// what changed. Publish compares with what was published before, on the
+// caller's thread; the capture thread applies only the changes, before the
+// next packet it processes (one atomic load per packet when nothing
+// changed), so no packet processed after Publish or Update returns can
+// complete a sequence as live that was left out. Everything else runs on
+// the capture thread.
 //
 // Replay watch. A sequence stops being live when it completes here (at
 // once, before the controller has answered: whatever the verdict, it is
