@@ -198,7 +198,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::IssueSequences(grpc::CallbackServerC
           "bastion ", b.name, " holds ", h.held, " sequences and recognises at most ", h.capacity, " at once: ",
           issue.count, " more would not all be recognised there; "));
     }
-    ASSIGN_OR_RETURN(std::vector<Sequence> issued, controller::IssueSequences(store_, generator_, issue, clock_));
+    ASSIGN_OR_RETURN(std::vector<Sequence> issued, controller::IssueSequences(store_, generator_, issue, clock_, &issue_cache_));
     for (const Sequence& q : issued) {
       v1::IssuedSequence* out = response->add_sequences();
       out->set_id(q.id);

@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "controller/audit/audit_log.h"
 #include "controller/sequences/sequence_generator.h"
+#include "controller/sequences/sequence_issuer.h"
 #include "controller/service/controller_metrics.h"
 #include "controller/service/peer_identity.h"
 #include "controller/service/work_queue.h"
@@ -90,6 +91,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   const Clock& clock_;
   const AdminServiceOptions options_;
   SequenceGenerator generator_;
+  IssueCache issue_cache_;
   const ControllerMetrics own_metrics_;
   const ControllerMetrics& metrics_;
 };

@@ -90,6 +90,26 @@ TEST_F(SequenceIssuerTest, ConcurrentIssuersNeverClash) {
   EXPECT_EQ(texts.size(), all->size());
 }
 
+// With an IssueCache the unused sequences are read once, not per issue; it
+// must still see what other issuers (another controller, one without the
+// cache) and consumptions wrote meanwhile. 3,200 of the policy's 6,840
+// sequences: a stale index would draw duplicates, which the store refuses.
+TEST_F(SequenceIssuerTest, ACachedIndexFollowsWhatOthersWrite) {
+  IssueCache cache;
+  SequenceGenerator other;
+  for (int round = 0; round < 80; ++round) {
+    ASSERT_TRUE(IssueSequences(*store_, generator_, Request(20), RealClock::Instance(), &cache).ok()) << round;
+    ASSERT_TRUE(IssueSequences(*store_, other, Request(20), RealClock::Instance()).ok()) << round;
+  }
+  SequenceFilter unused;
+  unused.unused_only = true;
+  absl::StatusOr<std::vector<Sequence>> all = store_->ListSequences(unused);
+  ASSERT_EQ(all->size(), 3200u);
+  std::set<std::string> texts;
+  for (const Sequence& q : *all) texts.insert(KnocksToText(q.knocks));
+  EXPECT_EQ(texts.size(), all->size());
+}
+
 TEST_F(SequenceIssuerTest, BadRequests) {
   IssueRequest r = Request(0);
   EXPECT_TRUE(absl::IsInvalidArgument(IssueSequences(*store_, generator_, r, RealClock::Instance()).status()));
