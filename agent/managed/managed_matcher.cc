@@ -108,16 +108,8 @@ void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, 
   table_->Touch(index);
   // A marked scanner is tracked and judged like any other source (its
   // address may be forged); each wrong knock prolongs the mark.
-  bool marked = false;
-  if (e.flags & kBanned) {
-    if (now < e.scan_mark) {
-      marked = true;
-      if (e.ignored_packets != std::numeric_limits<uint32_t>::max()) ++e.ignored_packets;
-      ++counters_.scanner_packets;
-    } else {
-      ReleaseBan(e, packet.source, packet.time);
-    }
-  }
+  const bool marked = matcher_internal::StillMarked(e, now, counters_.scanner_packets,
+                                                     [&] { ReleaseBan(e, packet.source, packet.time); });
   ExpireGroups(e, now);
 
   absl::InlinedVector<Group, 2 * kGroupsPerSource + 2> out;

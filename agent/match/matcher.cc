@@ -167,16 +167,8 @@ MatchResult KnockMatcher::Track(int32_t index, const Packet& packet, uint32_t kn
   // address may be forged: the real owner must get in once the forgery
   // stops); the mark makes one report of the episode, which each wrong knock
   // prolongs.
-  bool marked = false;
-  if (e.flags & kBanned) {
-    if (now < e.scan_mark) {
-      marked = true;
-      if (e.ignored_packets != std::numeric_limits<uint32_t>::max()) ++e.ignored_packets;
-      ++counters_.scanner_packets;
-    } else {
-      ReleaseBan(e, packet.source, packet.time);
-    }
-  }
+  const bool marked = matcher_internal::StillMarked(e, now, counters_.scanner_packets,
+                                                     [&] { ReleaseBan(e, packet.source, packet.time); });
   ExpireGroups(e, now, packet.source, packet.time);
 
   // Each group splits into the doors this knock advances and the doors it

@@ -62,6 +62,21 @@ uint8_t RankOf(const Entry& e, Tick now, InProgress in_progress) {
   return rank;
 }
 
+// A source entry marked as a scanner (flags, scan_mark, ignored_packets):
+// while the mark lasts, counts the packet and says so; once it is over,
+// ends it through release() (which reports it) and says not.
+template <typename Entry, typename Release>
+bool StillMarked(Entry& e, Tick now, uint64_t& scanner_packets, Release release) {
+  if (!(e.flags & kBanned)) return false;
+  if (now >= e.scan_mark) {
+    release();
+    return false;
+  }
+  if (e.ignored_packets != UINT32_MAX) ++e.ignored_packets;
+  ++scanner_packets;
+  return true;
+}
+
 // Adds a wrong knock to a source entry's sketch of distinct wrong knocks in
 // the scan window (scan_ports, scan_mark, flags); true when they reach
 // `threshold_bits`. The sketch is keyed (`key`) so that a sweep cannot pick
