@@ -6,7 +6,6 @@
 #include "agent/managed/managed_matcher.h"
 
 #include <algorithm>
-#include <limits>
 
 #include "absl/container/inlined_vector.h"
 #include "agent/match/internal/matcher_bits.h"

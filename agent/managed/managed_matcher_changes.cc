@@ -2,12 +2,13 @@
 // thread), applied on the capture thread (Adopt); the records, their trie
 // nodes and classes; spent sequences and their retention; room for waiting
 // ones. The packet path: managed_matcher.cc.
+#include "agent/managed/managed_matcher.h"
+
 #include <algorithm>
 #include <cstdlib>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
-#include "agent/managed/managed_matcher.h"
 #include "agent/match/internal/matcher_bits.h"
 #include "common/log.h"
 

@@ -9,7 +9,6 @@
 #include "agent/match/matcher.h"
 
 #include <algorithm>
-#include <limits>
 
 #include "agent/match/internal/matcher_bits.h"
 
