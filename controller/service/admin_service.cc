@@ -196,9 +196,10 @@ grpc::ServerUnaryReactor* AdminServiceImpl::IssueSequences(grpc::CallbackServerC
       if (h.capacity == 0 || h.held + issue.count <= h.capacity) continue;
       return absl::ResourceExhaustedError(absl::StrCat(
           "bastion ", b.name, " holds ", h.held, " sequences and recognises at most ", h.capacity, " at once: ",
-          issue.count, " more would not all be recognised there; "));
+          issue.count, " more would not all be recognised there"));
     }
-    ASSIGN_OR_RETURN(std::vector<Sequence> issued, controller::IssueSequences(store_, generator_, issue, clock_, &issue_cache_));
+    ASSIGN_OR_RETURN(std::vector<Sequence> issued,
+                     controller::IssueSequences(store_, generator_, issue, clock_, &issue_cache_));
     for (const Sequence& q : issued) {
       v1::IssuedSequence* out = response->add_sequences();
       out->set_id(q.id);
