@@ -93,9 +93,9 @@ void ManagedAgent::HandleSnapshot(v1::Snapshot& part) {
                              ? static_cast<size_t>(snapshot_parts_->sequences_size() + snapshot_parts_->grants_size())
                              : 0;
     if (wrong_revision || items + part.sequences_size() + part.grants_size() > limit) {
-      NoteError(absl::StrCat("controller snapshot in parts refused: ",
-                             wrong_revision ? "parts of different revisions" : absl::StrCat("more than ", limit, " items"),
-                             "; ending the session"));
+      const std::string why =
+          wrong_revision ? "parts of different revisions" : absl::StrCat("more than ", limit, " items");
+      NoteError(absl::StrCat("controller snapshot in parts refused: ", why, "; ending the session"));
       snapshot_parts_.reset();
       if (link_) link_->EndSession(session_);
       return;
