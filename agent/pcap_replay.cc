@@ -5,10 +5,10 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "agent/capture/pcap_source.h"
 #include "agent/match/knock_pipeline.h"
+#include "common/json_quote.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 
@@ -21,27 +21,8 @@ class RecordingSink final : public GrantSink {
   std::vector<Grant> grants;
 };
 
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", static_cast<unsigned char>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
 std::string JsonTime(absl::Time t) {
-  return JsonString(absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone()));
+  return JsonQuote(absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone()));
 }
 
 // One-time files are consumed during the replay: work on copies.
@@ -107,8 +88,8 @@ absl::StatusOr<std::string> ReplayCaptureFile(AgentConfig config, const DaemonOp
   const MatcherCounters& m = pipeline->matcher().counters();
   std::vector<std::string> opened, closed, open_at_end;
   for (const Grant& g : sink.grants) {
-    const std::string who = absl::StrCat("\"door\": ", JsonString(g.door), ", \"address\": ",
-                                         JsonString(g.address.ToString()));
+    const std::string who = absl::StrCat("\"door\": ", JsonQuote(g.door), ", \"address\": ",
+                                         JsonQuote(g.address.ToString()));
     const std::string expires = g.expires == absl::InfiniteFuture() ? "null" : JsonTime(g.expires);
     opened.push_back(absl::StrCat("{", who, ", \"time\": ", JsonTime(g.opened), ", \"expires\": ", expires, "}"));
     if (g.expires <= last) {
@@ -118,7 +99,7 @@ absl::StatusOr<std::string> ReplayCaptureFile(AgentConfig config, const DaemonOp
     }
   }
   return absl::StrCat(
-      "{\n  \"capture\": ", JsonString(capture_path),
+      "{\n  \"capture\": ", JsonQuote(capture_path),
       ",\n  \"first_packet\": ", first == absl::InfiniteFuture() ? "null" : JsonTime(first),
       ",\n  \"last_packet\": ", last == absl::InfinitePast() ? "null" : JsonTime(last),
       ",\n  \"frames\": ", stats.frames, ", \"malformed\": ", stats.malformed, ", \"ignored\": ", stats.ignored,

@@ -79,26 +79,16 @@ void ManagedMatcher::OnPacket(const Packet& packet) {
 void ManagedMatcher::StartSource(const SourceKey& key, const Table::Hashed& h, const Packet& packet, uint32_t knock,
                                  uint64_t classes, TickT now) {
   // Untracked sources matter only from a first knock on.
-  absl::InlinedVector<Group, 4> starts;
+  Groups starts;
   bool completed = false;
-  for (uint64_t c = classes; c != 0; c &= c - 1) {
-    const uint32_t first = trie_.Child(classes_[__builtin_ctzll(c)].root, knock);
-    if (first == SequenceTrie::kNone) continue;
-    const SequenceTrie::Node& n = trie_.node(first);
-    if (n.ends > 0) completed = CompleteAt(first, packet) || completed;
-    if (n.children > 0) starts.push_back(Group{first, n.generation, now, 1, 0});
-  }
+  Start(classes, knock, packet, now, starts, &completed);
   if (starts.empty() && !completed) return;
   ++counters_.knocks;
   if (starts.empty()) return;
   Table::Victim victim;
   // Always tracked: the victim is the least valuable entry of the bucket.
   const int32_t index = table_->Insert(key, h, kNewSourceRank, kMaxRank, &victim);
-  if (victim.occupied) {
-    ++counters_.evictions;
-    if (victim.rank > 0) ++counters_.evicted_progress;
-    if (victim.rank == kMaxRank) ++counters_.young_evictions;
-  }
+  matcher_internal::CountEviction(victim, counters_);
   if (index != Table::kNone) StoreGroups(table_->entry(index), starts.data(), starts.size());
 }
 
@@ -111,7 +101,7 @@ void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, 
                                                      [&] { ReleaseBan(e, packet.source, packet.time); });
   ExpireGroups(e, now);
 
-  absl::InlinedVector<Group, 2 * kGroupsPerSource + 2> out;
+  Groups out;
   bool advanced = false;
   bool completed = false;
   bool repeated = false;
@@ -157,17 +147,7 @@ void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, 
   // Sequences this knock starts: not already going at that node (a
   // retransmitted first knock keeps its start), and not in a compat class
   // it has just reset (knockd spends the knock on the reset).
-  bool started = false;
-  for (uint64_t c = classes & ~compat_reset; c != 0; c &= c - 1) {
-    const uint32_t first = trie_.Child(classes_[__builtin_ctzll(c)].root, knock);
-    if (first == SequenceTrie::kNone) continue;
-    const SequenceTrie::Node& n = trie_.node(first);
-    if (n.ends > 0) completed = CompleteAt(first, packet) || completed;
-    if (n.children == 0) continue;
-    if (std::any_of(out.begin(), out.end(), [&](const Group& g) { return g.node == first; })) continue;
-    started = true;
-    out.push_back(Group{first, n.generation, now, 1, 0});
-  }
+  const bool started = Start(classes & ~compat_reset, knock, packet, now, out, &completed);
   StoreGroups(e, out.data(), out.size());
 
   // A wrong knock advances, completes and repeats nothing. With many
@@ -181,21 +161,34 @@ void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, 
   if (right) {
     ++counters_.knocks;
   } else if (marked) {
-    e.scan_mark = now + scan_ban_;  // the episode goes on
+    e.scan_mark = now + scan_.ban;  // the episode goes on
   } else if (CountWrongKnock(e, knock, now)) {
     Ban(e, now, packet.source, packet.time);
   }
   table_->set_rank(index, RankOf(e, now));
 }
 
+bool ManagedMatcher::Start(uint64_t classes, uint32_t knock, const Packet& packet, TickT now, Groups& groups,
+                           bool* completed) {
+  bool started = false;
+  for (uint64_t c = classes; c != 0; c &= c - 1) {
+    const uint32_t first = trie_.Child(classes_[__builtin_ctzll(c)].root, knock);
+    if (first == SequenceTrie::kNone) continue;
+    const SequenceTrie::Node& n = trie_.node(first);
+    if (n.ends > 0) *completed = CompleteAt(first, packet) || *completed;
+    if (n.children == 0) continue;
+    if (std::any_of(groups.begin(), groups.end(), [&](const Group& g) { return g.node == first; })) continue;
+    started = true;
+    groups.push_back(Group{first, n.generation, now, 1, 0});
+  }
+  return started;
+}
+
 bool ManagedMatcher::CompleteAt(uint32_t node, const Packet& packet) {
   auto it = ending_.find(node);
   if (it == ending_.end()) return false;
   bool any = false;
-  // Copied: completing spends, which does not change the list, but the sink
-  // could in principle be slow; keep the loop over a stable list.
-  const std::vector<uint32_t> slots = it->second;
-  for (uint32_t slot : slots) {
+  for (uint32_t slot : it->second) {  // spending changes no record's trie node
     Record& r = records_[slot];
     if (r.id == 0) continue;
     any = true;
@@ -255,13 +248,13 @@ void ManagedMatcher::ExpireGroups(ManagedSourceEntry& e, TickT now) {
 }
 
 bool ManagedMatcher::CountWrongKnock(ManagedSourceEntry& e, uint32_t knock, TickT now) {
-  return matcher_internal::CountWrongKnock(e, knock, now, scan_window_, scan_key_, scan_bits_threshold_);
+  return matcher_internal::CountWrongKnock(e, knock, now, scan_);
 }
 
 void ManagedMatcher::Ban(ManagedSourceEntry& e, TickT now, const IpAddress& source, absl::Time time) {
   for (uint8_t& stage : e.group_stage) stage = 0;
   e.flags = kBanned;
-  e.scan_mark = now + scan_ban_;
+  e.scan_mark = now + scan_.ban;
   e.scan_ports = 0;
   e.ignored_packets = 0;
   ++counters_.scanners;
@@ -304,7 +297,7 @@ void ManagedMatcher::Tick(absl::Time now) {
   // Without progress or a ban, an entry only remembers wrong knocks, and
   // only for the scan window.
   const auto idle = [&](const ManagedSourceEntry& e) {
-    return !(e.flags & kScanWindow) || Elapsed(t, e.scan_mark) >= scan_window_;
+    return !(e.flags & kScanWindow) || Elapsed(t, e.scan_mark) >= scan_.window;
   };
   table_->ForEachOccupied([&](int32_t index) {
     ManagedSourceEntry& e = table_->entry(index);

@@ -73,6 +73,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/managed/sequence_trie.h"
@@ -260,6 +261,13 @@ class ManagedMatcher {
   void StartSource(const SourceKey& key, const Table::Hashed& h, const Packet& packet, uint32_t knock,
                    uint64_t classes, ::sesame::Tick now);
   void Track(int32_t index, const Packet& packet, uint32_t knock, uint64_t classes, ::sesame::Tick now);
+  using Groups = absl::InlinedVector<Group, 2 * kGroupsPerSource + 2>;
+  // The sequences `knock` starts in `classes`: completes those it is the
+  // whole of (*completed), and adds a group for the others unless `groups`
+  // has one at that node (a retransmitted first knock keeps its start).
+  // Returns whether it added any.
+  bool Start(uint64_t classes, uint32_t knock, const Packet& packet, ::sesame::Tick now, Groups& groups,
+             bool* completed);
   // Completes the sequences ending at `node`; returns whether any did.
   bool CompleteAt(uint32_t node, const Packet& packet);
   void StoreGroups(ManagedSourceEntry& e, Group* groups, size_t n);
@@ -313,10 +321,7 @@ class ManagedMatcher {
   uint64_t dst_cache_classes_ = 0;
 
   // Scanner detection and time.
-  int scan_bits_threshold_ = 0;
-  ::sesame::Tick scan_window_ = 0;
-  ::sesame::Tick scan_ban_ = 0;
-  uint64_t scan_key_ = 0;
+  const ScanSettings scan_;
   TickClock clock_;
 };
 

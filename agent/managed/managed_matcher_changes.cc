@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstdlib>
 
-#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "agent/match/internal/matcher_bits.h"
 #include "common/log.h"
@@ -15,22 +14,15 @@
 namespace sesame {
 
 using matcher_internal::KnockKey;
-using matcher_internal::Mix;
 
 namespace {
-
-constexpr size_t kMaxSources = size_t{1} << 24;
-constexpr int kMaxScanThreshold = 32;
-constexpr absl::Duration kMaxTimeout = absl::Hours(24 * 10);
-
-::sesame::Tick ToMillis(absl::Duration d) { return static_cast<::sesame::Tick>(absl::ToInt64Milliseconds(d)); }
 
 // Why a sequence cannot be recognised at all (not a matter of room), or "".
 std::string Unusable(const LiveSequence& s) {
   if (s.knocks.empty() || s.knocks.size() > kMaxSequenceLength) {
     return absl::StrCat("it has ", s.knocks.size(), " knocks (1 to ", kMaxSequenceLength, " allowed)");
   }
-  if (s.params.seq_timeout <= absl::ZeroDuration() || s.params.seq_timeout > kMaxTimeout) {
+  if (s.params.seq_timeout <= absl::ZeroDuration() || s.params.seq_timeout > kMaxMatcherDuration) {
     return "its seq_timeout is not between 1 ms and 10 days";
   }
   if ((s.params.tcp_flags_set & s.params.tcp_flags_clear) != 0) return "its TCP flags contradict each other";
@@ -41,22 +33,15 @@ std::string Unusable(const LiveSequence& s) {
 
 ManagedMatcher::ManagedMatcher(const MatcherOptions& options, ManagedKnockSink& sink, size_t capacity,
                                ReplayWatch watch)
-    : options_(options), sink_(sink), capacity_(std::max<size_t>(capacity, 1)), watch_(watch) {
+    : options_(options),
+      sink_(sink),
+      capacity_(std::max<size_t>(capacity, 1)),
+      watch_(watch),
+      scan_(ScanSettings::From(options)) {
   table_ = Table::Create(std::clamp<size_t>(options.max_sources, 1, kMaxSources), options.hash_seed);
   if (table_ == nullptr) {
     LogError(absl::StrCat("managed matcher: no memory for a table of ", options.max_sources, " sources"));
     std::abort();  // as any failed allocation at start-up
-  }
-  if (options.scan_threshold > 0) {
-    scan_bits_threshold_ = std::min(options.scan_threshold, kMaxScanThreshold);
-    scan_window_ = ToMillis(options.scan_window);
-    scan_ban_ = ToMillis(options.scan_ban);
-  }
-  if (options.hash_seed == 0) {
-    absl::BitGen gen;
-    scan_key_ = absl::Uniform<uint64_t>(gen);
-  } else {
-    scan_key_ = Mix(options.hash_seed ^ 0x5ca77e4ULL);
   }
 }
 
@@ -167,7 +152,7 @@ int ManagedMatcher::ClassFor(const MatchParams& params) {
   }
   Class& c = classes_[unused];  // its root has no children: no sequence of it is held
   c.params = params;
-  c.timeout = ToMillis(params.seq_timeout);
+  c.timeout = ToMatcherMillis(params.seq_timeout);
   c.strict = params.reset_mode == ResetMode::kStrict;
   Rebuild();
   return unused;

@@ -136,11 +136,7 @@ MatchResult KnockMatcher::StartSource(const SourceKey& key, const SourceTable::H
     // Always tracked: the victim is the least valuable entry of the bucket
     // (RankOf), the least recently active among equals.
     const int32_t index = table_->Insert(key, h, kNewSourceRank, kMaxRank, &victim);
-    if (victim.occupied) {
-      ++counters_.evictions;
-      if (victim.rank > 0) ++counters_.evicted_progress;
-      if (victim.rank == kMaxRank) ++counters_.young_evictions;
-    }
+    matcher_internal::CountEviction(victim, counters_);
     if (index != SourceTable::kNone) {
       SourceEntry& e = table_->entry(index);
       e.group_doors[0] = starts;
@@ -253,8 +249,8 @@ MatchResult KnockMatcher::Track(int32_t index, const Packet& packet, uint32_t kn
   } else if (!repeated) {
     wrong = true;
     if (marked) {
-      e.scan_mark = now + scan_ban_;  // the episode goes on
-    } else if (!options_.defer_wrong_knocks && CountWrongKnock(e, knock, now)) {
+      e.scan_mark = now + scan_.ban;  // the episode goes on
+    } else if (CountWrongKnock(e, knock, now)) {
       Ban(e, now, packet.source, packet.time);
     }
   }
@@ -264,19 +260,6 @@ MatchResult KnockMatcher::Track(int32_t index, const Packet& packet, uint32_t kn
   result.right_knock = !wrong;
   result.wrong_knock = wrong;
   return result;
-}
-
-bool KnockMatcher::CountWrongKnock(const Packet& packet) {
-  const SourceKey key = SourceKey::From(packet.source);
-  const int32_t index = table_->Find(key, table_->Hash(key));
-  if (index == SourceTable::kNone) return false;
-  SourceEntry& e = table_->entry(index);
-  if (e.flags & kBanned) return false;
-  const Tick now = ToTick(packet.time);
-  if (!CountWrongKnock(e, KnockKey(packet.protocol, packet.destination_port), now)) return false;
-  Ban(e, now, packet.source, packet.time);
-  table_->set_rank(index, RankOf(e, now));
-  return true;
 }
 
 void KnockMatcher::StoreGroups(SourceEntry& e, Group* groups, int n) {
@@ -316,7 +299,7 @@ uint64_t KnockMatcher::ExpireGroups(SourceEntry& e, Tick now, const IpAddress& s
 }
 
 bool KnockMatcher::CountWrongKnock(SourceEntry& e, uint32_t knock, Tick now) {
-  return matcher_internal::CountWrongKnock(e, knock, now, scan_window_, scan_key_, scan_bits_threshold_);
+  return matcher_internal::CountWrongKnock(e, knock, now, scan_);
 }
 
 void KnockMatcher::Ban(SourceEntry& e, Tick now, const IpAddress& source, absl::Time time) {
@@ -325,7 +308,7 @@ void KnockMatcher::Ban(SourceEntry& e, Tick now, const IpAddress& source, absl::
     e.group_stage[g] = 0;
   }
   e.flags = kBanned;
-  e.scan_mark = now + scan_ban_;  // both below 2^31
+  e.scan_mark = now + scan_.ban;  // both below 2^31
   e.scan_ports = 0;
   e.ignored_packets = 0;
   ++counters_.scanners;
@@ -361,7 +344,7 @@ size_t KnockMatcher::Expire(absl::Time now) {
   // Without progress or a ban, an entry only remembers wrong knocks, and
   // only for the scan window.
   const auto idle = [&](const SourceEntry& e) {
-    return !(e.flags & kScanWindow) || Elapsed(t, e.scan_mark) >= scan_window_;
+    return !(e.flags & kScanWindow) || Elapsed(t, e.scan_mark) >= scan_.window;
   };
   table_->ForEachOccupied([&](int32_t index) {
     SourceEntry& e = table_->entry(index);

@@ -138,14 +138,25 @@ struct MatcherOptions {
   // this stage. The default, 2, leaves out lone first knocks (what a spoofed
   // flood is made of); they are still counted. knockd logs from stage 1.
   int min_event_stage = 2;
-  // Process only reports wrong knocks (MatchResult::wrong_knock); the caller
-  // counts those it judges wrong with CountWrongKnock. For a caller that
-  // spreads its doors over several matchers (agent/managed/managed_matcher.h):
-  // a knock that is wrong for this matcher's doors may be right for another's.
-  bool defer_wrong_knocks = false;
   // Hash key seed; 0 (the default) draws random keys. Tests fix it.
   uint64_t hash_seed = 0;
 };
+
+// Scanner detection as the packet path reads it (both matchers): the
+// sketch bits for scan_threshold distinct wrong knocks (0: off), the window
+// and the ban in matcher time, and the sketch's key.
+struct ScanSettings {
+  int threshold_bits = 0;
+  Tick window = 0;
+  Tick ban = 0;
+  uint64_t key = 0;
+  static ScanSettings From(const MatcherOptions& options);
+};
+
+// Bounds both matchers accept.
+inline constexpr size_t kMaxSources = size_t{1} << 24;  // MatcherOptions::max_sources
+inline constexpr absl::Duration kMaxMatcherDuration = absl::Hours(24 * 10);
+inline Tick ToMatcherMillis(absl::Duration d) { return static_cast<Tick>(absl::ToInt64Milliseconds(d)); }
 
 // A set of doors, by index (the order given to Create/SetDoors).
 class DoorSet {
@@ -172,9 +183,8 @@ struct MatchResult {
   // The packet started, advanced or completed a door, or repeated a door's
   // previous knock (a retransmission): a right knock here.
   bool right_knock = false;
-  // The packet was a wrong knock from a source tracked here (see Scanners).
-  // Counted towards the scanner threshold by Process, unless
-  // MatcherOptions::defer_wrong_knocks.
+  // The packet was a wrong knock from a source tracked here (see Scanners),
+  // counted towards the scanner threshold.
   bool wrong_knock = false;
 };
 
@@ -240,12 +250,6 @@ class KnockMatcher {
   // (every 100 ms to 1 s): it walks the whole table, about 0.4 ms for a full
   // 65,536-source table.
   size_t Expire(absl::Time now);
-
-  // With defer_wrong_knocks: counts `packet`, which Process reported as a
-  // wrong knock, towards its source's scanner threshold, and bans the
-  // source (kScannerFlagged) when it reaches it. Returns whether it did.
-  // Nothing for a source not tracked or already banned.
-  bool CountWrongKnock(const Packet& packet);
 
   // Replaces every door; all progress is dropped (scanner state is kept).
   absl::Status SetDoors(std::vector<MatcherDoor> doors);
@@ -355,10 +359,7 @@ class KnockMatcher {
   uint64_t dst_cache_doors_ = 0;
 
   // Scanner detection.
-  int scan_bits_threshold_ = 0;  // sketch bits for scan_threshold distinct knocks; 0: off
-  Tick scan_window_ = 0;
-  Tick scan_ban_ = 0;
-  uint64_t scan_key_ = 0;
+  ScanSettings scan_;
 
   TickClock clock_;
 };

@@ -24,11 +24,10 @@ using matcher_internal::ProtocolIndex;
 
 namespace {
 
-constexpr absl::Duration kMaxDuration = absl::Hours(24 * 10);
-constexpr size_t kMaxSources = size_t{1} << 24;
+constexpr absl::Duration kMaxDuration = kMaxMatcherDuration;
 constexpr int kMaxScanThreshold = 32;
 
-Tick ToMillis(absl::Duration d) { return static_cast<Tick>(absl::ToInt64Milliseconds(d)); }
+Tick ToMillis(absl::Duration d) { return ToMatcherMillis(d); }
 
 }  // namespace
 
@@ -55,23 +54,27 @@ absl::StatusOr<std::unique_ptr<KnockMatcher>> KnockMatcher::Create(const Matcher
   return matcher;
 }
 
-KnockMatcher::KnockMatcher(const MatcherOptions& options, std::unique_ptr<SourceTable> table)
-    : options_(options), table_(std::move(table)) {
+ScanSettings ScanSettings::From(const MatcherOptions& options) {
+  ScanSettings s;
   if (options.scan_threshold > 0) {
     // A sketch bit per distinct wrong knock (collisions aside): asking for
     // threshold bits never flags a source below the threshold, and flags it
     // after about threshold + threshold^2 / 128 distinct knocks.
-    scan_bits_threshold_ = std::min(options.scan_threshold, kMaxScanThreshold);
-    scan_window_ = ToMillis(options.scan_window);
-    scan_ban_ = ToMillis(options.scan_ban);
+    s.threshold_bits = std::min(options.scan_threshold, kMaxScanThreshold);
+    s.window = ToMillis(options.scan_window);
+    s.ban = ToMillis(options.scan_ban);
   }
   if (options.hash_seed == 0) {
     absl::BitGen gen;  // keyed like the table, so a sweep cannot pick ports that share sketch bits
-    scan_key_ = absl::Uniform<uint64_t>(gen);
+    s.key = absl::Uniform<uint64_t>(gen);
   } else {
-    scan_key_ = Mix(options.hash_seed ^ 0x5ca77e4ULL);
+    s.key = Mix(options.hash_seed ^ 0x5ca77e4ULL);
   }
+  return s;
 }
+
+KnockMatcher::KnockMatcher(const MatcherOptions& options, std::unique_ptr<SourceTable> table)
+    : options_(options), table_(std::move(table)), scan_(ScanSettings::From(options)) {}
 
 absl::Status KnockMatcher::Validate(const MatcherDoor& door, size_t index) {
   const std::string name = door.name.empty() ? absl::StrCat("#", index) : absl::StrCat("'", door.name, "'");

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "agent/match/matcher.h"
 #include "agent/match/source_table.h"
 #include "common/knock.h"
 
@@ -62,6 +63,15 @@ uint8_t RankOf(const Entry& e, Tick now, InProgress in_progress) {
   return rank;
 }
 
+// A new source's insert displaced `victim` (SourceTable::Victim).
+template <typename Victim>
+void CountEviction(const Victim& victim, MatcherCounters& counters) {
+  if (!victim.occupied) return;
+  ++counters.evictions;
+  if (victim.rank > 0) ++counters.evicted_progress;
+  if (victim.rank == kMaxRank) ++counters.young_evictions;
+}
+
 // A source entry marked as a scanner (flags, scan_mark, ignored_packets):
 // while the mark lasts, counts the packet and says so; once it is over,
 // ends it through release() (which reports it) and says not.
@@ -79,18 +89,18 @@ bool StillMarked(Entry& e, Tick now, uint64_t& scanner_packets, Release release)
 
 // Adds a wrong knock to a source entry's sketch of distinct wrong knocks in
 // the scan window (scan_ports, scan_mark, flags); true when they reach
-// `threshold_bits`. The sketch is keyed (`key`) so that a sweep cannot pick
-// ports that share bits.
+// scan.threshold_bits. The sketch is keyed (scan.key) so that a sweep
+// cannot pick ports that share bits.
 template <typename Entry>
-bool CountWrongKnock(Entry& e, uint32_t knock, Tick now, Tick window, uint64_t key, int threshold_bits) {
-  if (threshold_bits == 0) return false;
-  if (!(e.flags & kScanWindow) || Elapsed(now, e.scan_mark) >= window) {
+bool CountWrongKnock(Entry& e, uint32_t knock, Tick now, const ScanSettings& scan) {
+  if (scan.threshold_bits == 0) return false;
+  if (!(e.flags & kScanWindow) || Elapsed(now, e.scan_mark) >= scan.window) {
     e.scan_ports = 0;
     e.scan_mark = now;
     e.flags |= kScanWindow;
   }
-  e.scan_ports |= uint64_t{1} << (Mix(knock ^ key) >> 58);
-  return __builtin_popcountll(e.scan_ports) >= threshold_bits;
+  e.scan_ports |= uint64_t{1} << (Mix(knock ^ scan.key) >> 58);
+  return __builtin_popcountll(e.scan_ports) >= scan.threshold_bits;
 }
 
 }  // namespace sesame::matcher_internal

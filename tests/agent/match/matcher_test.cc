@@ -702,36 +702,6 @@ TEST_F(MatcherTest, SweepFromAnUntrackedSourceCostsNothing) {
   EXPECT_EQ(matcher_->occupancy(), 0u);
 }
 
-TEST_F(MatcherTest, DeferredWrongKnocksAreReportedAndCountedByTheCaller) {
-  MatcherOptions options = ScanOptions();
-  options.defer_wrong_knocks = true;
-  Make({Door("ssh", kOpen)}, options);
-  MatchResult first = matcher_->Process(MakePacket(kAlice, Tcp(7000), S(0)));
-  EXPECT_TRUE(first.right_knock);
-  EXPECT_FALSE(first.wrong_knock);
-  // Reported, not counted: no ban however many.
-  for (int port = 1; port <= 100; ++port) {
-    const MatchResult r = matcher_->Process(MakePacket(kAlice, Tcp(port), S(0.01 * port)));
-    EXPECT_TRUE(r.wrong_knock) << port;
-    EXPECT_FALSE(r.right_knock) << port;
-  }
-  EXPECT_FALSE(matcher_->IsBanned(kAlice));
-  // An untracked source's knocks are neither.
-  const MatchResult untracked = matcher_->Process(MakePacket(kBob, Tcp(5), S(1)));
-  EXPECT_FALSE(untracked.wrong_knock || untracked.right_knock);
-  EXPECT_FALSE(matcher_->CountWrongKnock(MakePacket(kBob, Tcp(5), S(1))));
-  // Counted by the caller: banned at the threshold, reported once.
-  int flagged_after = 0;
-  for (int port = 1; port <= 100 && flagged_after == 0; ++port) {
-    if (matcher_->CountWrongKnock(MakePacket(kAlice, Tcp(port), S(1 + 0.01 * port)))) flagged_after = port;
-  }
-  EXPECT_GE(flagged_after, 12);
-  EXPECT_LE(flagged_after, 20);
-  EXPECT_TRUE(matcher_->IsBanned(kAlice));
-  EXPECT_FALSE(matcher_->CountWrongKnock(MakePacket(kAlice, Tcp(5), S(2))));
-  EXPECT_EQ(Events(MatcherEventKind::kScannerFlagged).size(), 1u);
-}
-
 TEST_F(MatcherTest, ScannerDetectionCanBeOff) {
   MatcherOptions options = ScanOptions();
   options.scan_threshold = 0;
