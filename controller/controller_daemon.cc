@@ -17,9 +17,11 @@
 #include "controller/audit/audit_log.h"
 #include "controller/service/admin_service.h"
 #include "controller/service/agent_service.h"
+#include "controller/service/client_certificates.h"
 #include "controller/service/controller_metrics.h"
 #include "controller/service/fleet_hub.h"
 #include "controller/service/own_addresses.h"
+#include "controller/service/refusal_audit.h"
 #include "controller/service/work_queue.h"
 #include "controller/store/etcd/etcd_leader.h"
 #include "controller/store/etcd/etcd_store.h"
@@ -58,19 +60,25 @@ absl::StatusOr<std::unique_ptr<ControllerDaemon>> ControllerDaemon::Start(const 
   d->audit_ = std::make_unique<AuditLog>(*d->store_, std::move(key), clock, config.checkpoint_interval);
   ASSIGN_OR_RETURN(d->hub_, FleetHub::Create(*d->store_, clock));
   d->work_ = std::make_unique<WorkQueue>(kWorkers);
+  ASSIGN_OR_RETURN(d->clients_, ClientCertificates::Load(config.tls.ca_cert, config.tls.crl_dir));
+  d->refusals_ = std::make_unique<RefusalAudit>(*d->audit_, *d->work_, clock, d->metrics_.get());
+  d->clients_->SetRefusalSink([refusals = d->refusals_.get(), &clock](const CertificateRefusal& refusal) {
+    refusals->Record(TlsRefusalEntry(refusal, clock.Now()));
+  });
   AgentServiceOptions agent_options;
   agent_options.heartbeat_interval = config.heartbeat_interval;
   agent_options.metrics = d->metrics_.get();
   agent_options.limits = config.agent_limits;
   agent_options.controller_addresses = LocalAddresses(config.listen);
-  d->agent_service_ = std::make_unique<AgentServiceImpl>(*d->store_, *d->hub_, *d->work_, TlsIdentityResolver(),
+  d->agent_service_ = std::make_unique<AgentServiceImpl>(*d->store_, *d->hub_, *d->work_, TlsIdentityResolver(d->clients_),
                                                          clock, agent_options);
   AdminServiceOptions admin_options;
   admin_options.metrics = d->metrics_.get();
-  d->admin_service_ = std::make_unique<AdminServiceImpl>(*d->store_, *d->audit_, *d->work_, TlsIdentityResolver(),
-                                                         clock, admin_options);
+  admin_options.refusals = d->refusals_.get();
+  d->admin_service_ = std::make_unique<AdminServiceImpl>(*d->store_, *d->audit_, *d->work_,
+                                                         TlsIdentityResolver(d->clients_), clock, admin_options);
 
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, MakeServerCredentials(config.tls));
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, MakeServerCredentials(config.tls, d->clients_));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen, creds, &d->port_);
@@ -201,8 +209,10 @@ void ControllerDaemon::Tick() {
   if (store_ == nullptr) return;
   const absl::Time now = clock_.Now();
   UpdateHealth();
+  RecheckSessions();
   if (!Leading()) {
     if (agent_service_ != nullptr) agent_service_->FlushRefusalWindows();
+    if (refusals_ != nullptr) refusals_->Flush();
     if (!config_.metrics_file.empty() && now - last_metrics_ >= config_.metrics_interval) {
       WriteMetrics();
       last_metrics_ = now;
@@ -223,6 +233,7 @@ void ControllerDaemon::Tick() {
   }
   ExpireGrants();
   if (agent_service_ != nullptr) agent_service_->FlushRefusalWindows();
+  if (refusals_ != nullptr) refusals_->Flush();
   if (!config_.metrics_file.empty() && now - last_metrics_ >= config_.metrics_interval) {
     WriteMetrics();
     last_metrics_ = now;
@@ -291,6 +302,21 @@ void ControllerDaemon::WriteMetrics() {
   metrics_error_ = s.ok() ? "" : std::string(s.message());
 }
 
+absl::Status ControllerDaemon::ReloadClientCertificates() {
+  absl::Status s = clients_ != nullptr ? clients_->Reload() : absl::OkStatus();
+  RecheckSessions();
+  return s;
+}
+
+void ControllerDaemon::RecheckSessions() {
+  if (clients_ == nullptr || agent_service_ == nullptr) return;
+  clients_->ReloadIfChanged();
+  const uint64_t reloads = clients_->reloads();
+  if (reloads == client_reloads_seen_) return;
+  client_reloads_seen_ = reloads;
+  agent_service_->RecheckCertificates(*clients_);
+}
+
 void ControllerDaemon::Shutdown() {
   if (server_ != nullptr) {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -299,7 +325,10 @@ void ControllerDaemon::Shutdown() {
   }
   admin_service_.reset();
   agent_service_.reset();  // finishes the sessions' bookkeeping
+  if (clients_ != nullptr) clients_->SetRefusalSink(nullptr);  // gRPC may hold it a while longer
+  if (refusals_ != nullptr) refusals_->Flush(/*all=*/true);
   work_.reset();
+  refusals_.reset();
   hub_.reset();
   if (audit_ != nullptr && store_ != nullptr) {
     (void)store_->AppendAudit({ControllerAudit(clock_.Now(), "controller.stopped")});

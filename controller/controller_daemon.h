@@ -46,10 +46,12 @@ namespace sesame::controller {
 class AdminServiceImpl;
 class AgentServiceImpl;
 class AuditLog;
+class ClientCertificates;
 class EtcdLeader;
 class EtcdStore;
 class ControllerMetrics;
 class FleetHub;
+class RefusalAudit;
 class SqliteStore;
 class Store;
 class WorkQueue;
@@ -73,6 +75,9 @@ class ControllerDaemon {
   absl::Status CheckStore();
   // Re-reads the doors of the configuration file (SIGHUP).
   absl::Status ReloadDoors(const ControllerConfig& config);
+  // Re-reads the CA bundle and the CRLs now (SIGHUP; otherwise within a
+  // second of a change, at the next client certificate judged).
+  absl::Status ReloadClientCertificates();
   void Shutdown();
 
  private:
@@ -88,6 +93,8 @@ class ControllerDaemon {
   void ExpireGrants();
   void WriteMetrics();
   void UpdateHealth();
+  // New CA bundle or CRLs: the agents' sessions are judged again.
+  void RecheckSessions();
 
   ControllerConfig config_;
   const Clock& clock_;
@@ -99,6 +106,9 @@ class ControllerDaemon {
   ino_t db_inode_ = 0;
   std::unique_ptr<ControllerMetrics> metrics_;
   std::unique_ptr<AuditLog> audit_;
+  std::shared_ptr<ClientCertificates> clients_;
+  std::unique_ptr<RefusalAudit> refusals_;
+  uint64_t client_reloads_seen_ = 0;  // clients_->reloads() at the last sessions' recheck
   std::unique_ptr<FleetHub> hub_;
   std::unique_ptr<WorkQueue> work_;
   std::unique_ptr<AgentServiceImpl> agent_service_;

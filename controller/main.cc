@@ -17,6 +17,7 @@
 #include "controller/controller_config.h"
 #include "controller/controller_daemon.h"
 #include "controller/migrate.h"
+#include "controller/service/client_certificates.h"
 #include "controller/service/tls_credentials.h"
 
 namespace {
@@ -29,7 +30,10 @@ int CheckConfig(const std::string& path) {
     std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());
     return 1;
   }
-  absl::Status tls = sesame::controller::MakeServerCredentials(config->tls).status();
+  absl::StatusOr<std::shared_ptr<sesame::controller::ClientCertificates>> clients =
+      sesame::controller::ClientCertificates::Load(config->tls.ca_cert, config->tls.crl_dir);
+  absl::Status tls = clients.ok() ? sesame::controller::MakeServerCredentials(config->tls, *clients).status()
+                                  : clients.status();
   if (!tls.ok()) {
     std::fprintf(stderr, "%s: [tls]: %s\n", path.c_str(), std::string(tls.message()).c_str());
     return 1;
@@ -118,8 +122,11 @@ int main(int argc, char** argv) {
       absl::StatusOr<sesame::controller::ControllerConfig> reloaded =
           sesame::controller::LoadControllerConfig(config_path);
       absl::Status s = reloaded.ok() ? (*daemon)->ReloadDoors(*reloaded) : reloaded.status();
+      if (s.ok()) s = (*daemon)->ReloadClientCertificates();
       if (s.ok()) {
-        sesame::LogInfo("configuration reloaded (doors; listen address, TLS and state take a restart)");
+        sesame::LogInfo(
+            "configuration reloaded (doors, CA bundle and CRLs; listen address, TLS file names and state take a "
+            "restart)");
       } else {
         sesame::LogError(absl::StrCat("reload refused, keeping the running configuration: ", s.message()));
       }

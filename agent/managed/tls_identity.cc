@@ -1,5 +1,7 @@
 #include "agent/managed/tls_identity.h"
 
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -100,6 +102,9 @@ absl::StatusOr<TlsIdentity> LoadTlsIdentity(const ManagedOptions& options) {
   absl::StatusOr<std::string> name = AgentNameFromCertificate(id.cert_pem);
   if (!name.ok()) return absl::InvalidArgumentError(absl::StrCat("Cert ", options.cert, ": ", name.status().message()));
   id.agent_name = *name;
+  id.ca_path = options.ca_cert;
+  id.cert_path = options.cert;
+  id.key_path = options.key;
   if (!options.agent_name.empty() && options.agent_name != id.agent_name) {
     return absl::InvalidArgumentError(absl::StrCat("AgentName is \"", options.agent_name, "\" but the certificate ",
                                                    options.cert, " is for \"", id.agent_name, "\""));
@@ -108,6 +113,16 @@ absl::StatusOr<TlsIdentity> LoadTlsIdentity(const ManagedOptions& options) {
 }
 
 std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(const TlsIdentity& identity) {
+  if (!identity.cert_path.empty()) {
+    constexpr unsigned kRefreshSeconds = 5;
+    grpc::experimental::TlsChannelCredentialsOptions options;
+    options.set_certificate_provider(std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        identity.key_path, identity.cert_path, identity.ca_path, kRefreshSeconds));
+    options.watch_root_certs();
+    options.watch_identity_key_cert_pairs();
+    options.set_verify_server_certs(true);
+    return grpc::experimental::TlsCredentials(options);
+  }
   grpc::SslCredentialsOptions ssl;
   ssl.pem_root_certs = identity.ca_pem;
   ssl.pem_private_key = identity.key_pem;

@@ -22,6 +22,8 @@ struct TlsIdentity {
   std::string cert_pem;
   std::string key_pem;
   std::string agent_name;  // from the certificate
+  // The files they were read from (LoadTlsIdentity); empty: PEM only.
+  std::string ca_path, cert_path, key_path;
 };
 
 // Reads the three files and checks what can be checked locally: PEM that
@@ -33,6 +35,10 @@ absl::StatusOr<TlsIdentity> LoadTlsIdentity(const ManagedOptions& options);
 // The agent name a PEM certificate carries (see the top).
 absl::StatusOr<std::string> AgentNameFromCertificate(const std::string& cert_pem);
 
+// With the identity's files: they are read again every 5 s, so a renewed
+// certificate or CA is used from the next connection on (a new handshake)
+// without a restart; files that do not load then keep the last good ones.
+// Without files: the PEM as given.
 std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(const TlsIdentity& identity);
 
 }  // namespace sesame

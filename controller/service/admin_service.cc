@@ -84,7 +84,10 @@ AdminServiceImpl::AdminServiceImpl(Store& store, AuditLog& audit, WorkQueue& wor
       identity_(std::move(identity)),
       clock_(clock),
       options_(options),
-      metrics_(options.metrics != nullptr ? *options.metrics : own_metrics_) {}
+      metrics_(options.metrics != nullptr ? *options.metrics : own_metrics_),
+      own_refusals_(options.refusals != nullptr ? nullptr
+                                                : std::make_unique<RefusalAudit>(audit, work, clock, nullptr)),
+      refusals_(options.refusals != nullptr ? *options.refusals : *own_refusals_) {}
 
 absl::StatusOr<PeerIdentity> AdminServiceImpl::Authorize(const grpc::CallbackServerContext& context) {
   absl::StatusOr<PeerIdentity> who = identity_(context);
@@ -93,17 +96,14 @@ absl::StatusOr<PeerIdentity> AdminServiceImpl::Authorize(const grpc::CallbackSer
     who = absl::PermissionDeniedError(
         absl::StrCat("AdminService needs an admin certificate; ", principal, " is not one"));
     AuditRefusal(principal, context.peer(), who.status());
-  } else if (!who.ok()) {
-    AuditRefusal("unidentified", context.peer(), who.status());
   }
+  // A caller the resolver refused was audited there ("tls.refused").
   return who;
 }
 
-// A refused caller got through the TLS handshake (its certificate is the
-// CA's) but may not call AdminService: an agent's certificate, or one
-// without a sesame identity. Recorded off gRPC's thread; the refusal does
-// not wait for it. The work holds the AuditLog, not this service: it may run
-// after the service is gone (the log outlives the work queue).
+// A refused caller has a current certificate of the CA but may not call
+// AdminService: an agent's certificate, or one without a sesame identity.
+// Recorded within bounds (RefusalAudit), off gRPC's thread.
 void AdminServiceImpl::AuditRefusal(const std::string& who, const std::string& peer, const absl::Status& why) {
   AuditEntry entry;
   entry.time = clock_.Now();
@@ -111,10 +111,7 @@ void AdminServiceImpl::AuditRefusal(const std::string& who, const std::string& p
   entry.what = "admin.refused";
   entry.where = "controller";
   entry.details = {{"peer", peer.substr(0, 256)}, {"reason", std::string(why.message().substr(0, 512))}};
-  work_.Post([audit = &audit_, entry = std::move(entry)]() mutable {
-    absl::StatusOr<AuditRecord> r = audit->Append(std::move(entry));
-    if (!r.ok()) LogWarning(absl::StrCat("cannot audit a refused admin call: ", r.status().message()));
-  });
+  refusals_.Record(std::move(entry));
 }
 
 template <typename Fn>

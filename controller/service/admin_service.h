@@ -2,9 +2,9 @@
 //
 // Every call first establishes the caller from its certificate (an
 // IdentityResolver): no identity is UNAUTHENTICATED, an identity without the
-// admin role (an agent's certificate) is PERMISSION_DENIED; both refusals
-// are audited ("admin.refused", who = the caller's principal, or
-// "unidentified"). Work that waits on the store runs on a WorkQueue, never
+// admin role (an agent's certificate) is PERMISSION_DENIED, audited within
+// bounds ("admin.refused", who = the caller's principal; a caller without
+// an identity is audited by the TLS resolver, "tls.refused"). Work that waits on the store runs on a WorkQueue, never
 // on gRPC's callback threads. Every
 // call that changes something is audited with who = "admin:NAME" in the
 // transaction that makes the change; agents learn of it through the store's
@@ -19,6 +19,7 @@
 #include "controller/sequences/sequence_issuer.h"
 #include "controller/service/controller_metrics.h"
 #include "controller/service/peer_identity.h"
+#include "controller/service/refusal_audit.h"
 #include "controller/service/work_queue.h"
 #include "controller/store/store.h"
 #include "sesame/v1/admin.grpc.pb.h"
@@ -32,6 +33,9 @@ struct AdminServiceOptions {
   // GetStats' counters and GetAgent's heartbeat metrics (the same object
   // the AgentService counts into). Null: a private one (store gauges only).
   const ControllerMetrics* metrics = nullptr;
+  // Where "admin.refused" records go, within bounds (the daemon's, shared
+  // with the TLS refusals and flushed by its tick). Null: a private one.
+  RefusalAudit* refusals = nullptr;
 };
 
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
@@ -94,6 +98,8 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   IssueCache issue_cache_;
   const ControllerMetrics own_metrics_;
   const ControllerMetrics& metrics_;
+  std::unique_ptr<RefusalAudit> own_refusals_;  // when options.refusals is null
+  RefusalAudit& refusals_;
 };
 
 }  // namespace sesame::controller

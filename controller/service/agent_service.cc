@@ -1,5 +1,8 @@
 #include "controller/service/agent_service.h"
 
+#include <grpc/grpc_security_constants.h>
+#include <grpcpp/security/auth_context.h>
+
 #include <deque>
 #include <optional>
 #include <vector>
@@ -7,6 +10,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "controller/service/client_certificates.h"
 #include "controller/service/controller_metrics.h"
 #include "controller/service/scanner_audit.h"
 #include "controller/service/wire_convert.h"
@@ -59,6 +63,21 @@ class AgentServiceImpl::SessionReactor final
       : service_(service), name_(std::move(name)), peer_(std::move(peer)) {}
 
   void Start() { IssueRead(); }
+
+  // The client certificate the session started with (PEM), judged again
+  // when the CA bundle or the CRLs change.
+  void KeepCertificate(const grpc::AuthContext* auth) {
+    if (auth == nullptr) return;
+    auto first = [auth](const char* property) {
+      const std::vector<grpc::string_ref> values = auth->FindPropertyValues(property);
+      return values.empty() ? std::string() : std::string(values[0].data(), values[0].size());
+    };
+    leaf_pem_ = first(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    chain_pem_ = first(GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME);
+  }
+  const std::string& leaf_pem() const { return leaf_pem_; }
+  const std::string& chain_pem() const { return chain_pem_; }
+  const std::string& peer() const { return peer_; }
 
   // Refuses the stream before anything happens.
   void Refuse(const absl::Status& why) {
@@ -563,6 +582,7 @@ class AgentServiceImpl::SessionReactor final
   AgentServiceImpl& service_;
   const std::string name_;
   const std::string peer_;    // the TCP peer, for the audit
+  std::string leaf_pem_, chain_pem_;  // set before Start
   v1::AgentMessage in_;       // the read chain's buffer
   v1::ControllerMessage current_;  // the write chain's buffer
   AgentRecord record_;        // bookkeeping thread only
@@ -653,9 +673,18 @@ grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* AgentServiceIm
   if (!who.ok()) {
     session->Refuse(who.status());
   } else {
+    session->KeepCertificate(context->auth_context().get());
     session->Start();
   }
   return session;
+}
+
+void AgentServiceImpl::RecheckCertificates(ClientCertificates& clients) {
+  hub_.CloseWhere([&clients](AgentLink& link) -> absl::Status {
+    auto* session = dynamic_cast<SessionReactor*>(&link);
+    if (session == nullptr || session->leaf_pem().empty()) return absl::OkStatus();
+    return clients.CheckCall(session->leaf_pem(), session->chain_pem(), session->peer());
+  });
 }
 
 }  // namespace sesame::controller

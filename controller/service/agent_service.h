@@ -78,6 +78,8 @@ struct AgentServiceOptions {
   std::vector<IpAddress> controller_addresses;
 };
 
+class ClientCertificates;
+
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
   AgentServiceImpl(Store& store, FleetHub& hub, WorkQueue& work, IdentityResolver identity,
@@ -96,6 +98,10 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
   // every session ends with UNAVAILABLE and new ones are refused, so agents
   // move to another controller or, with none, admit through their reserves.
   void SetServing(bool serving, const std::string& reason);
+  // Ends the sessions whose client certificate `clients` now refuses (the
+  // CA bundle or the CRLs changed): a revoked agent does not keep the
+  // session it had.
+  void RecheckCertificates(ClientCertificates& clients);
 
  private:
   class SessionReactor;

@@ -40,6 +40,11 @@ void ControllerMetrics::AgentTimeRefused() {
   ++agent_times_refused_;
 }
 
+void ControllerMetrics::CallerRefused(const std::string& what, bool audited) {
+  absl::MutexLock lock(&mu_);
+  ++callers_refused_[{what, audited}];
+}
+
 void ControllerMetrics::ScannerReported(uint64_t scanners) {
   absl::MutexLock lock(&mu_);
   scanners_ += scanners;
@@ -163,6 +168,18 @@ std::vector<MetricSample> ControllerMetrics::Collect(Store& store) const {
                                         "Agent reports refused by a per-agent rate limit (label limit).", N(count)),
                                 key.first);
       m.labels["limit"] = key.second;
+      out.push_back(std::move(m));
+    }
+    std::vector<std::pair<std::pair<std::string, bool>, uint64_t>> callers(callers_refused_.begin(),
+                                                                           callers_refused_.end());
+    std::sort(callers.begin(), callers.end());
+    for (const auto& [key, count] : callers) {
+      MetricSample m = Counter("sesame_controller_refusals_total",
+                               "Callers refused: TLS certificates, calls outside a role (labels what, audited: "
+                               "audited=\"false\" ones were only counted, over the audit's budget).",
+                               N(count));
+      m.labels["what"] = key.first;
+      m.labels["audited"] = key.second ? "true" : "false";
       out.push_back(std::move(m));
     }
     out.push_back(Counter("sesame_controller_agent_times_refused_total",

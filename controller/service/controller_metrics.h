@@ -44,6 +44,9 @@ class ControllerMetrics {
   // A report other than a knock whose agent time was more than a day off
   // (recorded, without that time).
   void AgentTimeRefused();
+  // A caller refused (RefusalAudit: `what` is the audit kind), and whether
+  // the refusal got an audit record of its own.
+  void CallerRefused(const std::string& what, bool audited);
   // A ScannerSeen report standing for `scanners` sources (an aggregate, many).
   void ScannerReported(uint64_t scanners = 1);
   // A durable store write on the agents' path (consume, audit, grant
@@ -77,6 +80,8 @@ class ControllerMetrics {
   // By (agent, limit); agents are the CA's, limits two.
   absl::flat_hash_map<std::pair<std::string, std::string>, uint64_t> rate_limited_ ABSL_GUARDED_BY(mu_);
   uint64_t agent_times_refused_ ABSL_GUARDED_BY(mu_) = 0;
+  // By (what, audited); the kinds are the code's own strings.
+  absl::flat_hash_map<std::pair<std::string, bool>, uint64_t> callers_refused_ ABSL_GUARDED_BY(mu_);
   uint64_t scanners_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t store_writes_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Duration store_write_total_ ABSL_GUARDED_BY(mu_);

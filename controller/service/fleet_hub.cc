@@ -105,6 +105,14 @@ void FleetHub::CloseAll(const absl::Status& why) {
   for (const auto& [name, a] : links_) a.link->Close(why);
 }
 
+void FleetHub::CloseWhere(const std::function<absl::Status(AgentLink&)>& judge) {
+  absl::MutexLock lock(&links_mu_);
+  for (const auto& [name, a] : links_) {
+    absl::Status why = judge(*a.link);
+    if (!why.ok()) a.link->Close(std::move(why));
+  }
+}
+
 bool FleetHub::IsAttached(const std::string& agent) const {
   absl::MutexLock lock(&links_mu_);
   return links_.contains(agent);

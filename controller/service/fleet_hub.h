@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -73,6 +74,9 @@ class FleetHub final : public ChangeListener {
   // Ends every agent's session (the controller stops serving: they go to
   // another controller). Links detach as their sessions end.
   void CloseAll(const absl::Status& why);
+  // Ends the sessions `judge` finds wrong (non-OK: the reason given to the
+  // agent). Called with the links held: keep it short, never Attach/Detach.
+  void CloseWhere(const std::function<absl::Status(AgentLink&)>& judge);
   size_t sessions() const;
   uint64_t revision() const;
 

@@ -1,10 +1,12 @@
 #include "controller/service/peer_identity.h"
 
 #include <grpcpp/security/auth_context.h>
+#include <grpc/grpc_security_constants.h>
 #include <grpcpp/server_context.h>
 
 #include "absl/strings/str_cat.h"
 #include "controller/model/model.h"
+#include "controller/service/client_certificates.h"
 
 namespace sesame::controller {
 namespace {
@@ -55,11 +57,20 @@ absl::StatusOr<PeerIdentity> IdentityFromAuthContext(const grpc::AuthContext& co
   return IdentityFromSpiffeId(std::string_view(ids[0].data(), ids[0].size()));
 }
 
-IdentityResolver TlsIdentityResolver() {
-  return [](const grpc::CallbackServerContext& context) -> absl::StatusOr<PeerIdentity> {
+IdentityResolver TlsIdentityResolver(std::shared_ptr<ClientCertificates> clients) {
+  return [clients = std::move(clients)](const grpc::CallbackServerContext& context) -> absl::StatusOr<PeerIdentity> {
     std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
     if (auth == nullptr) return Refused("no TLS");
-    return IdentityFromAuthContext(*auth);
+    auto first = [&auth](const char* property) {
+      const std::vector<grpc::string_ref> values = auth->FindPropertyValues(property);
+      return values.empty() ? std::string_view() : std::string_view(values[0].data(), values[0].size());
+    };
+    const std::string_view leaf = first(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    const absl::Status current = clients->CheckCall(leaf, first(GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME), context.peer());
+    if (!current.ok()) return current;
+    absl::StatusOr<PeerIdentity> who = IdentityFromAuthContext(*auth);
+    if (!who.ok()) clients->ReportRefused(leaf, context.peer(), std::string(who.status().message()));
+    return who;
   };
 }
 

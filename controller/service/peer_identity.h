@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -18,6 +19,8 @@ class CallbackServerContext;
 }  // namespace grpc
 
 namespace sesame::controller {
+
+class ClientCertificates;
 
 enum class PeerRole { kAgent, kAdmin, kController };
 const char* PeerRoleName(PeerRole role);  // "agent", "admin", "controller"
@@ -42,6 +45,9 @@ absl::StatusOr<PeerIdentity> IdentityFromAuthContext(const grpc::AuthContext& co
 // How services learn the caller; production reads the auth context, tests
 // over an in-process channel may inject something else.
 using IdentityResolver = std::function<absl::StatusOr<PeerIdentity>(const grpc::CallbackServerContext&)>;
-IdentityResolver TlsIdentityResolver();
+// The TLS caller whose certificate `clients` finds current and not revoked
+// (ClientCertificates::CheckCall, which reports a refusal with the
+// caller's address).
+IdentityResolver TlsIdentityResolver(std::shared_ptr<ClientCertificates> clients);
 
 }  // namespace sesame::controller

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "controller/service/client_certificates.h"
 
 namespace sesame::controller {
 namespace {
@@ -66,75 +67,34 @@ absl::StatusOr<Pems> Load(const TlsFiles& files) {
   return p;
 }
 
-// gRPC lets a handshake through when OpenSSL finds no CRL for the CA (its
-// verify callback ignores X509_V_ERR_UNABLE_TO_GET_CRL), so a CRL under the
-// wrong name would silently turn revocation off; and an expired CRL makes
-// OpenSSL refuse every client. OpenSSL's hashed-directory lookup reads
-// DIR/HASH.r0 as PEM, HASH being the CA subject's hash (`openssl x509
-// -hash`): that file must exist, be a CRL the CA signed, and be current.
-absl::Status CheckCrlDirectory(const std::string& dir, const Pems& p) {
-  struct stat st;
-  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat("CRL directory ", dir, ": not a directory"));
-  }
-  BIO* ca_bio = BIO_new_mem_buf(p.ca.data(), static_cast<int>(p.ca.size()));
-  X509* ca = PEM_read_bio_X509(ca_bio, nullptr, nullptr, nullptr);
-  BIO_free(ca_bio);
-  if (ca == nullptr) return absl::InvalidArgumentError("CA certificate: not PEM");  // CheckPair said so already
-  const unsigned long hash = X509_NAME_hash_ex(X509_get_subject_name(ca), nullptr, nullptr, nullptr);
-  const std::string path = absl::StrFormat("%s/%08lx.r0", dir, hash);
-  absl::Status status;
-  absl::StatusOr<std::string> text = ReadFileToString(path);
-  X509_CRL* crl = nullptr;
-  if (!text.ok()) {
-    status = absl::InvalidArgumentError(absl::StrCat("CRL directory ", dir, " holds no CRL of the CA (expected ", path,
-                                                     ", as `sesame-pki crl` writes it): ", text.status().message()));
-  } else {
-    BIO* bio = BIO_new_mem_buf(text->data(), static_cast<int>(text->size()));
-    crl = PEM_read_bio_X509_CRL(bio, nullptr, nullptr, nullptr);
-    BIO_free(bio);
-    if (crl == nullptr) {
-      status = absl::InvalidArgumentError(absl::StrCat(path, ": not a PEM CRL"));
-    } else if (X509_CRL_verify(crl, X509_get0_pubkey(ca)) != 1) {
-      status = absl::InvalidArgumentError(absl::StrCat(path, ": not signed by the CA"));
-    } else if (const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl);
-               next != nullptr && X509_cmp_current_time(next) <= 0) {
-      status = absl::InvalidArgumentError(
-          absl::StrCat(path, ": the CRL has expired (past its nextUpdate; re-sign it with `sesame-pki crl`)"));
-    }
-  }
-  ERR_clear_error();
-  X509_CRL_free(crl);
-  X509_free(ca);
-  return status;
-}
-
-std::shared_ptr<grpc::experimental::StaticDataCertificateProvider> Provider(const Pems& p) {
-  std::vector<grpc::experimental::IdentityKeyCertPair> pairs = {{p.key, p.cert}};
-  return std::make_shared<grpc::experimental::StaticDataCertificateProvider>(p.ca, pairs);
-}
+// The files are read again every kRefreshSeconds: a renewed certificate
+// (or CA bundle, for a client) is used from the next handshake on. Files
+// that do not load then leave the last good ones in use (gRPC logs it).
+constexpr unsigned kRefreshSeconds = 5;
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const TlsFiles& files) {
-  ASSIGN_OR_RETURN(Pems pems, Load(files));
-  grpc::experimental::TlsServerCredentialsOptions options(Provider(pems));
-  options.watch_root_certs();
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const TlsFiles& files, std::shared_ptr<ClientCertificates> clients) {
+  RETURN_IF_ERROR(Load(files).status());
+  if (clients == nullptr) return absl::InvalidArgumentError("no client certificate check given");
+  grpc::experimental::TlsServerCredentialsOptions options(
+      std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(files.key, files.cert, kRefreshSeconds));
   options.watch_identity_key_cert_pairs();
-  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  if (!files.crl_dir.empty()) {
-    RETURN_IF_ERROR(CheckCrlDirectory(files.crl_dir, pems));
-    options.set_crl_directory(files.crl_dir);
-  }
+  // The chain is judged by `clients` in the handshake (HandshakeVerifier),
+  // revocation and validity at each call (ClientCertificates::CheckCall).
+  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
+  options.set_certificate_verifier(clients->HandshakeVerifier());
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::experimental::TlsServerCredentials(options);
   if (creds == nullptr) return absl::InternalError("gRPC refused the TLS server options");
   return creds;
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeClientCredentials(const TlsFiles& files) {
-  ASSIGN_OR_RETURN(Pems pems, Load(files));
+  RETURN_IF_ERROR(Load(files).status());
   grpc::experimental::TlsChannelCredentialsOptions options;
-  options.set_certificate_provider(Provider(pems));
+  options.set_certificate_provider(std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      files.key, files.cert, files.ca_cert, kRefreshSeconds));
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();
   options.set_verify_server_certs(true);

@@ -51,6 +51,19 @@ absl::Status IssueTestLeaf(const std::string& dir, const TestLeaf& leaf) {
                           ".key -CAcreateserial -extfile ", base, ".ext -out ", base, ".crt"));
 }
 
+absl::Status MakeTestCrl(const std::string& dir, const std::string& ca, const std::string& out) {
+  const std::string base = absl::StrCat(dir, "/", ca);
+  RETURN_IF_ERROR(WriteFileAtomically(base + ".index", "", 0600));
+  RETURN_IF_ERROR(WriteFileAtomically(base + ".crlnumber", "01\n", 0600));
+  RETURN_IF_ERROR(WriteFileAtomically(
+      base + ".cnf",
+      absl::StrCat("[ca]\ndefault_ca = test\n[test]\ndatabase = ", base, ".index\ncrlnumber = ", base,
+                   ".crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n"),
+      0600));
+  return Run(absl::StrCat("openssl ca -config ", base, ".cnf -gencrl -keyfile ", base, ".key -cert ", base,
+                          ".crt -out ", out));
+}
+
 absl::Status MakeTestPki(const std::string& dir, const std::vector<TestLeaf>& leaves) {
   RETURN_IF_ERROR(MakeTestCa(dir, "ca"));
   for (const TestLeaf& leaf : leaves) RETURN_IF_ERROR(IssueTestLeaf(dir, leaf));

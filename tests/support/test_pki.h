@@ -34,6 +34,9 @@ struct TestLeaf {
 // A self-signed CA in DIR/NAME.crt and DIR/NAME.key.
 absl::Status MakeTestCa(const std::string& dir, const std::string& name = "ca");
 
+// An empty CRL of DIR/CA.{crt,key}, current for two days, written to OUT.
+absl::Status MakeTestCrl(const std::string& dir, const std::string& ca, const std::string& out);
+
 // Issues one leaf signed by DIR/LEAF.ca (which must exist).
 absl::Status IssueTestLeaf(const std::string& dir, const TestLeaf& leaf);
 

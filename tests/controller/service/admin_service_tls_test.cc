@@ -12,6 +12,7 @@
 #include "controller/audit/audit_export.h"
 #include "controller/audit/audit_verifier.h"
 #include "controller/service/admin_service.h"
+#include "controller/service/client_certificates.h"
 #include "controller/service/tls_credentials.h"
 #include "controller/store/sqlite/sqlite_store.h"
 #include "gmock/gmock.h"
@@ -63,9 +64,11 @@ class AdminServiceTlsTest : public ::testing::Test {
     ASSERT_TRUE(store_->PutAgent(b1, {}).ok());
     audit_ = std::make_unique<AuditLog>(*store_, AuditSigningKey::Generate());
     work_ = std::make_unique<WorkQueue>(2);
-    service_ = std::make_unique<AdminServiceImpl>(*store_, *audit_, *work_, TlsIdentityResolver());
+    absl::StatusOr<std::shared_ptr<ClientCertificates>> clients = ClientCertificates::Load(Files("ctl").ca_cert, "");
+    ASSERT_TRUE(clients.ok()) << clients.status();
+    service_ = std::make_unique<AdminServiceImpl>(*store_, *audit_, *work_, TlsIdentityResolver(*clients));
 
-    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = MakeServerCredentials(Files("ctl"));
+    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = MakeServerCredentials(Files("ctl"), *clients);
     ASSERT_TRUE(creds.ok()) << creds.status();
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", *creds, &port_);
@@ -282,7 +285,10 @@ TEST_F(AdminServiceTlsTest, OtherCaAndNoCertificateNeverGetThrough) {
 TEST(TlsCredentialsTest, BadFilesAreClearErrors) {
   testing::TempDir dir;
   TlsFiles files{dir.File("ca.crt"), dir.File("x.crt"), dir.File("x.key"), ""};
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = MakeServerCredentials(files);
+  absl::StatusOr<std::shared_ptr<ClientCertificates>> clients = ClientCertificates::Load(files.ca_cert, "");
+  EXPECT_TRUE(absl::IsNotFound(clients.status())) << clients.status();
+  EXPECT_THAT(clients.status().message(), HasSubstr("ca.crt"));
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> creds = MakeServerCredentials(files, nullptr);
   EXPECT_TRUE(absl::IsNotFound(creds.status())) << creds.status();
   EXPECT_THAT(creds.status().message(), HasSubstr("ca.crt"));
 }
