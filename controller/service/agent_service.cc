@@ -209,7 +209,8 @@ class AgentServiceImpl::SessionReactor final
         audit.what = "agent.disconnected";
         audit.where = audit.who;
         absl::Status s = service_.store_.PutAgent(record_, {std::move(audit)});
-        if (!s.ok()) LogWarning(absl::StrCat("agent ", name_, ": cannot record the disconnect: ", s.message()));
+        if (!s.ok()) LogEvent(LogLevel::kWarning, "agent.disconnect_not_recorded", {{"agent", name_}, {"error", std::string(s.message())}},
+                 absl::StrCat("agent ", name_, ": cannot record the disconnect: ", s.message()));
       }
       delete this;
     });
@@ -278,7 +279,8 @@ class AgentServiceImpl::SessionReactor final
   }
 
   void Fail(const absl::Status& status) {
-    LogWarning(absl::StrCat("agent ", name_, ": ", status.message()));
+    LogEvent(LogLevel::kWarning, "agent.session_failed", {{"agent", name_}, {"error", std::string(status.message())}},
+             absl::StrCat("agent ", name_, ": ", status.message()));
     Close(absl::UnavailableError(absl::StrCat("controller store: ", status.message())));
   }
 
@@ -348,7 +350,8 @@ class AgentServiceImpl::SessionReactor final
         // Two sessions of one name: a restarted agent, or a second holder of
         // its certificate. The newer one wins either way, never silently.
         replaced->Close(absl::AbortedError("replaced by a newer session of the same agent"));
-        LogWarning(absl::StrCat("agent ", name_, ": a new session from ", peer_, " replaced the one before"));
+        LogEvent(LogLevel::kWarning, "agent.session_replaced", {{"agent", name_}, {"peer", peer_}},
+                 absl::StrCat("agent ", name_, ": a new session from ", peer_, " replaced the one before"));
         AuditEntry replace;
         replace.time = service_.clock_.Now();
         replace.who = absl::StrCat("agent:", name_);
@@ -357,7 +360,9 @@ class AgentServiceImpl::SessionReactor final
         replace.details = {{"peer", peer_}};
         absl::StatusOr<std::vector<AuditRecord>> r = service_.store_.AppendAudit({std::move(replace)});
         if (!r.ok()) {
-          LogWarning(absl::StrCat("agent ", name_, ": cannot audit the replaced session: ", r.status().message()));
+          LogEvent(LogLevel::kWarning, "agent.audit_failed",
+                   {{"agent", name_}, {"record", "agent.session_replaced"}, {"error", std::string(r.status().message())}},
+                   absl::StrCat("agent ", name_, ": cannot audit the replaced session: ", r.status().message()));
         }
       }
       IssueRead();
@@ -416,7 +421,8 @@ class AgentServiceImpl::SessionReactor final
   void HandleReport(const v1::AgentMessage& message) {
     const std::string& id = message.id();
     if (id.empty() || id.size() > kMaxIdSize) {
-      LogWarning(absl::StrCat("agent ", name_, ": message without a valid id ignored"));
+      LogEvent(LogLevel::kWarning, "agent.message_ignored", {{"agent", name_}, {"why", "no valid id"}},
+               absl::StrCat("agent ", name_, ": message without a valid id ignored"));
       return;
     }
     switch (message.body_case()) {
@@ -450,7 +456,9 @@ class AgentServiceImpl::SessionReactor final
       case v1::AgentMessage::kAudit: {
         const v1::AuditEvent& e = message.audit();
         if (absl::Status s = ValidateEvent(e); !s.ok()) {
-          LogWarning(absl::StrCat("agent ", name_, ": audit event ", id, " refused: ", s.message()));
+          LogEvent(LogLevel::kWarning, "agent.message_ignored",
+                   {{"agent", name_}, {"id", id}, {"why", std::string(s.message())}},
+                   absl::StrCat("agent ", name_, ": audit event ", id, " refused: ", s.message()));
           return Receipt(id);  // never valid: do not let it sit in the spool
         }
         AuditEntry audit = AgentAudit(id, e.what(), e.time());
@@ -462,7 +470,8 @@ class AgentServiceImpl::SessionReactor final
         return Record(id, std::move(audit));
       }
       default:
-        LogWarning(absl::StrCat("agent ", name_, ": message ", id, " of an unknown kind ignored"));
+        LogEvent(LogLevel::kWarning, "agent.message_ignored", {{"agent", name_}, {"id", id}, {"why", "unknown kind"}},
+                 absl::StrCat("agent ", name_, ": message ", id, " of an unknown kind ignored"));
         return;
     }
   }
@@ -498,7 +507,9 @@ class AgentServiceImpl::SessionReactor final
   void GrantReport(const std::string& id, uint64_t grant_id, const GrantAgentStatus& status, AuditEntry audit) {
     absl::Status s = Timed([&] { return service_.store_.SetGrantAgentState(grant_id, status, {std::move(audit)}); });
     if (absl::IsNotFound(s) || absl::IsInvalidArgument(s)) {
-      LogWarning(absl::StrCat("agent ", name_, ": report ", id, " about grant ", grant_id, ": ", s.message()));
+      LogEvent(LogLevel::kWarning, "agent.grant_report_refused",
+               {{"agent", name_}, {"id", id}, {"grant", absl::StrCat(grant_id)}, {"why", std::string(s.message())}},
+               absl::StrCat("agent ", name_, ": report ", id, " about grant ", grant_id, ": ", s.message()));
     } else if (!s.ok()) {
       return Fail(s);
     }
@@ -513,10 +524,15 @@ class AgentServiceImpl::SessionReactor final
     if (metrics() != nullptr) metrics()->RateLimited(name_, LimitKindName(kind));
     if (v == AgentRateLimiter::Verdict::kRefusedFirstInWindow) {
       const RateLimit& l = service_.limiter_.limit(kind);
-      LogWarning(absl::StrCat("agent ", name_, ": over its limit of ", l.per_minute, " ",
-                              kind == LimitKind::kGrants ? "grant orders" : "knock reports", " a minute (burst ",
-                              l.burst, "): refusing them; audited once per ",
-                              absl::FormatDuration(service_.limiter_.limits().audit_window)));
+      LogEvent(LogLevel::kWarning, "agent.rate_limited",
+               {{"agent", name_},
+                {"limit", LimitKindName(kind)},
+                {"per_minute", absl::StrCat(l.per_minute)},
+                {"burst", absl::StrCat(l.burst)}},
+               absl::StrCat("agent ", name_, ": over its limit of ", l.per_minute, " ",
+                            kind == LimitKind::kGrants ? "grant orders" : "knock reports", " a minute (burst ",
+                            l.burst, "): refusing them; audited once per ",
+                            absl::FormatDuration(service_.limiter_.limits().audit_window)));
     }
     return false;
   }
@@ -541,7 +557,8 @@ class AgentServiceImpl::SessionReactor final
     std::optional<IpAddress> source = IpAddress::Parse(k.source());
     absl::StatusOr<std::vector<Knock>> knocks = FromWireKnocks(k.knocks(), "knocks");
     if (!source || !knocks.ok() || (k.sequence_id() == 0 && knocks->empty())) {
-      LogWarning(absl::StrCat("agent ", name_, ": knock report ", id, " is malformed"));
+      LogEvent(LogLevel::kWarning, "agent.message_ignored", {{"agent", name_}, {"id", id}, {"why", "malformed knock report"}},
+               absl::StrCat("agent ", name_, ": knock report ", id, " is malformed"));
       if (metrics() != nullptr) metrics()->KnockReported(ConsumeOutcome::kUnknown);
       verdict->set_outcome(v1::KNOCK_OUTCOME_UNKNOWN);
       Send(std::move(reply));

@@ -226,7 +226,8 @@ absl::Status ClientCertificates::Reload() {
   if (!store.ok()) {
     stamps_ = std::move(stamps);  // said once, until the files change again
     if (store.status().message() != load_error_) {
-      LogError(absl::StrCat("client certificates: keeping the CA and CRLs in force: ", store.status().message()));
+      LogEvent(LogLevel::kError, "tls.reload_refused", {{"error", std::string(store.status().message())}},
+               absl::StrCat("client certificates: keeping the CA and CRLs in force: ", store.status().message()));
     }
     load_error_ = std::string(store.status().message());
     return store.status();
@@ -235,8 +236,9 @@ absl::Status ClientCertificates::Reload() {
   stamps_ = std::move(stamps);
   load_error_.clear();
   ++reloads_;
-  LogInfo(absl::StrCat("client certificates: ", ca_cert_, crl_dir_.empty() ? "" : " and the CRLs of ", crl_dir_,
-                       " read again"));
+  LogEvent(LogLevel::kInfo, "tls.reloaded", {{"ca_cert", ca_cert_}, {"crl_dir", crl_dir_}},
+           absl::StrCat("client certificates: ", ca_cert_, crl_dir_.empty() ? "" : " and the CRLs of ", crl_dir_,
+                        " read again"));
   return absl::OkStatus();
 }
 

@@ -58,7 +58,10 @@ void EtcdLeader::Round() {
     if (!left.ok()) return;  // leading ends by itself at valid_until_
     absl::MutexLock lock(&mu_);
     if (*left <= 0) {
-      if (revision_ != 0) LogWarning("etcd store: this controller's lease expired; it no longer leads");
+      if (revision_ != 0) {
+        LogEvent(LogLevel::kWarning, "leader.lost", {{"controller", controller_}, {"why", "lease expired"}},
+                 "etcd store: this controller's lease expired; it no longer leads");
+      }
       lease_ = 0;
       revision_ = 0;
       return;
@@ -98,8 +101,14 @@ void EtcdLeader::Campaign() {
     if (holder.lease() == lease) revision = holder.create_revision();  // ours already
   }
   absl::MutexLock lock(&mu_);
-  if (revision != 0 && revision_ == 0) LogInfo(absl::StrCat("etcd store: controller ", controller_, " leads"));
-  if (revision == 0 && revision_ != 0) LogWarning(absl::StrCat("etcd store: controller ", controller_, " no longer leads"));
+  if (revision != 0 && revision_ == 0) {
+    LogEvent(LogLevel::kInfo, "leader.won", {{"controller", controller_}, {"revision", absl::StrCat(revision)}},
+             absl::StrCat("etcd store: controller ", controller_, " leads"));
+  }
+  if (revision == 0 && revision_ != 0) {
+    LogEvent(LogLevel::kWarning, "leader.lost", {{"controller", controller_}},
+             absl::StrCat("etcd store: controller ", controller_, " no longer leads"));
+  }
   revision_ = revision;
 }
 
