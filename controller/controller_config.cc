@@ -77,6 +77,15 @@ class Parser {
       if (key == "listen") return Set(config_.listen, value);
       if (key == "statedir" || key == "state_dir") return Set(config_.state_dir, value);
       if (key == "heartbeat_interval") return Duration(value, config_.heartbeat_interval);
+      if (key == "sequence_lifetime") {
+        const std::optional<absl::Duration> d = ParseLifetime(value);
+        if (!d || *d > kMaxSequenceLifetime) {
+          return Error(absl::StrCat("Sequence_Lifetime: \"", value, "\": expected a duration like 30d or 12h, at most ",
+                                    absl::ToInt64Hours(kMaxSequenceLifetime) / 24, "d"));
+        }
+        config_.sequence_lifetime = *d;
+        return absl::OkStatus();
+      }
       if (key == "logformat" || key == "log_format") {
         const std::optional<LogFormat> format = ParseLogFormat(value);
         if (!format) return Error(absl::StrCat("LogFormat: \"", value, "\": expected text or json"));

@@ -55,6 +55,9 @@ struct ControllerConfig {
   // LogFormat = text | json (common/log.h).
   LogFormat log_format = LogFormat::kText;
   absl::Duration heartbeat_interval = absl::Seconds(10);
+  // Sequence_Lifetime: how long an issued sequence lives unless
+  // `sequences issue --expires` says (30d, 12h, ...; at most 366 days).
+  absl::Duration sequence_lifetime = kDefaultSequenceLifetime;
   TlsFiles tls;
   std::string audit_key;  // default: STATE_DIR/audit.key
   absl::Duration checkpoint_interval = absl::Minutes(1);

@@ -15,6 +15,8 @@
 #include "common/prometheus_text.h"
 #include "common/status_macros.h"
 #include "controller/audit/audit_log.h"
+#include "controller/sequences/sequence_generator.h"
+#include "controller/sequences/sequence_issuer.h"
 #include "controller/service/admin_service.h"
 #include "controller/service/agent_service.h"
 #include "controller/service/client_certificates.h"
@@ -60,6 +62,7 @@ absl::StatusOr<std::unique_ptr<ControllerDaemon>> ControllerDaemon::Start(const 
   d->audit_ = std::make_unique<AuditLog>(*d->store_, std::move(key), clock, config.checkpoint_interval);
   ASSIGN_OR_RETURN(d->hub_, FleetHub::Create(*d->store_, clock));
   d->work_ = std::make_unique<WorkQueue>(kWorkers);
+  d->generator_ = std::make_unique<SequenceGenerator>();
   ASSIGN_OR_RETURN(d->clients_, ClientCertificates::Load(config.tls.ca_cert, config.tls.crl_dir));
   d->refusals_ = std::make_unique<RefusalAudit>(*d->audit_, *d->work_, clock, d->metrics_.get());
   d->clients_->SetRefusalSink([refusals = d->refusals_.get(), &clock](const CertificateRefusal& refusal) {
@@ -75,6 +78,7 @@ absl::StatusOr<std::unique_ptr<ControllerDaemon>> ControllerDaemon::Start(const 
   AdminServiceOptions admin_options;
   admin_options.metrics = d->metrics_.get();
   admin_options.refusals = d->refusals_.get();
+  admin_options.sequence_lifetime = config.sequence_lifetime;
   d->admin_service_ = std::make_unique<AdminServiceImpl>(*d->store_, *d->audit_, *d->work_,
                                                          TlsIdentityResolver(d->clients_), clock, admin_options);
 
@@ -96,8 +100,10 @@ absl::StatusOr<std::unique_ptr<ControllerDaemon>> ControllerDaemon::Start(const 
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen));
   }
   (void)d->store_->AppendAudit({ControllerAudit(clock.Now(), "controller.started")});
-  LogInfo(absl::StrCat("sesame-controller listening on ", config.listen, " (port ", d->port_, "), state in ",
-                       config.state_dir));
+  LogEvent(LogLevel::kInfo, "controller.listening",
+           {{"listen", config.listen}, {"port", absl::StrCat(d->port_)}, {"state_dir", config.state_dir}},
+           absl::StrCat("sesame-controller listening on ", config.listen, " (port ", d->port_, "), state in ",
+                        config.state_dir));
   d->Tick();
   return d;
 }
@@ -152,7 +158,11 @@ void ControllerDaemon::SweepSilentAgents() {
     audit.where = audit.who;
     audit.details["reason"] = "no heartbeat for three intervals (its controller stopped)";
     absl::Status s = store_->PutAgent(agent, {std::move(audit)});
-    if (!s.ok()) LogWarning(absl::StrCat("cannot mark agent ", agent.name, " disconnected: ", s.message()));
+    if (!s.ok()) {
+      LogEvent(LogLevel::kWarning, "agent.disconnect_not_recorded",
+               {{"agent", agent.name}, {"error", std::string(s.message())}},
+               absl::StrCat("cannot mark agent ", agent.name, " disconnected: ", s.message()));
+    }
   }
 }
 
@@ -182,8 +192,9 @@ absl::Status ControllerDaemon::SyncDoors(const ControllerConfig& config) {
     // door's explicit choice (Fleet_Wide, default no): said at every start
     // and reload, and recorded with each change.
     if (door.policy.fleet_wide) {
-      LogInfo(absl::StrCat("door ", door.name, " is fleet-wide (Fleet_Wide = yes): one bastion's knock report ",
-                           "opens it on every bastion"));
+      LogEvent(LogLevel::kInfo, "door.fleet_wide", {{"door", door.name}},
+               absl::StrCat("door ", door.name, " is fleet-wide (Fleet_Wide = yes): one bastion's knock report ",
+                            "opens it on every bastion"));
     }
     absl::StatusOr<Door> known = store_->GetDoor(door.name);
     if (known.ok() && known->policy == door.policy) continue;
@@ -192,8 +203,10 @@ absl::Status ControllerDaemon::SyncDoors(const ControllerConfig& config) {
     audit.details = {
         {"door", door.name}, {"config", config.path}, {"fleet_wide", door.policy.fleet_wide ? "yes" : "no"}};
     ASSIGN_OR_RETURN(Door stored, store_->PutDoor(door, {std::move(audit)}));
-    LogInfo(absl::StrCat("door ", stored.name, (known.ok() ? " changed" : " added"), " at revision ",
-                         stored.revision));
+    LogEvent(LogLevel::kInfo, known.ok() ? "door.changed" : "door.added",
+             {{"door", stored.name}, {"revision", absl::StrCat(stored.revision)}},
+             absl::StrCat("door ", stored.name, (known.ok() ? " changed" : " added"), " at revision ",
+                          stored.revision));
   }
   return absl::OkStatus();
 }
@@ -228,10 +241,13 @@ void ControllerDaemon::Tick() {
     if (c.ok()) {
       last_checkpoint_ = now;
     } else {
-      LogWarning(absl::StrCat("audit checkpoint failed: ", c.status().message()));
+      LogEvent(LogLevel::kWarning, "audit.checkpoint_failed", {{"error", std::string(c.status().message())}},
+               absl::StrCat("audit checkpoint failed: ", c.status().message()));
     }
   }
   ExpireGrants();
+  ExpireSequences();
+  TopUpReserves(now);
   if (agent_service_ != nullptr) agent_service_->FlushRefusalWindows();
   if (refusals_ != nullptr) refusals_->Flush();
   if (!config_.metrics_file.empty() && now - last_metrics_ >= config_.metrics_interval) {
@@ -249,7 +265,11 @@ void ControllerDaemon::ExpireGrants() {
     AuditEntry audit = ControllerAudit(now, "grant.expired");
     audit.details = {{"address", g.address.ToString()}, {"door", g.door}};
     absl::StatusOr<GrantRecord> closed = store_->CloseGrant(g.id, GrantState::kExpired, {std::move(audit)});
-    if (!closed.ok()) LogWarning(absl::StrCat("cannot expire grant ", g.id, ": ", closed.status().message()));
+    if (!closed.ok()) {
+      LogEvent(LogLevel::kWarning, "grant.expire_failed",
+               {{"grant", absl::StrCat(g.id)}, {"error", std::string(closed.status().message())}},
+               absl::StrCat("cannot expire grant ", g.id, ": ", closed.status().message()));
+    }
   }
 }
 
@@ -283,23 +303,82 @@ absl::Status ControllerDaemon::CheckStore() {
 void ControllerDaemon::UpdateHealth() {
   const absl::Status usable = CheckStore();
   if (!usable.ok() && usable.message() != unusable_) {
-    LogError(absl::StrCat(usable.message(), ": health is NOT_SERVING"));
+    LogEvent(LogLevel::kError, "health.not_serving", {{"reason", std::string(usable.message())}},
+             absl::StrCat(usable.message(), ": health is NOT_SERVING"));
   }
   unusable_ = usable.ok() ? "" : std::string(usable.message());
   metrics_->SetStoreUsable(usable.ok());
   if (server_ == nullptr || (health_set_ && usable.ok() == serving_)) return;
   server_->GetHealthCheckService()->SetServingStatus(usable.ok());
   if (agent_service_ != nullptr) agent_service_->SetServing(usable.ok(), std::string(usable.message()));
-  if (health_set_ && usable.ok()) LogInfo("the store is usable again: health is SERVING");
+  if (health_set_ && usable.ok()) LogEvent(LogLevel::kInfo, "health.serving", {}, "the store is usable again: health is SERVING");
   serving_ = usable.ok();
   health_set_ = true;
 }
 
 void ControllerDaemon::WriteMetrics() {
   absl::Status s = WritePrometheusFile(config_.metrics_file, metrics_->Collect(*store_));
-  if (!s.ok() && s.message() != metrics_error_) LogWarning(absl::StrCat("metrics: ", s.message()));
-  if (s.ok() && !metrics_error_.empty()) LogInfo(absl::StrCat("metrics: ", config_.metrics_file, " written again"));
+  if (!s.ok() && s.message() != metrics_error_) {
+    LogEvent(LogLevel::kWarning, "metrics.write_failed",
+             {{"file", config_.metrics_file}, {"error", std::string(s.message())}}, absl::StrCat("metrics: ", s.message()));
+  }
+  if (s.ok() && !metrics_error_.empty()) {
+    LogEvent(LogLevel::kInfo, "metrics.written_again", {{"file", config_.metrics_file}},
+             absl::StrCat("metrics: ", config_.metrics_file, " written again"));
+  }
   metrics_error_ = s.ok() ? "" : std::string(s.message());
+}
+
+void ControllerDaemon::ExpireSequences() {
+  // A bounded share of each tick: a day's worth expiring at once drains
+  // over a few ticks, and the tick's other work still runs.
+  constexpr int kMaxCallsPerTick = 25;
+  for (int i = 0; i < kMaxCallsPerTick; ++i) {
+    absl::StatusOr<std::vector<Sequence>> burnt = store_->ExpireSequences(kMaxExpiredPerCall);
+    if (!burnt.ok()) {
+      LogEvent(LogLevel::kWarning, "sequences.expire_failed", {{"error", std::string(burnt.status().message())}},
+               absl::StrCat("cannot burn expired sequences: ", burnt.status().message()));
+      return;
+    }
+    if (burnt->size() < kMaxExpiredPerCall) return;
+  }
+}
+
+void ControllerDaemon::TopUpReserves(absl::Time now) {
+  if (config_.offline_reserve.empty() || now - last_reserve_top_up_ < kReserveTopUpInterval) return;
+  absl::StatusOr<std::vector<AgentRecord>> agents = store_->ListAgents();
+  if (!agents.ok() || agents->empty()) return;  // the first agent gets its reserve at once
+  last_reserve_top_up_ = now;
+  for (const auto& [door, wanted] : config_.offline_reserve) {
+    for (const AgentRecord& agent : *agents) {
+      SequenceFilter unused;
+      unused.door = door;
+      unused.reserve_agent = agent.name;
+      unused.unused_only = true;
+      absl::StatusOr<std::vector<Sequence>> held = store_->ListSequences(unused);
+      if (!held.ok() || held->size() >= static_cast<size_t>(wanted)) continue;
+      IssueRequest request;
+      request.door = door;
+      request.count = static_cast<size_t>(wanted) - held->size();
+      request.issued_to = kUnclaimedReserve;
+      request.reserve_agent = agent.name;
+      request.actor = "controller";
+      request.expires_at = now + config_.sequence_lifetime;
+      absl::StatusOr<std::vector<Sequence>> issued = IssueSequences(*store_, *generator_, request, clock_);
+      if (issued.ok()) {
+        LogEvent(LogLevel::kInfo, "reserve.topped_up",
+                 {{"agent", agent.name}, {"door", door}, {"count", absl::StrCat(issued->size())}},
+                 absl::StrCat("reserve of ", agent.name, " for door ", door, ": ", issued->size(),
+                              " sequence(s) issued, unclaimed (sesamectl sequences claim --reserve ", agent.name,
+                              ")"));
+      } else {
+        LogEvent(LogLevel::kWarning, "reserve.top_up_failed",
+                 {{"agent", agent.name}, {"door", door}, {"error", std::string(issued.status().message())}},
+                 absl::StrCat("cannot top up the reserve of ", agent.name, " for door ", door, ": ",
+                              issued.status().message()));
+      }
+    }
+  }
 }
 
 absl::Status ControllerDaemon::ReloadClientCertificates() {

@@ -52,6 +52,7 @@ class EtcdStore;
 class ControllerMetrics;
 class FleetHub;
 class RefusalAudit;
+class SequenceGenerator;
 class SqliteStore;
 class Store;
 class WorkQueue;
@@ -91,6 +92,12 @@ class ControllerDaemon {
   bool Leading();
   absl::Status SyncDoors(const ControllerConfig& config);
   void ExpireGrants();
+  // Burns the sequences whose expiry has come (the leader's work).
+  void ExpireSequences();
+  // Issues each bastion's missing reserve sequences ([door] Offline_Reserve),
+  // unclaimed (sesamectl sequences claim), every kReserveTopUpInterval.
+  void TopUpReserves(absl::Time now);
+  static constexpr absl::Duration kReserveTopUpInterval = absl::Seconds(10);
   void WriteMetrics();
   void UpdateHealth();
   // New CA bundle or CRLs: the agents' sessions are judged again.
@@ -111,6 +118,8 @@ class ControllerDaemon {
   uint64_t client_reloads_seen_ = 0;  // clients_->reloads() at the last sessions' recheck
   std::unique_ptr<FleetHub> hub_;
   std::unique_ptr<WorkQueue> work_;
+  std::unique_ptr<SequenceGenerator> generator_;  // the reserves' top-up
+  absl::Time last_reserve_top_up_ = absl::InfinitePast();
   std::unique_ptr<AgentServiceImpl> agent_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<grpc::Server> server_;

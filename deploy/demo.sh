@@ -56,19 +56,22 @@ except OSError as e:
 }
 
 # Each bastion's offline reserve: what still opens it while no controller
-# answers. Shown once, so the knock lines are kept for the story at the end.
-for n in 1 2 3; do
-  sesamectl sequences issue --door openSSH --reserve "bastion$n" --count 2 --for demo-reserve |
-    grep -m1 "knock 198.18.20.1$n " | sed 's/^ *//' >"$run/b$n-reserve-knock"
-done
-for _ in $(seq 100); do
+# answers. The controller keeps 3 per bastion (door openSSH, Offline_Reserve)
+# on its own; claiming one shows its knocks, once, so the knock line is kept
+# for the story at the end.
+for _ in $(seq 300); do
   sesamectl -o json agents list 2>/dev/null | python3 -c '
 import json, sys
-sys.exit(0 if all(a["reserve_left"] >= 2 for a in json.load(sys.stdin)["agents"]) else 1)' && break
+agents = json.load(sys.stdin)["agents"]
+sys.exit(0 if len(agents) == 3 and all(a["reserve_left"] >= 3 for a in agents) else 1)' && break
   sleep 0.1
 done
+for n in 1 2 3; do
+  sesamectl sequences claim --door openSSH --reserve "bastion$n" --for demo-reserve |
+    grep -m1 "knock 198.18.20.1$n " | sed 's/^ *//' >"$run/b$n-reserve-knock"
+done
 echo
-echo "== the fleet (sesamectl agents list): each bastion holds an offline reserve of 2"
+echo "== the fleet (sesamectl agents list): each bastion holds an offline reserve of 3"
 sesamectl agents list
 echo
 echo "== an operator gets a one-time sequence for door openSSH (shown once)"
@@ -140,7 +143,7 @@ if [ ${#ha[@]} -eq 0 ]; then
   kill -9 \$(cat $run/controller.pid)
   ip netns exec ${prefix}c1 \$(cat $run/b1-reserve-knock)
   bash tests/fleet/bed.sh start $run controller    # back: the reserve use audited once
-  sesamectl audit tail -n 5; sesamectl agents list # reserve 1 left on bastion1
+  sesamectl audit tail -n 5; sesamectl agents list # bastion1's reserve replaced within 10 s
 NEXT
 fi
 if [ ${#ha[@]} -gt 0 ]; then

@@ -14,6 +14,11 @@ namespace sesame {
 
 void ManagedAgent::HandleCompleted(const CompletedKnock& k) {
   const absl::Time now = options_.clock->Now();
+  absl::Time expires_at = absl::InfiniteFuture();
+  if (auto it = state_.sequences().find(k.sequence_id);
+      it != state_.sequences().end() && it->second.has_expires_at()) {
+    expires_at = FromProtoTime(it->second.expires_at());
+  }
   if (state_.RemoveSequence(k.sequence_id)) publish_ids_.insert(k.sequence_id);
   v1::AgentMessage m;
   m.set_id(spool_->NewId());
@@ -57,6 +62,16 @@ void ManagedAgent::HandleCompleted(const CompletedKnock& k) {
     Report(m);  // sent now if a session is up without its snapshot yet
     LogWarning(absl::StrCat(k.source.ToString(), ": ", k.door, ": sequence ", k.sequence_id,
                             " complete while the controller is unreachable; it decides when the link is back"));
+    return;
+  }
+  if (k.time >= expires_at) {
+    // Expired: nothing opens here; the controller hears of it when the link
+    // is back (and refuses it as expired).
+    Report(m);
+    LogWarning(absl::StrCat(k.source.ToString(), ": ", k.door, ": reserve sequence ", k.sequence_id,
+                            " complete while the controller is unreachable, but it expired at ",
+                            absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", expires_at, absl::UTCTimeZone()),
+                            ": not opening"));
     return;
   }
   // Offline reserve: recorded durably before the door opens, so that no

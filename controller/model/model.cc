@@ -15,6 +15,21 @@ constexpr int kMaxSequenceLength = 32;
 
 }  // namespace
 
+std::optional<absl::Duration> ParseLifetime(std::string_view text) {
+  absl::Duration d;
+  if (!text.empty() && text.back() == 'd') {
+    int days = 0;
+    const char* end = text.data() + text.size() - 1;
+    const auto [ptr, ec] = std::from_chars(text.data(), end, days);
+    if (ec != std::errc() || ptr != end || days <= 0 || days > 100000) return std::nullopt;
+    d = absl::Hours(24) * days;
+  } else if (!absl::ParseDuration(std::string(text), &d)) {
+    return std::nullopt;
+  }
+  if (d <= absl::ZeroDuration() || d == absl::InfiniteDuration()) return std::nullopt;
+  return d;
+}
+
 bool IsValidName(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {

@@ -62,10 +62,16 @@ struct Sequence {
   absl::Time issued_at;
   // Non-empty: an offline-reserve sequence valid on this agent alone.
   std::string reserve_agent;
-  // Set once burnt.
+  // From then on it opens nothing; the leading controller burns it
+  // (expired = true) within a second or so. InfiniteFuture: never (only
+  // rows written before sequences had an expiry read that way).
+  absl::Time expires_at = absl::InfiniteFuture();
+  // Set once burnt: by a knock (consumed_*), or by its expiry (expired,
+  // consumed_at the burn's time, consumed_by and consumed_from empty).
   std::string consumed_by;  // agent
   std::optional<IpAddress> consumed_from;
   absl::Time consumed_at = absl::InfinitePast();
+  bool expired = false;
   uint64_t revision = 0;  // revision of its last change
 
   bool unused() const { return state != SequenceState::kBurnt; }
@@ -77,7 +83,31 @@ struct NewSequence {
   std::vector<Knock> knocks;
   std::string issued_to;
   std::string reserve_agent;
+  absl::Time expires_at = absl::InfiniteFuture();  // required: after the issue
 };
+
+// issued_to of a reserve sequence the controller issued on its own (to
+// keep a bastion's Offline_Reserve) that nobody has claimed yet: its knocks
+// have been shown to no one. Not a name an operator can issue to.
+inline constexpr char kUnclaimedReserve[] = "unclaimed";
+
+// Reserve sequences handed to someone (sesamectl sequences claim): up to
+// count unclaimed reserve sequences of reserve_agent (of door, or any door
+// when empty), oldest first, become issued to claimant.
+struct SequenceClaim {
+  std::string door;
+  std::string reserve_agent;
+  size_t count = 1;
+  std::string claimant;
+};
+
+// How long a sequence lives when its issuer does not say ([controller]
+// Sequence_Lifetime), and the longest it may (sequences issue --expires).
+inline constexpr absl::Duration kDefaultSequenceLifetime = absl::Hours(24 * 30);
+inline constexpr absl::Duration kMaxSequenceLifetime = absl::Hours(24 * 366);
+// A lifetime as operators write it: "30d", "12h", "90m", "1h30m" (days, or
+// what absl::ParseDuration reads); positive and finite, else nullopt.
+std::optional<absl::Duration> ParseLifetime(std::string_view text);
 
 struct SequenceFilter {
   std::string door;                    // empty: any

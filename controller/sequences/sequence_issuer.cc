@@ -37,7 +37,8 @@ absl::StatusOr<std::vector<Sequence>> IssueSequences(Store& store, SequenceGener
     ASSIGN_OR_RETURN(std::vector<std::vector<Knock>> fresh, generator.Generate(door.policy, c.index_, request.count));
     std::vector<NewSequence> sequences;
     for (std::vector<Knock>& knocks : fresh) {
-      sequences.push_back(NewSequence{door.name, std::move(knocks), request.issued_to, request.reserve_agent});
+      sequences.push_back(
+          NewSequence{door.name, std::move(knocks), request.issued_to, request.reserve_agent, request.expires_at});
     }
     AuditEntry audit;
     audit.time = clock.Now();
@@ -48,6 +49,9 @@ absl::StatusOr<std::vector<Sequence>> IssueSequences(Store& store, SequenceGener
     audit.details["count"] = absl::StrCat(request.count);
     audit.details["issued_to"] = request.issued_to;
     if (!request.reserve_agent.empty()) audit.details["reserve_agent"] = request.reserve_agent;
+    if (request.expires_at != absl::InfiniteFuture()) {
+      audit.details["expires_at"] = absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", request.expires_at, absl::UTCTimeZone());
+    }
     absl::StatusOr<std::vector<Sequence>> stored = store.AddSequences(sequences, {std::move(audit)});
     if (stored.ok() && !stored->empty()) {
       // Still exact when this issue's sequences were the only writes since.

@@ -23,6 +23,7 @@ struct IssueRequest {
   std::string issued_to;       // recorded with each sequence
   std::string reserve_agent;   // empty: fleet sequences
   std::string actor;           // audit "who", e.g. "admin:alice"
+  absl::Time expires_at = absl::InfiniteFuture();  // AdminService always sets it
 };
 
 inline constexpr size_t kMaxIssueCount = 1000;

@@ -172,11 +172,20 @@ grpc::ServerUnaryReactor* AdminServiceImpl::IssueSequences(grpc::CallbackServerC
     issue.door = request->door();
     issue.count = request->count();
     issue.issued_to = request->issued_to().empty() ? admin.name : request->issued_to();
-    if (!IsValidName(issue.issued_to)) {
-      return absl::InvalidArgumentError("issued_to: expected a name of [A-Za-z0-9_.-]{1,64}");
+    if (!IsValidName(issue.issued_to) || issue.issued_to == kUnclaimedReserve) {
+      return absl::InvalidArgumentError("issued_to: expected a name of [A-Za-z0-9_.-]{1,64}, not \"unclaimed\"");
     }
     issue.reserve_agent = request->reserve_agent();
     issue.actor = admin.principal();
+    const absl::Time now = clock_.Now();
+    issue.expires_at = request->has_expires_at() ? FromWireTime(request->expires_at())
+                                                  : now + options_.sequence_lifetime;
+    if (issue.expires_at <= now) return absl::InvalidArgumentError("expires_at: expected a time in the future");
+    if (issue.expires_at > now + kMaxSequenceLifetime) {
+      return absl::InvalidArgumentError(absl::StrCat("expires_at: at most ",
+                                                     absl::ToInt64Hours(kMaxSequenceLifetime) / 24,
+                                                     " days ahead"));
+    }
     // Where the sequences can be knocked: the reserve's own bastion, or
     // every bastion for fleet sequences.
     std::vector<AgentRecord> bastions;
@@ -197,22 +206,54 @@ grpc::ServerUnaryReactor* AdminServiceImpl::IssueSequences(grpc::CallbackServerC
     }
     ASSIGN_OR_RETURN(std::vector<Sequence> issued,
                      controller::IssueSequences(store_, generator_, issue, clock_, &issue_cache_));
-    for (const Sequence& q : issued) {
-      v1::IssuedSequence* out = response->add_sequences();
-      out->set_id(q.id);
-      out->set_door(q.door);
-      AppendWireKnocks(q.knocks, out->mutable_knocks());
-      for (const AgentRecord& b : bastions) {
-        for (const std::string& host : b.advertise_hosts) {
-          v1::KnockCommand* c = out->add_commands();
-          c->set_agent(b.name);
-          c->set_host(host);
-          c->set_command(KnockCommand(host, q.knocks));
-        }
-      }
-    }
+    for (const Sequence& q : issued) ShowIssued(q, bastions, *response);
     return absl::OkStatus();
   });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ClaimReserve(grpc::CallbackServerContext* context,
+                                                         const v1::ClaimReserveRequest* request,
+                                                         v1::IssueSequencesResponse* response) {
+  return Unary(context, [this, request, response](const PeerIdentity& admin) -> absl::Status {
+    SequenceClaim claim;
+    claim.reserve_agent = request->agent();
+    claim.door = request->door();
+    claim.count = request->count() == 0 ? 1 : request->count();
+    claim.claimant = request->claimed_by().empty() ? admin.name : request->claimed_by();
+    if (!IsValidName(claim.claimant) || claim.claimant == kUnclaimedReserve) {
+      return absl::InvalidArgumentError("claimed_by: expected a name of [A-Za-z0-9_.-]{1,64}, not \"unclaimed\"");
+    }
+    ASSIGN_OR_RETURN(AgentRecord agent, store_.GetAgent(claim.reserve_agent));
+    AuditEntry audit;
+    audit.time = clock_.Now();
+    audit.who = admin.principal();
+    audit.what = "sequences.claimed";
+    audit.where = "controller";
+    audit.details = {{"reserve_agent", claim.reserve_agent}, {"claimed_by", claim.claimant}};
+    if (!claim.door.empty()) audit.details["door"] = claim.door;
+    ASSIGN_OR_RETURN(std::vector<Sequence> claimed, store_.ClaimSequences(claim, {std::move(audit)}));
+    for (const Sequence& q : claimed) ShowIssued(q, {agent}, *response);
+    return absl::OkStatus();
+  });
+}
+
+// A sequence shown to its holder: its knocks, its expiry, and a knock(1)
+// command line for every host of the bastions where it works.
+void AdminServiceImpl::ShowIssued(const Sequence& q, const std::vector<AgentRecord>& bastions,
+                                  v1::IssueSequencesResponse& response) {
+  v1::IssuedSequence* out = response.add_sequences();
+  out->set_id(q.id);
+  out->set_door(q.door);
+  AppendWireKnocks(q.knocks, out->mutable_knocks());
+  *out->mutable_expires_at() = ToWireTime(q.expires_at);
+  for (const AgentRecord& b : bastions) {
+    for (const std::string& host : b.advertise_hosts) {
+      v1::KnockCommand* c = out->add_commands();
+      c->set_agent(b.name);
+      c->set_host(host);
+      c->set_command(KnockCommand(host, q.knocks));
+    }
+  }
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListSequences(grpc::CallbackServerContext* context,
@@ -236,10 +277,12 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListSequences(grpc::CallbackServerCo
       out->set_issued_to(q.issued_to);
       *out->mutable_issued_at() = ToWireTime(q.issued_at);
       out->set_reserve_agent(q.reserve_agent);
+      if (q.expires_at != absl::InfiniteFuture()) *out->mutable_expires_at() = ToWireTime(q.expires_at);
       if (q.state == SequenceState::kBurnt) {
         out->set_consumed_by(q.consumed_by);
         if (q.consumed_from) out->set_consumed_from(q.consumed_from->ToString());
         *out->mutable_consumed_at() = ToWireTime(q.consumed_at);
+        out->set_expired(q.expired);
       }
     }
     return absl::OkStatus();

@@ -36,6 +36,9 @@ struct AdminServiceOptions {
   // Where "admin.refused" records go, within bounds (the daemon's, shared
   // with the TLS refusals and flushed by its tick). Null: a private one.
   RefusalAudit* refusals = nullptr;
+  // How long issued sequences live when the request does not say
+  // ([controller] Sequence_Lifetime).
+  absl::Duration sequence_lifetime = kDefaultSequenceLifetime;
 };
 
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
@@ -52,6 +55,8 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* IssueSequences(grpc::CallbackServerContext* context,
                                            const v1::IssueSequencesRequest* request,
                                            v1::IssueSequencesResponse* response) override;
+  grpc::ServerUnaryReactor* ClaimReserve(grpc::CallbackServerContext* context, const v1::ClaimReserveRequest* request,
+                                         v1::IssueSequencesResponse* response) override;
   grpc::ServerUnaryReactor* ListSequences(grpc::CallbackServerContext* context,
                                           const v1::ListSequencesRequest* request,
                                           v1::ListSequencesResponse* response) override;
@@ -85,6 +90,8 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   template <typename Fn>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context, Fn fn);
   absl::StatusOr<PeerIdentity> Authorize(const grpc::CallbackServerContext& context);
+  static void ShowIssued(const Sequence& q, const std::vector<AgentRecord>& bastions,
+                         v1::IssueSequencesResponse& response);
   // Appends an "admin.refused" audit record (on the work queue).
   void AuditRefusal(const std::string& who, const std::string& peer, const absl::Status& why);
 

@@ -12,6 +12,7 @@ v1::HeldSequence ToHeld(const Sequence& q) {
   out.set_door(q.door);
   AppendWireKnocks(q.knocks, out.mutable_knocks());
   out.set_reserve(!q.reserve_agent.empty());
+  if (q.expires_at != absl::InfiniteFuture()) *out.mutable_expires_at() = ToWireTime(q.expires_at);
   return out;
 }
 

@@ -55,6 +55,7 @@ ConsumeDecision DecideConsume(const ConsumeRequest& request, std::optional<Seque
     entry.details["sequence"] = absl::StrCat(found->id);
     if (!refusal) refusal = CheckSequenceScope(request, *found);
     if (!refusal) refusal = CheckKnocks(request, *found);
+    if (!refusal) refusal = CheckExpiry(request, *found, now);
   }
 
   if (refusal) {

@@ -13,7 +13,8 @@
 //     was issued, less a day); the record's time is always the store's;
 //   - the sequence is not another bastion's reserve, and one reported as
 //     admitted offline is a reserve sequence;
-//   - a report by id carries exactly the sequence's knocks.
+//   - a report by id carries exactly the sequence's knocks;
+//   - the sequence had not expired when it was knocked (CheckExpiry).
 // A refused report whose knocks are those of a sequence that stays unused
 // does not show them in the record. One exception burns on a refusal: an
 // offline report of the agent's own unused reserve sequence (the door is

@@ -40,6 +40,7 @@ const char* RefusalReasonName(RefusalReason reason) {
     case RefusalReason::kOtherBastion: return "other_bastion";
     case RefusalReason::kOfflineFleetSequence: return "offline_fleet_sequence";
     case RefusalReason::kKnocksDiffer: return "knocks_differ";
+    case RefusalReason::kExpired: return "expired";
   }
   return "?";
 }
@@ -88,6 +89,15 @@ std::optional<Refusal> CheckKnocks(const ConsumeRequest& request, const Sequence
                  request.knocks.empty()
                      ? absl::StrCat("the report names sequence ", found.id, " without the knocks received")
                      : absl::StrCat("the knocks reported are not sequence ", found.id, "'s")};
+}
+
+std::optional<Refusal> CheckExpiry(const ConsumeRequest& request, const Sequence& found, absl::Time now) {
+  const absl::Time knocked = request.offline && request.agent_time ? *request.agent_time : now;
+  if (found.expired || (found.unused() && knocked >= found.expires_at)) {
+    return Refusal{RefusalReason::kExpired, absl::StrCat("sequence ", found.id, " expired at ",
+                                                         AgentTimeText(found.expires_at))};
+  }
+  return std::nullopt;
 }
 
 std::string AgentTimeText(absl::Time t) { return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone()); }

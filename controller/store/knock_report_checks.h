@@ -28,11 +28,13 @@ enum class RefusalReason {
   kOtherBastion,          // "other_bastion": a reserve sequence of another bastion
   kOfflineFleetSequence,  // "offline_fleet_sequence": admitted offline, but not a reserve sequence
   kKnocksDiffer,          // "knocks_differ": by id, without the sequence's knocks
+  kExpired,               // "expired": knocked after the sequence's expiry
 };
 const char* RefusalReasonName(RefusalReason reason);
 inline constexpr RefusalReason kAllRefusalReasons[] = {
     RefusalReason::kSourceNotUnicast, RefusalReason::kSourceOwnAddress,      RefusalReason::kAgentTime,
-    RefusalReason::kOtherBastion,     RefusalReason::kOfflineFleetSequence, RefusalReason::kKnocksDiffer};
+    RefusalReason::kOtherBastion,     RefusalReason::kOfflineFleetSequence, RefusalReason::kKnocksDiffer,
+    RefusalReason::kExpired};
 
 struct Refusal {
   RefusalReason reason;
@@ -63,6 +65,11 @@ std::optional<Refusal> CheckSequenceScope(const ConsumeRequest& request, const S
 // A report by id carries exactly the sequence's knocks (what the bastion
 // saw). A report by knocks found the sequence by them.
 std::optional<Refusal> CheckKnocks(const ConsumeRequest& request, const Sequence& found);
+
+// The sequence had not expired when it was knocked: at the agent's time for
+// a knock admitted offline (it came before its report), else now. One burnt
+// by its expiry is refused the same way, not reported as a replay.
+std::optional<Refusal> CheckExpiry(const ConsumeRequest& request, const Sequence& found, absl::Time now);
 
 // A time as an audit detail: RFC 3339 in UTC to the second
 // ("2024-05-01T12:00:00Z"); "infinite-past" / "infinite-future" at the ends.

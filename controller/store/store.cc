@@ -1,5 +1,8 @@
 #include "controller/store/store.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+
 namespace sesame::controller {
 
 const char* ConsumeOutcomeName(ConsumeOutcome outcome) {
@@ -21,8 +24,33 @@ Sequence IssuedSequence(const NewSequence& n, uint64_t id, uint64_t revision, ab
   q.issued_to = n.issued_to;
   q.issued_at = TruncateToMicros(now);
   q.reserve_agent = n.reserve_agent;
+  q.expires_at = TruncateToMicros(n.expires_at);
   q.revision = revision;
   return q;
+}
+
+Sequence ExpiredSequence(Sequence q, uint64_t revision, absl::Time now) {
+  q.state = SequenceState::kBurnt;
+  q.expired = true;
+  q.consumed_by.clear();
+  q.consumed_from.reset();
+  q.consumed_at = TruncateToMicros(now);
+  q.revision = revision;
+  return q;
+}
+
+AuditEntry ExpiredAudit(const Sequence& q, absl::Time now) {
+  AuditEntry e;
+  e.time = now;
+  e.who = "controller";
+  e.what = "sequence.expired";
+  e.where = "controller";
+  e.details = {{"sequence", absl::StrCat(q.id)},
+               {"door", q.door},
+               {"issued_to", q.issued_to},
+               {"expires_at", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", q.expires_at, absl::UTCTimeZone())}};
+  if (!q.reserve_agent.empty()) e.details["reserve_of"] = q.reserve_agent;
+  return e;
 }
 
 GrantRecord OpenedGrant(const NewGrant& g, uint64_t id, uint64_t revision, absl::Time now) {

@@ -112,6 +112,15 @@ struct ConsumeResult {
 GrantRecord OpenedGrant(const NewGrant& g, uint64_t id, uint64_t revision, absl::Time now);
 // The sequence n as every store adds it: issued now, with id and revision.
 Sequence IssuedSequence(const NewSequence& n, uint64_t id, uint64_t revision, absl::Time now);
+// The sequence q as its expiry burns it, now, at `revision`.
+Sequence ExpiredSequence(Sequence q, uint64_t revision, absl::Time now);
+// Its audit record: who "controller", where "controller", what
+// "sequence.expired", details sequence, door, issued_to, expires_at (RFC
+// 3339) and reserve_of (a reserve sequence's bastion).
+AuditEntry ExpiredAudit(const Sequence& q, absl::Time now);
+// How many ExpireSequences burns at most in one call (one transaction):
+// etcd takes 128 operations per transaction, and a burn costs a few.
+inline constexpr size_t kMaxExpiredPerCall = 40;
 
 // One change agents must learn about, as committed.
 struct StoreChange {
@@ -169,9 +178,23 @@ class Store {
   // one as a prefix (also among themselves). NotFound for an unknown door.
   virtual absl::StatusOr<std::vector<Sequence>> AddSequences(const std::vector<NewSequence>& sequences,
                                                              std::vector<AuditEntry> audit) = 0;
+  // Hands unclaimed reserve sequences to claim.claimant (SequenceClaim):
+  // their issued_to changes and nothing else (agents hold them already; no
+  // change reaches the listener); audit is appended with their ids in a
+  // "sequences" detail. Returns them, knocks included; fewer than asked
+  // when fewer are unclaimed, none: empty.
+  virtual absl::StatusOr<std::vector<Sequence>> ClaimSequences(const SequenceClaim& claim,
+                                                               std::vector<AuditEntry> audit) = 0;
   virtual absl::StatusOr<Sequence> GetSequence(uint64_t id) = 0;  // NotFound
   // Ordered by id (newest first when filter.limit is set).
   virtual absl::StatusOr<std::vector<Sequence>> ListSequences(const SequenceFilter& filter) = 0;
+  // Burns the unused sequences whose expires_at has come (at the store's
+  // clock), the soonest first, at most `limit` of them (a store may do fewer
+  // in one call: kMaxExpiredPerCall), in one transaction, each at its own
+  // revision with one "sequence.expired" audit record (ExpiredAudit). Agents
+  // learn of each burn like any other. Returns those burnt; none: empty.
+  // A sequence consumed meanwhile is not touched.
+  virtual absl::StatusOr<std::vector<Sequence>> ExpireSequences(size_t limit) = 0;
   // The heart of one-time sequences: at most one kWon per sequence, ever,
   // whatever the number of concurrent callers. The answer is given only once
   // the burn (and its audit record, and its grant) is durable.

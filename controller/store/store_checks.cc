@@ -41,7 +41,20 @@ absl::Status ValidateNewSequences(const std::vector<NewSequence>& sequences) {
     if (absl::Status s = ValidateKnocks(n.knocks); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("sequence ", i, ": ", s.message()));
     }
+    if (n.expires_at == absl::InfinitePast()) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", i, ": an expiry in the infinite past"));
+    }
   }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSequenceClaim(const SequenceClaim& claim) {
+  if (!IsValidName(claim.reserve_agent)) return absl::InvalidArgumentError("claim: bad agent name");
+  if (!claim.door.empty() && !IsValidName(claim.door)) return absl::InvalidArgumentError("claim: bad door name");
+  if (!IsValidName(claim.claimant) || claim.claimant == kUnclaimedReserve) {
+    return absl::InvalidArgumentError("claim: bad claimant name");
+  }
+  if (claim.count < 1 || claim.count > 1000) return absl::InvalidArgumentError("claim: count out of 1..1000");
   return absl::OkStatus();
 }
 

@@ -13,6 +13,9 @@ namespace sesame::controller {
 // 1..32 knocks, no port 0.
 absl::Status ValidateKnocks(const std::vector<Knock>& knocks);
 absl::Status ValidateDoorToPut(const Door& door);
+// A claim names a valid agent (and door, when set), a valid claimant, and
+// a count of 1..1000.
+absl::Status ValidateSequenceClaim(const SequenceClaim& claim);
 absl::Status ValidateNewSequences(const std::vector<NewSequence>& sequences);
 absl::Status ValidateAgentRecord(const AgentRecord& agent);
 absl::Status ValidateNewGrant(const NewGrant& grant);

@@ -1,7 +1,8 @@
-// The real sesame-controller binary, SIGKILLed and restarted twice in the
-// middle of a stream of knocks from three managed agents (the real agent
-// code, its link over mutual TLS on loopback and its durable spool; the test
-// thread plays each agent's capture thread). Afterwards:
+// The real sesame-controller binary, SIGKILLed and restarted in the middle
+// of a stream of knocks from three managed agents: twice, and nine times
+// with a reserve sequence knocked at each kill. The agents are the real
+// agent code, its link over mutual TLS on loopback and its durable spool;
+// the test thread plays each agent's capture thread. Afterwards:
 //   - every sequence was won exactly once across the fleet, even those
 //     reported by two bastions at once, and its door opened on the winner
 //     alone;
@@ -252,6 +253,8 @@ class ControllerCrashTest : public ::testing::Test {
 
   static std::string Name(size_t i) { return absl::StrCat("bastion", i + 1); }
   static IpAddress Knocker(int i) { return *IpAddress::Parse(absl::StrCat("198.51.100.", 10 + i)); }
+  static IpAddress ReserveKnocker(int k) { return *IpAddress::Parse(absl::StrCat("198.51.100.", 100 + k)); }
+  void RunStream(const std::set<int>& kill_after, int down_for, int reserve_per_agent);
   std::string SpoolPath(size_t i) const { return dir_.File(absl::StrCat(Name(i), "/managed/spool")); }
 
   testing::TempDir dir_;
@@ -263,7 +266,14 @@ class ControllerCrashTest : public ::testing::Test {
   std::vector<std::unique_ptr<Agent>> agents_;
 };
 
-TEST_F(ControllerCrashTest, KilledTwiceMidStreamNoDoubleUseNoLostOrDuplicatedAuditAgentsResynchronise) {
+// The stream of knocks with the controller SIGKILLed right after the
+// knocks of each sequence in kill_after, back down_for sequences later.
+// With reserve_per_agent, each agent holds that many reserve sequences of
+// its own, and at each kill one agent in turn knocks one of them: admitted
+// offline if its agent saw the link go, else reported and judged once the
+// controller is back. Then checks everything the top of the file says, for
+// fleet and reserve sequences alike.
+void ControllerCrashTest::RunStream(const std::set<int>& kill_after, int down_for, int reserve_per_agent) {
   for (size_t i = 0; i < kAgents; ++i) {
     agents_.push_back(std::make_unique<Agent>(dir_.File(Name(i)), pki_, port_, firewalls_[i], "", Name(i)));
   }
@@ -276,20 +286,42 @@ TEST_F(ControllerCrashTest, KilledTwiceMidStreamNoDoubleUseNoLostOrDuplicatedAud
   const grpc::Status s = admin_->IssueSequences(Context().get(), request, &issued);
   ASSERT_TRUE(s.ok()) << s.error_message();
   ASSERT_EQ(issued.sequences_size(), kSequences);
-  std::vector<std::vector<uint16_t>> ports;
-  for (const v1::IssuedSequence& q : issued.sequences()) {
+  auto ports_of = [](const v1::IssuedSequence& q) {
     std::vector<uint16_t> p;
     for (const v1::Knock& k : q.knocks()) p.push_back(static_cast<uint16_t>(k.port()));
-    ports.push_back(p);
+    return p;
+  };
+  std::vector<std::vector<uint16_t>> ports;
+  for (const v1::IssuedSequence& q : issued.sequences()) {
+    ports.push_back(ports_of(q));
     for (auto& a : agents_) ASSERT_TRUE(a->WaitLive(q.id(), true));
   }
+  // Each agent's reserve, and who knocks which (knocker ReserveKnocker(k)).
+  std::vector<std::vector<v1::IssuedSequence>> reserves(kAgents);
+  for (size_t a = 0; a < kAgents && reserve_per_agent > 0; ++a) {
+    v1::IssueSequencesRequest r;
+    r.set_door("ssh");
+    r.set_count(reserve_per_agent);
+    r.set_reserve_agent(Name(a));
+    v1::IssueSequencesResponse out;
+    ASSERT_TRUE(admin_->IssueSequences(Context().get(), r, &out).ok());
+    for (const v1::IssuedSequence& q : out.sequences()) {
+      ASSERT_TRUE(agents_[a]->WaitLive(q.id(), true));
+      reserves[a].push_back(q);
+    }
+  }
+  struct ReserveUse {
+    size_t agent;
+    v1::IssuedSequence sequence;
+    IpAddress knocker;
+  };
+  std::vector<ReserveUse> reserve_uses;
 
   // The stream: sequence i on agent i%3, every other one on the next agent
   // too (two bastions racing for the same sequence). The controller is
-  // killed right after the knocks of sequence 12 and 24 (reports in flight),
-  // knocks go on while it is down (spooled, resent on reconnect), and it
-  // comes back four sequences later.
-  const std::set<int> kill_after = {kSequences / 3, 2 * kSequences / 3};
+  // killed right after the knocks of the sequences in kill_after (reports in
+  // flight), knocks go on while it is down (spooled, resent on reconnect),
+  // and it comes back down_for sequences later.
   int restart_at = -1;
   int kills = 0;
   for (int i = 0; i < kSequences; ++i) {
@@ -306,12 +338,24 @@ TEST_F(ControllerCrashTest, KilledTwiceMidStreamNoDoubleUseNoLostOrDuplicatedAud
     }
     if (kill_after.contains(i)) {
       controller_->Kill();
+      const size_t a = static_cast<size_t>(kills) % kAgents;
+      if (const size_t k = reserve_uses.size() / kAgents; k < reserves[a].size()) {
+        // Every other time once the agent saw the link go (admitted
+        // offline), else at once (reported to a controller that is gone).
+        const absl::Time deadline = absl::Now() + kPatience;
+        while (kills % 2 == 1 && agents_[a]->managed().status().online && absl::Now() < deadline) {
+          absl::SleepFor(absl::Milliseconds(5));
+        }
+        reserve_uses.push_back({a, reserves[a][k], ReserveKnocker(static_cast<int>(reserve_uses.size()))});
+        agents_[a]->KnockOn(ports_of(reserve_uses.back().sequence), reserve_uses.back().knocker);
+      }
       ++kills;
-      restart_at = i + 4;
+      restart_at = i + down_for;
     }
     absl::SleepFor(absl::Milliseconds(20));  // pacing only
   }
-  ASSERT_EQ(kills, 2);
+  ASSERT_EQ(kills, static_cast<int>(kill_after.size()));
+  if (restart_at >= 0) controller_->Start();
 
   // Once every report is answered, a last fleet-wide change (one more
   // sequence) must reach every agent: each is back on the live stream, at
@@ -339,7 +383,7 @@ TEST_F(ControllerCrashTest, KilledTwiceMidStreamNoDoubleUseNoLostOrDuplicatedAud
   std::vector<uint64_t> knocks_reported;
   for (size_t i = 0; i < kAgents; ++i) {
     const ManagedStatus st = agents_[i]->managed().status();
-    EXPECT_GE(st.link.sessions, 3u) << Name(i) << " did not reconnect after each kill";
+    EXPECT_GE(st.link.sessions, kill_after.size() + 1) << Name(i) << " did not reconnect after each kill";
     knocks_reported.push_back(st.knocks_reported);
   }
 
@@ -358,6 +402,14 @@ TEST_F(ControllerCrashTest, KilledTwiceMidStreamNoDoubleUseNoLostOrDuplicatedAud
       EXPECT_TRUE(firewalls_[a].WaitOpen("ssh", Knocker(i), winner))
           << "sequence " << i << " won by " << q.consumed_by() << ", door on " << Name(a);
     }
+  }
+
+  // Each reserve sequence used once, on its own bastion, for its knocker.
+  for (const ReserveUse& use : reserve_uses) {
+    const v1::SequenceInfo& q = by_id[use.sequence.id()];
+    EXPECT_EQ(q.state(), v1::SEQUENCE_STATE_BURNT) << "reserve sequence " << use.sequence.id();
+    EXPECT_EQ(q.consumed_by(), Name(use.agent));
+    EXPECT_TRUE(firewalls_[use.agent].WaitOpen("ssh", use.knocker, true)) << "reserve sequence " << use.sequence.id();
   }
 
   // The agents stop; their spools tell what they ever reported.
@@ -379,6 +431,9 @@ TEST_F(ControllerCrashTest, KilledTwiceMidStreamNoDoubleUseNoLostOrDuplicatedAud
     }
   }
   for (int i = 0; i < kSequences; ++i) EXPECT_EQ(wins[issued.sequences(i).id()], 1) << "sequence " << i;
+  for (const ReserveUse& use : reserve_uses) {
+    EXPECT_EQ(wins[use.sequence.id()], 1) << "reserve sequence " << use.sequence.id();
+  }
 
   size_t spooled_knocks = 0;
   size_t spooled_others = 0;
@@ -413,6 +468,18 @@ TEST_F(ControllerCrashTest, KilledTwiceMidStreamNoDoubleUseNoLostOrDuplicatedAud
   EXPECT_TRUE(verified.ok()) << verified.problem();
   EXPECT_GE(verified.records(), audit.size());  // plus the agents' disconnects, maybe
   EXPECT_GE(verified.checkpoints(), 1u);
+}
+
+TEST_F(ControllerCrashTest, KilledTwiceMidStreamNoDoubleUseNoLostOrDuplicatedAuditAgentsResynchronise) {
+  RunStream({kSequences / 3, 2 * kSequences / 3}, /*down_for=*/4, /*reserve_per_agent=*/0);
+}
+
+// Many points of the consume and reserve paths: a kill after every fourth
+// sequence, back two sequences later, a reserve sequence knocked at each.
+TEST_F(ControllerCrashTest, KilledNineTimesAcrossConsumptionsAndReserveUsesNothingUsedTwiceNothingLost) {
+  std::set<int> kill_after;
+  for (int i = 2; i < kSequences; i += 4) kill_after.insert(i);
+  RunStream(kill_after, /*down_for=*/2, /*reserve_per_agent=*/3);
 }
 
 }  // namespace

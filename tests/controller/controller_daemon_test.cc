@@ -339,6 +339,32 @@ TEST(ControllerConfigTest, ParsesTheExampleShapeAndReportsErrorsWithLines) {
   }
 }
 
+TEST(ControllerConfigTest, TheShippedExampleParses) {
+  const std::string path = std::string(SESAME_SOURCE_DIR) + "/deploy/examples/controller.conf";
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  ASSERT_TRUE(text.ok()) << text.status();
+  absl::StatusOr<ControllerConfig> c = ParseControllerConfig(*text, path);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->sequence_lifetime, kDefaultSequenceLifetime);
+  EXPECT_EQ(c->offline_reserve.at("openSSH"), 5);
+}
+
+TEST(ControllerConfigTest, SequenceLifetimeIsDaysOrADurationUpToAYearAndADay) {
+  const std::string tls = "[tls]\nCA_Cert=/a\nCert=/b\nKey=/c\n";
+  absl::StatusOr<ControllerConfig> c =
+      ParseControllerConfig("[controller]\nSequence_Lifetime = 7d\n" + tls, "c.conf");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->sequence_lifetime, absl::Hours(24 * 7));
+  c = ParseControllerConfig("[controller]\nSequence_Lifetime = 90m\n" + tls, "c.conf");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->sequence_lifetime, absl::Minutes(90));
+  for (const char* bad : {"0d", "367d", "soon", "-1h", "d"}) {
+    c = ParseControllerConfig(absl::StrCat("[controller]\nSequence_Lifetime = ", bad, "\n", tls), "c.conf");
+    EXPECT_FALSE(c.ok()) << bad;
+    EXPECT_THAT(c.status().message(), ::testing::HasSubstr("c.conf:2: Sequence_Lifetime")) << bad;
+  }
+}
+
 TEST(ControllerConfigTest, PerAgentLimitsHaveSaneDefaultsAndAreChecked) {
   const std::string tls = "[tls]\nCA_Cert=/a\nCert=/b\nKey=/c\n";
   absl::StatusOr<ControllerConfig> defaults = ParseControllerConfig(tls, "c.conf");

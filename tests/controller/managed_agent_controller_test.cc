@@ -28,6 +28,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/managed/proto_convert.h"
 #include "controller/controller_config.h"
 #include "controller/controller_daemon.h"
 #include "gtest/gtest.h"
@@ -214,7 +215,7 @@ class ManagedAgentControllerTest : public ::testing::Test {
         "[tls]\n  CA_Cert = ", pki_.Path("ca.crt"), "\n  Cert = ", pki_.Path("controller.crt"),
         "\n  Key = ", pki_.Path("controller.key"), "\n",
         "[door ssh]\n  Sequence_Length = 3\n  Protocols = tcp\n  Port_Range = 20000-30000\n  Grant_Ports = 22\n"
-        "  Grant_TTL = 1h\n  Seq_Timeout = 10s\n");
+        "  Grant_TTL = 1h\n  Seq_Timeout = 10s\n", door_extra_);
     absl::StatusOr<controller::ControllerConfig> config = controller::ParseControllerConfig(conf, "controller.conf");
     ASSERT_TRUE(config.ok()) << config.status();
     absl::StatusOr<std::unique_ptr<controller::ControllerDaemon>> daemon = controller::ControllerDaemon::Start(*config);
@@ -222,11 +223,15 @@ class ManagedAgentControllerTest : public ::testing::Test {
     controller_ = *std::move(daemon);
   }
 
-  std::vector<v1::IssuedSequence> Issue(int count, const std::string& reserve_agent = "") {
+  std::string door_extra_;  // more keys of [door ssh]
+
+  std::vector<v1::IssuedSequence> Issue(int count, const std::string& reserve_agent = "",
+                                        absl::Duration lifetime = absl::ZeroDuration()) {
     v1::IssueSequencesRequest request;
     request.set_door("ssh");
     request.set_count(count);
     request.set_reserve_agent(reserve_agent);
+    if (lifetime > absl::ZeroDuration()) *request.mutable_expires_at() = ToProtoTime(absl::Now() + lifetime);
     v1::IssueSequencesResponse response;
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + kPatience));
@@ -384,6 +389,80 @@ TEST_F(ManagedAgentControllerTest, TheOfflineReserveWorksWhileTheControllerIsDow
   EXPECT_EQ(StateOf(reserve[0].id()), v1::SEQUENCE_STATE_BURNT);
   EXPECT_EQ(b1.managed().status().offline_admitted, 1u);
   EXPECT_FALSE(b1.managed().matcher().IsLive(reserve[0].id()));
+}
+
+TEST_F(ManagedAgentControllerTest, AnExpiredReserveOpensNothingOfflineAndIsBurntOnceTheControllerIsBack) {
+  Agent b1(agent1_dir_.path(), pki_, port_, firewall1_, "", "bastion1");
+  ASSERT_TRUE(b1.WaitStatus([](const ManagedStatus& s) { return s.online; }));
+  const std::vector<v1::IssuedSequence> reserve = Issue(1, "bastion1", absl::Seconds(2));
+  ASSERT_EQ(reserve.size(), 1u);
+  ASSERT_TRUE(b1.WaitLive(reserve[0].id(), true));
+
+  controller_->Shutdown();
+  controller_.reset();
+  ASSERT_TRUE(b1.WaitStatus([](const ManagedStatus& s) { return !s.online; }));
+  absl::SleepFor(FromProtoTime(reserve[0].expires_at()) - absl::Now() + absl::Milliseconds(200));
+  b1.KnockOn(Ports(reserve[0]), kKnocker);
+  ASSERT_TRUE(b1.WaitStatus([](const ManagedStatus& s) { return s.knocks_reported == 1; }));
+  EXPECT_FALSE(firewall1_.IsOpen("ssh", kKnocker));
+  EXPECT_EQ(b1.managed().status().offline_admitted, 0u);
+
+  // Back: its report is refused as expired, and the sweep burns it once.
+  StartController(absl::StrCat("127.0.0.1:", port_));
+  ASSERT_TRUE(b1.WaitStatus([](const ManagedStatus& s) { return s.online && s.spool_depth == 0; }));
+  controller_->Tick();
+  EXPECT_EQ(StateOf(reserve[0].id()), v1::SEQUENCE_STATE_BURNT);
+  EXPECT_FALSE(firewall1_.IsOpen("ssh", kKnocker));
+}
+
+TEST_F(ManagedAgentControllerTest, TheControllerKeepsTheReserveAndAClaimedSequenceOpensOffline) {
+  controller_->Shutdown();
+  controller_.reset();
+  door_extra_ = "  Offline_Reserve = 2\n";
+  StartController(absl::StrCat("127.0.0.1:", port_));
+  Agent b1(agent1_dir_.path(), pki_, port_, firewall1_, "", "bastion1");
+  ASSERT_TRUE(b1.WaitStatus([](const ManagedStatus& s) { return s.online; }));
+  // The leader's tick (every second in sesame-controller) tops the reserve up every 10 s.
+  auto topped_up = [&] {
+    const absl::Time deadline = absl::Now() + kPatience;
+    while (b1.managed().status().reserve_left != 2 && absl::Now() < deadline) {
+      controller_->Tick();
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    return b1.managed().status().reserve_left == 2;
+  };
+  ASSERT_TRUE(topped_up());
+
+  auto claim = [&](int count) {
+    v1::ClaimReserveRequest request;
+    request.set_agent("bastion1");
+    request.set_count(count);
+    v1::IssueSequencesResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + kPatience));
+    const grpc::Status s = admin_->ClaimReserve(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return std::vector<v1::IssuedSequence>(response.sequences().begin(), response.sequences().end());
+  };
+  const std::vector<v1::IssuedSequence> mine = claim(1);
+  ASSERT_EQ(mine.size(), 1u);
+  EXPECT_EQ(mine[0].knocks_size(), 3);
+  EXPECT_EQ(claim(5).size(), 1u);  // the other one
+  EXPECT_EQ(claim(1).size(), 0u);  // each is shown once
+
+  // The controller is down: the claimed sequence opens there on its own.
+  controller_->Shutdown();
+  controller_.reset();
+  ASSERT_TRUE(b1.WaitStatus([](const ManagedStatus& s) { return !s.online; }));
+  b1.KnockOn(Ports(mine[0]), kKnocker);
+  ASSERT_TRUE(firewall1_.WaitOpen("ssh", kKnocker, true));
+
+  // Back: the use is reported, and the reserve is topped up again.
+  StartController(absl::StrCat("127.0.0.1:", port_));
+  ASSERT_TRUE(b1.WaitStatus([](const ManagedStatus& s) { return s.online && s.spool_depth == 0; }));
+  EXPECT_EQ(StateOf(mine[0].id()), v1::SEQUENCE_STATE_BURNT);
+  ASSERT_TRUE(topped_up());
+  EXPECT_EQ(claim(5).size(), 1u);  // the new one, unclaimed until now
 }
 
 TEST_F(ManagedAgentControllerTest, ABastionCutOffWhileASequenceIsBurntNoLongerRecognisesItOnReturn) {

@@ -24,12 +24,12 @@ expect() {
 }
 expect "health agents doors sequences grants audit stats" ""
 expect "sequences stats" s
-expect "issue list" sequences ""
+expect "issue claim list" sequences ""
 expect "issue" -o json sequences i                       # a global flag before the noun
 expect "issue" --controller a:7443,b:7443 sequences i   # and its value skipped
 expect "list show" agents ""
 expect "tail export verify pubkey head" audit ""
-expect "--ca-cert --cert --controller --count --door --for --help --key --output --reserve --timeout" sequences issue --
+expect "--ca-cert --cert --controller --count --door --expires --for --help --key --output --reserve --timeout" sequences issue --
 expect "--door" sequences issue --do
 expect "table json" sequences issue --door x -o ""
 expect "json" grants list --output j

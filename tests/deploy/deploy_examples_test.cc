@@ -152,10 +152,6 @@ TEST(PackagedAgentConfTest, AdmitsNobodyAsInstalled) {
   }
 }
 
-TEST(DraftExampleTest, SaysItIsADraft) {
-  EXPECT_THAT(ReadFile(kExamples + "controller.conf"), StartsWith("# DRAFT: format follows the controller issue"));
-}
-
 TEST(ConfigErrorTest, NamesFileAndLine) {
   // What an operator sees when the example is edited wrongly.
   testing::TempDir dir;

@@ -69,8 +69,10 @@ def scenario(fleet):
     spare = reserve["b1"][1]
 
     def holding():
-        agents = fleet.agents()
-        return all(agents[AGENT_NAME[b]].get("reserve_left", 0) >= len(reserve[b]) for b in BASTIONS)
+        # Live: its bastion acknowledged it (the controller also keeps
+        # reserves of its own, so reserve_left alone does not tell).
+        sequences = fleet.sequences()
+        return all(sequences.get(s["id"], {}).get("state") == "live" for b in BASTIONS for s in reserve[b])
 
     _, took = wait_until(holding, 60, "every agent holding its reserve", interval=0.5)
     log(f"agents hold their reserve sequences after {took:.2f} s")

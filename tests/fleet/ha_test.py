@@ -160,7 +160,8 @@ def controller_cut_off(fleet):
 
 def quorum_lost(fleet):
     [reserve] = fleet.issue("openSSH", reserve="b1")
-    wait_until(lambda: fleet.agents()[AGENT_NAME["b1"]].get("reserve_left", 0) >= 1, 60, "bastion1 holding its reserve")
+    wait_until(lambda: fleet.sequences().get(reserve["id"], {}).get("state") == "live", 60,
+               "bastion1 holding its reserve sequence")
     before = max(index(r) for r in fleet.audit())
     down = [m for m in MEMBERS if m != etcd_leader(fleet)][:1] + [etcd_leader(fleet)]
     for m in down:

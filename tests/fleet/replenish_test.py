@@ -1,10 +1,11 @@
-"""Day two: ansible/replenish_sequences.yml against the running fleet. The
-playbook (local connection, run in the controller's namespace as Ansible
-would run on the controller) issues sequences to the operators and tops up
-each bastion's offline reserve to its door's offline_reserve; each batch is
+"""Day two: the controller keeps each bastion's offline reserve topped up
+to its door's offline_reserve on its own, and
+ansible/replenish_sequences.yml (local connection, run in the controller's
+namespace as Ansible would run on the controller) issues sequences to the
+operators and claims the reserve sequences nobody holds yet; each batch is
 saved 0600 on the control node. A saved reserve sequence opens its own
-bastion while the controller is down; a second run tops up exactly what was
-used."""
+bastion while the controller is down; back, the controller replaces it, and
+a second run claims exactly that one."""
 
 import glob
 import json
@@ -13,7 +14,7 @@ import stat
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fleet import AGENT_NAME, BASTIONS, HERE, check, log, run_scenario  # noqa: E402
+from fleet import AGENT_NAME, BASTIONS, HERE, check, log, run_scenario, wait_until  # noqa: E402
 
 RESERVE = 3  # offline_reserve of door openSSH in fleet-vars.yml
 
@@ -43,8 +44,13 @@ def reserve_batches(out_dir, bastion):
     return knocks
 
 
+def topped_up(fleet, what):
+    wait_until(lambda: all(len(unused_reserve(fleet, b)) == RESERVE for b in BASTIONS), 60, what)
+
+
 def scenario(fleet):
     out_dir = os.path.join(fleet.run_dir, "sequences")
+    topped_up(fleet, f"the controller keeping a reserve of {RESERVE} for every bastion")
     replenish(fleet, out_dir)
     operator_batches = [p for p in glob.glob(os.path.join(out_dir, "*.json"))
                         if not os.path.basename(p).startswith("reserve-")]
@@ -61,15 +67,14 @@ def scenario(fleet):
     fleet.wait_open("c1", "b1")
     fleet.start("controller")
     fleet.wait_connected()
-    from fleet import wait_until  # noqa: E402
-    wait_until(lambda: len(unused_reserve(fleet, "b1")) == RESERVE - 1, 60, "the used reserve sequence burnt")
+    wait_until(lambda: fleet.sequences().get(used["id"], {}).get("state") == "burnt", 60,
+               "the used reserve sequence burnt")
+    topped_up(fleet, "the controller replacing the used reserve sequence")
 
     replenish(fleet, out_dir)
-    for b in BASTIONS:
-        check(len(unused_reserve(fleet, b)) == RESERVE, f"{b}'s reserve not topped up to {RESERVE}")
-    check(len(reserve_batches(out_dir, "b1")) == RESERVE + 1, "the second run did not issue exactly one for b1")
-    check(len(reserve_batches(out_dir, "b2")) == RESERVE, "the second run issued for b2, whose reserve was full")
-    log("reserve topped up: one new sequence for bastion1, none for the others")
+    check(len(reserve_batches(out_dir, "b1")) == RESERVE + 1, "the second run did not claim exactly one for b1")
+    check(len(reserve_batches(out_dir, "b2")) == RESERVE, "the second run claimed for b2, whose reserve was held")
+    log("reserve topped up by the controller; the second run claimed its one new sequence for bastion1")
 
 
 run_scenario(scenario)

@@ -122,6 +122,9 @@ store::etcd::SequenceRow ToRow(const Sequence& q) {
   if (q.consumed_from) row.set_consumed_from(q.consumed_from->ToString());
   row.set_consumed_at_us(ToRowMicros(q.consumed_at));
   row.set_revision(q.revision);
+  row.set_expires_at_us(q.expires_at == absl::InfiniteFuture() ? std::numeric_limits<int64_t>::max()
+                                                                : absl::ToUnixMicros(q.expires_at));
+  row.set_expired(q.expired);
   return row;
 }
 
@@ -146,6 +149,14 @@ absl::StatusOr<Sequence> FromRow(const store::etcd::SequenceRow& row) {
   }
   q.consumed_at = FromRowMicros(row.consumed_at_us());
   q.revision = row.revision();
+  if (row.expires_at_us() == 0) {
+    q.expires_at = q.issued_at + kDefaultSequenceLifetime;
+  } else if (row.expires_at_us() == std::numeric_limits<int64_t>::max()) {
+    q.expires_at = absl::InfiniteFuture();
+  } else {
+    q.expires_at = absl::FromUnixMicros(row.expires_at_us());
+  }
+  q.expired = row.expired();
   return q;
 }
 

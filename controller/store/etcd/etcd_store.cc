@@ -188,6 +188,78 @@ absl::StatusOr<std::vector<Sequence>> EtcdStore::AddSequences(const std::vector<
   return out;
 }
 
+absl::StatusOr<std::vector<Sequence>> EtcdStore::ExpireSequences(size_t limit) {
+  limit = std::min(limit, kMaxExpiredPerCall);
+  std::vector<Sequence> out;
+  RETURN_IF_ERROR(Write([&](Writer& w) -> absl::Status {
+    out.clear();
+    const absl::Time now = TruncateToMicros(clock_.Now());
+    // The unused ones whose time has come, soonest first; the writer's view
+    // (this batch's burns included) has the last word on each.
+    std::vector<std::pair<absl::Time, uint64_t>> due = mirror_->Read([&](const MirrorState& s) {
+      std::vector<std::pair<absl::Time, uint64_t>> v;
+      for (const auto& [text, id] : s.unused_by_knocks) {
+        auto it = s.sequences.find(id);
+        if (it != s.sequences.end() && it->second.expires_at <= now) v.emplace_back(it->second.expires_at, id);
+      }
+      return v;
+    });
+    std::sort(due.begin(), due.end());
+    for (const auto& [when, id] : due) {
+      if (out.size() >= limit) break;
+      std::optional<Sequence> q = w.FindSequence(id);
+      if (!q || !q->unused()) continue;
+      Sequence burnt = ExpiredSequence(*std::move(q), w.NextRevision(), now);
+      w.PutSequence(burnt);
+      RETURN_IF_ERROR(w.Append(ExpiredAudit(burnt, now)).status());
+      out.push_back(std::move(burnt));
+    }
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<Sequence>> EtcdStore::ClaimSequences(const SequenceClaim& claim,
+                                                                std::vector<AuditEntry> audit) {
+  RETURN_IF_ERROR(ValidateSequenceClaim(claim));
+  // Each claimed sequence is one put: at most a share of a transaction.
+  const size_t count = std::min(claim.count, kMaxExpiredPerCall);
+  std::vector<Sequence> out;
+  RETURN_IF_ERROR(Write([&](Writer& w) -> absl::Status {
+    out.clear();
+    std::vector<uint64_t> candidates = mirror_->Read([&](const MirrorState& s) {
+      std::vector<uint64_t> v;
+      for (const auto& [text, id] : s.unused_by_knocks) {
+        auto it = s.sequences.find(id);
+        if (it == s.sequences.end()) continue;
+        const Sequence& q = it->second;
+        if (q.reserve_agent == claim.reserve_agent && q.issued_to == kUnclaimedReserve &&
+            (claim.door.empty() || q.door == claim.door)) {
+          v.push_back(id);
+        }
+      }
+      return v;
+    });
+    std::sort(candidates.begin(), candidates.end());
+    std::vector<uint64_t> ids;
+    for (uint64_t id : candidates) {
+      if (out.size() >= count) break;
+      std::optional<Sequence> q = w.FindSequence(id);
+      if (!q || !q->unused() || q->issued_to != kUnclaimedReserve) continue;
+      // The same revision: agents hold it already, and the hub skips a
+      // change it has seen.
+      q->issued_to = claim.claimant;
+      w.PutSequence(*q);
+      ids.push_back(id);
+      out.push_back(*std::move(q));
+    }
+    if (out.empty()) return absl::OkStatus();
+    for (AuditEntry& e : audit) e.details.emplace("sequences", absl::StrJoin(ids, ","));
+    return w.AppendAll(std::move(audit));
+  }));
+  return out;
+}
+
 absl::StatusOr<Sequence> EtcdStore::GetSequence(uint64_t id) {
   RETURN_IF_ERROR(Sync());
   std::optional<Sequence> q = mirror_->Read([&](const MirrorState& s) -> std::optional<Sequence> {

@@ -87,7 +87,8 @@ absl::StatusOr<Door> DoorFromRow(const SqliteStatement& s) {
 const std::string& SequenceColumns() {
   static const std::string columns =
       absl::StrCat("id, door, knocks, ", kEffectiveState,
-                   ", issued_to, issued_at_us, reserve_agent, consumed_by, consumed_from, consumed_at_us, revision");
+                   ", issued_to, issued_at_us, reserve_agent, consumed_by, consumed_from, consumed_at_us, revision, "
+                   "expires_at_us, expired");
   return columns;
 }
 
@@ -112,6 +113,8 @@ absl::StatusOr<Sequence> SequenceFromRow(const SqliteStatement& s) {
   }
   q.consumed_at = TimeOrPast(s, 9);
   q.revision = static_cast<uint64_t>(s.Int(10));
+  q.expires_at = s.IsNull(11) ? absl::InfiniteFuture() : FromMicros(s.Int(11));
+  q.expired = s.Int(12) != 0;
   return q;
 }
 

@@ -146,6 +146,17 @@ DROP TABLE consumptions;
 ALTER TABLE consumptions_v3 RENAME TO consumptions;
 )sql";
 
+// Every sequence expires: NULL is never, for rows of the schema before.
+// The unused ones get the default lifetime from their issue, as a
+// controller of this version would have given them. A burn by expiry sets
+// expired = 1. The leader's sweep looks up the unused ones by expiry.
+constexpr std::string_view kSequenceExpiry = R"sql(
+ALTER TABLE sequences ADD COLUMN expires_at_us INTEGER;
+ALTER TABLE sequences ADD COLUMN expired INTEGER NOT NULL DEFAULT 0;
+UPDATE sequences SET expires_at_us = issued_at_us + 2592000000000 WHERE state = 'issued';
+CREATE INDEX sequences_by_expiry ON sequences (expires_at_us) WHERE state = 'issued';
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& SqliteMigrations() {
@@ -153,6 +164,7 @@ const std::vector<Migration>& SqliteMigrations() {
       {1, "doors, sequences, agents, grants, audit chain", kInitialSchema},
       {2, "consumptions remembered per agent message id", kConsumptions},
       {3, "refused knock reports remembered too", kRefusedConsumptions},
+      {4, "sequences expire", kSequenceExpiry},
   };
   return migrations;
 }

@@ -1,6 +1,7 @@
 // SqliteStore's sequences: AddSequences (with its equal-or-prefix checks
-// against unused sequences), GetSequence, ListSequences. Consumption is in
+// against unused sequences), ExpireSequences, GetSequence, ListSequences. Consumption is in
 // sqlite_consume.cc.
+#include <algorithm>
 #include <cstddef>
 #include <optional>
 #include <utility>
@@ -67,8 +68,9 @@ absl::StatusOr<std::vector<Sequence>> SqliteStore::AddSequences(const std::vecto
       Sequence q = IssuedSequence(n, /*id: below*/ 0, w.NextRevision(), now);
       ASSIGN_OR_RETURN(SqliteStatement s,
                        db.Prepare("INSERT INTO sequences (door, knocks, state, issued_to, issued_at_us, "
-                                  "reserve_agent, revision) VALUES (?, ?, 'issued', ?, ?, ?, ?)"));
+                                  "reserve_agent, revision, expires_at_us) VALUES (?, ?, 'issued', ?, ?, ?, ?, ?)"));
       s.BindAll(q.door, text, q.issued_to, Micros(now), q.reserve_agent, static_cast<int64_t>(q.revision));
+      if (q.expires_at != absl::InfiniteFuture()) s.Bind(7, Micros(q.expires_at));
       RETURN_IF_ERROR(s.Run());
       q.id = static_cast<uint64_t>(db.LastInsertRowId());
       w.Changed(StoreChange{StoreChange::Kind::kSequenceAdded, q.revision, q, {}, {}});
@@ -76,6 +78,80 @@ absl::StatusOr<std::vector<Sequence>> SqliteStore::AddSequences(const std::vecto
     }
     std::vector<uint64_t> ids;
     for (const Sequence& q : out) ids.push_back(q.id);
+    for (AuditEntry& e : audit) e.details.emplace("sequences", absl::StrJoin(ids, ","));
+    return w.AppendAll(std::move(audit));
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<Sequence>> SqliteStore::ExpireSequences(size_t limit) {
+  limit = std::min(limit, kMaxExpiredPerCall);
+  std::vector<Sequence> out;
+  RETURN_IF_ERROR(Write([&](Writer& w) -> absl::Status {
+    out.clear();
+    SqliteDb& db = w.db();
+    const absl::Time now = TruncateToMicros(clock_.Now());
+    std::vector<Sequence> due;
+    {
+      // sequences_by_expiry: the unused ones, soonest first.
+      ASSIGN_OR_RETURN(SqliteStatement s,
+                       db.Prepare(absl::StrCat("SELECT ", SequenceColumns(), " FROM sequences WHERE state = 'issued' "
+                                               "AND expires_at_us <= ? ORDER BY expires_at_us LIMIT ?")));
+      s.BindAll(Micros(now), static_cast<int64_t>(limit));
+      for (;;) {
+        ASSIGN_OR_RETURN(bool row, s.Step());
+        if (!row) break;
+        ASSIGN_OR_RETURN(Sequence q, SequenceFromRow(s));
+        due.push_back(std::move(q));
+      }
+    }
+    std::vector<AuditEntry> audit;
+    for (Sequence& q : due) {
+      Sequence burnt = ExpiredSequence(std::move(q), w.NextRevision(), now);
+      ASSIGN_OR_RETURN(SqliteStatement s,
+                       db.Prepare("UPDATE sequences SET state = 'burnt', expired = 1, consumed_at_us = ?, "
+                                  "revision = ? WHERE id = ? AND state = 'issued'"));
+      s.BindAll(Micros(burnt.consumed_at), static_cast<int64_t>(burnt.revision), static_cast<int64_t>(burnt.id));
+      RETURN_IF_ERROR(s.Run());
+      if (db.Changes() != 1) return absl::InternalError(absl::StrCat("sequence ", burnt.id, " changed under the writer"));
+      audit.push_back(ExpiredAudit(burnt, now));
+      w.Changed(StoreChange{StoreChange::Kind::kSequenceBurnt, burnt.revision, burnt, {}, {}});
+      out.push_back(std::move(burnt));
+    }
+    return w.AppendAll(std::move(audit));
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<Sequence>> SqliteStore::ClaimSequences(const SequenceClaim& claim,
+                                                                  std::vector<AuditEntry> audit) {
+  RETURN_IF_ERROR(ValidateSequenceClaim(claim));
+  std::vector<Sequence> out;
+  RETURN_IF_ERROR(Write([&](Writer& w) -> absl::Status {
+    out.clear();
+    SqliteDb& db = w.db();
+    {
+      ASSIGN_OR_RETURN(SqliteStatement s,
+                       db.Prepare(absl::StrCat("SELECT ", SequenceColumns(),
+                                               " FROM sequences WHERE state = 'issued' AND reserve_agent = ?1 AND "
+                                               "issued_to = ?2 AND (?3 = '' OR door = ?3) ORDER BY id LIMIT ?4")));
+      s.BindAll(claim.reserve_agent, std::string(kUnclaimedReserve), claim.door, static_cast<int64_t>(claim.count));
+      for (;;) {
+        ASSIGN_OR_RETURN(bool row, s.Step());
+        if (!row) break;
+        ASSIGN_OR_RETURN(Sequence q, SequenceFromRow(s));
+        out.push_back(std::move(q));
+      }
+    }
+    std::vector<uint64_t> ids;
+    for (Sequence& q : out) {
+      ASSIGN_OR_RETURN(SqliteStatement s, db.Prepare("UPDATE sequences SET issued_to = ? WHERE id = ?"));
+      s.BindAll(claim.claimant, static_cast<int64_t>(q.id));
+      RETURN_IF_ERROR(s.Run());
+      q.issued_to = claim.claimant;
+      ids.push_back(q.id);
+    }
+    if (out.empty()) return absl::OkStatus();
     for (AuditEntry& e : audit) e.details.emplace("sequences", absl::StrJoin(ids, ","));
     return w.AppendAll(std::move(audit));
   }));

@@ -63,6 +63,9 @@ class SqliteStore final : public Store {
 
   absl::StatusOr<std::vector<Sequence>> AddSequences(const std::vector<NewSequence>& sequences,
                                                      std::vector<AuditEntry> audit) override;
+  absl::StatusOr<std::vector<Sequence>> ExpireSequences(size_t limit) override;
+  absl::StatusOr<std::vector<Sequence>> ClaimSequences(const SequenceClaim& claim,
+                                                       std::vector<AuditEntry> audit) override;
   absl::StatusOr<Sequence> GetSequence(uint64_t id) override;
   absl::StatusOr<std::vector<Sequence>> ListSequences(const SequenceFilter& filter) override;
   absl::StatusOr<ConsumeResult> Consume(const ConsumeRequest& request) override;

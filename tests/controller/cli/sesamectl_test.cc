@@ -62,6 +62,8 @@ class SesamectlTest : public ::testing::Test {
     daemon_ = *std::move(daemon);
   }
 
+  // Ctl with -o json, parsed (the call must succeed).
+  google::protobuf::Struct CtlJson(std::vector<std::string> args);
   Result Ctl(std::vector<std::string> args, const std::string& who = "alice", int port = 0,
              const std::string& timeout = "20s", const std::string& ca = "") {
     std::vector<std::string> argv = {"sesamectl",
@@ -124,7 +126,7 @@ TEST_F(SesamectlTest, AListOfControllersUsesTheFirstServingOne) {
 TEST_F(SesamectlTest, SequencesAreShownOnce) {
   Result r = Ctl({"sequences", "issue", "--door", "ssh", "--count", "2", "--for", "bob"});
   ASSERT_EQ(r.code, kExitOk) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("sequence 1 (door ssh): "));
+  EXPECT_THAT(r.out, HasSubstr("sequence 1 (door ssh, expires "));
   EXPECT_THAT(r.out, HasSubstr("knock HOST "));  // no agent advertised a host yet
   // The knocks of sequence 1, e.g. "20514:tcp 27003:tcp 21998:tcp".
   const std::string first_line = std::vector<std::string>(absl::StrSplit(r.out, '\n'))[0];
@@ -448,24 +450,29 @@ google::protobuf::Struct ParseObject(const std::string& text) {
   return parsed;
 }
 
+google::protobuf::Struct SesamectlTest::CtlJson(std::vector<std::string> args) {
+  args.insert(args.begin(), {"-o", "json"});
+  Result r = Ctl(args);
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  return ParseObject(r.out);
+}
+
+// The first object of the list under `list`; empty when there is none.
+google::protobuf::Struct First(const google::protobuf::Struct& object, const std::string& list) {
+  const auto it = object.fields().find(list);
+  if (it == object.fields().end() || it->second.list_value().values_size() == 0) return google::protobuf::Struct();
+  return it->second.list_value().values(0).struct_value();
+}
+
+google::protobuf::Value Field(const google::protobuf::Struct& object, const std::string& key) {
+  const auto it = object.fields().find(key);
+  return it == object.fields().end() ? google::protobuf::Value() : it->second;
+}
+
 // What scripts read, pinned: every key and the kind of its value, per command
 // (controller/README.md, "JSON output" documents them).
 TEST_F(SesamectlTest, JsonShapesArePinned) {
-  auto Json = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), {"-o", "json"});
-    Result r = Ctl(args);
-    EXPECT_EQ(r.code, kExitOk) << r.err;
-    return ParseObject(r.out);
-  };
-  auto First = [](const google::protobuf::Struct& object, const std::string& list) {
-    const auto it = object.fields().find(list);
-    if (it == object.fields().end() || it->second.list_value().values_size() == 0) return google::protobuf::Struct();
-    return it->second.list_value().values(0).struct_value();
-  };
-  auto Field = [](const google::protobuf::Struct& object, const std::string& key) {
-    const auto it = object.fields().find(key);
-    return it == object.fields().end() ? google::protobuf::Value() : it->second;
-  };
+  auto Json = [this](std::vector<std::string> args) { return CtlJson(std::move(args)); };
 
   const google::protobuf::Struct door = First(Json({"doors", "list"}), "doors");
   EXPECT_EQ(Shape(door), "name:string policy:object revision:number");
@@ -478,14 +485,14 @@ TEST_F(SesamectlTest, JsonShapesArePinned) {
   EXPECT_EQ(Shape(Field(policy, "port_range").struct_value()), "first:number last:number");
 
   const google::protobuf::Struct issued = First(Json({"sequences", "issue", "--door", "ssh"}), "sequences");
-  EXPECT_EQ(Shape(issued), "commands:list door:string id:number knocks:list");
+  EXPECT_EQ(Shape(issued), "commands:list door:string expires_at:string id:number knocks:list");
   EXPECT_EQ(Shape(First(issued, "knocks")), "port:number protocol:string");
   EXPECT_EQ(Field(First(issued, "knocks"), "protocol").string_value(), "tcp");
 
   const google::protobuf::Struct listed = First(Json({"sequences", "list"}), "sequences");
   EXPECT_EQ(Shape(listed),
-            "consumed_at:null consumed_by:string consumed_from:string door:string id:number issued_at:string "
-            "issued_to:string reserve_agent:string state:string");
+            "consumed_at:null consumed_by:string consumed_from:string door:string expired:bool "
+            "expires_at:string id:number issued_at:string issued_to:string reserve_agent:string state:string");
   EXPECT_EQ(Field(listed, "state").string_value(), "issued");
   EXPECT_THAT(Field(listed, "issued_at").string_value(),
               ::testing::MatchesRegex("20[0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9.]+Z"));
@@ -602,6 +609,45 @@ TEST_F(SesamectlTest, ExitCodes) {
   r = Ctl({"health"}, "alice", 0, "5s", other.File("ca.crt"));
   EXPECT_EQ(r.code, kExitRefused) << r.err;
   EXPECT_THAT(r.err, HasSubstr("TLS handshake"));
+}
+
+TEST_F(SesamectlTest, SequencesExpireWhenTheirIssuerSays) {
+  // A lifetime from now; the JSON says when.
+  const absl::Time before = absl::Now();
+  const google::protobuf::Struct issued =
+      First(CtlJson({"sequences", "issue", "--door", "ssh", "--expires", "2h"}), "sequences");
+  absl::Time expires;
+  std::string error;
+  ASSERT_TRUE(absl::ParseTime(absl::RFC3339_full, Field(issued, "expires_at").string_value(), &expires, &error));
+  EXPECT_GE(expires, before + absl::Hours(2) - absl::Seconds(1));
+  EXPECT_LE(expires, absl::Now() + absl::Hours(2));
+  // Without --expires: the controller's default, 30 days.
+  const google::protobuf::Struct by_default = First(CtlJson({"sequences", "issue", "--door", "ssh"}), "sequences");
+  ASSERT_TRUE(absl::ParseTime(absl::RFC3339_full, Field(by_default, "expires_at").string_value(), &expires, &error));
+  EXPECT_GE(expires, before + absl::Hours(24 * 30) - absl::Seconds(1));
+
+  // What it refuses, saying why.
+  Result r = Ctl({"sequences", "issue", "--door", "ssh", "--expires", "soon"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("--expires soon: expected a lifetime like 12h or 7d"));
+  r = Ctl({"sequences", "issue", "--door", "ssh", "--expires", "400d"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("at most 366 days ahead"));
+  r = Ctl({"sequences", "issue", "--door", "ssh", "--expires", "2020-01-01T00:00:00Z"});
+  EXPECT_EQ(r.code, kExitUsage);
+  EXPECT_THAT(r.err, HasSubstr("a time in the future"));
+
+  // One that lives a second: the controller's tick burns it, and list says so.
+  r = Ctl({"sequences", "issue", "--door", "ssh", "--expires", "1s"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  absl::SleepFor(absl::Milliseconds(1100));
+  daemon_->Tick();
+  r = Ctl({"sequences", "list", "--state", "burnt"});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("burnt (expired)"));
+  const google::protobuf::Struct burnt = First(CtlJson({"sequences", "list", "--state", "burnt"}), "sequences");
+  EXPECT_TRUE(Field(burnt, "expired").bool_value());
+  EXPECT_EQ(Field(burnt, "consumed_by").string_value(), "");
 }
 
 }  // namespace

@@ -172,6 +172,152 @@ TEST_P(StoreContractTest, BurntSequencesFreeTheirKnocks) {
   EXPECT_EQ(Consume(K({7000, 8000, 9000}), "b2").outcome, ConsumeOutcome::kReplay);
 }
 
+TEST_P(StoreContractTest, ExpiredSequencesAreBurntOnceAuditedOnceAndRefused) {
+  ASSERT_TRUE(store_->PutDoor(SshDoor(), {}).ok());
+  RecordingListener listener;
+  store_->SetChangeListener(&listener);
+  auto issue = [&](std::vector<Knock> knocks, absl::Duration life, const std::string& reserve = "") {
+    absl::StatusOr<std::vector<Sequence>> added =
+        store_->AddSequences({NewSequence{"ssh", std::move(knocks), "alice", reserve, kStart + life}}, {});
+    EXPECT_TRUE(added.ok()) << added.status();
+    return added.ok() ? added->front() : Sequence{};
+  };
+  const Sequence soon = issue(K({7000, 8000, 9000}), absl::Minutes(1));
+  const Sequence sooner = issue(K({7001, 8001, 9001}), absl::Seconds(30), "b1");
+  const Sequence used = issue(K({7002, 8002, 9002}), absl::Seconds(10));
+  const Sequence later = issue(K({7003, 8003, 9003}), absl::Hours(1));
+  EXPECT_EQ(soon.expires_at, kStart + absl::Minutes(1));
+  EXPECT_EQ(store_->GetSequence(soon.id)->expires_at, kStart + absl::Minutes(1));
+  EXPECT_EQ(Consume(K({7002, 8002, 9002}), "b1").outcome, ConsumeOutcome::kWon);
+
+  // Nothing due yet.
+  absl::StatusOr<std::vector<Sequence>> none = store_->ExpireSequences(100);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_THAT(*none, SizeIs(0));
+
+  // Knocked after its expiry but before the sweep: refused, not consumed.
+  clock_.Advance(absl::Minutes(2));
+  ConsumeResult late = Consume(K({7000, 8000, 9000}), "b2");
+  EXPECT_EQ(late.outcome, ConsumeOutcome::kRefused);
+  EXPECT_EQ(late.refused_reason, "expired");
+  EXPECT_FALSE(late.grant.has_value());
+
+  // The sweep: the two due ones, soonest first; not the used one, nor the later one.
+  const uint64_t revision = *store_->CurrentRevision();
+  absl::StatusOr<std::vector<Sequence>> burnt = store_->ExpireSequences(100);
+  ASSERT_TRUE(burnt.ok()) << burnt.status();
+  ASSERT_THAT(*burnt, SizeIs(2));
+  EXPECT_EQ((*burnt)[0].id, sooner.id);
+  EXPECT_EQ((*burnt)[1].id, soon.id);
+  for (const Sequence& q : *burnt) {
+    EXPECT_EQ(q.state, SequenceState::kBurnt);
+    EXPECT_TRUE(q.expired);
+    EXPECT_TRUE(q.consumed_by.empty());
+    EXPECT_EQ(q.consumed_at, kStart + absl::Minutes(2));
+    EXPECT_GT(q.revision, revision);
+  }
+  absl::StatusOr<Sequence> stored = store_->GetSequence(soon.id);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_TRUE(stored->expired);
+  EXPECT_EQ(stored->state, SequenceState::kBurnt);
+  EXPECT_FALSE(store_->GetSequence(used.id)->expired);
+  EXPECT_TRUE(store_->GetSequence(later.id)->unused());
+  // Said once: a second sweep finds nothing.
+  EXPECT_THAT(*store_->ExpireSequences(100), SizeIs(0));
+
+  // Agents hear of both burns; the audit has one record each.
+  int burns = 0;
+  for (const StoreChange& c : listener.Seen()) {
+    if (c.kind == StoreChange::Kind::kSequenceBurnt && c.sequence.expired) ++burns;
+  }
+  EXPECT_EQ(burns, 2);
+  absl::StatusOr<std::vector<AuditRecord>> audit = store_->ReadAudit(0, 100);
+  ASSERT_TRUE(audit.ok());
+  std::vector<std::string> expired;
+  for (const AuditRecord& r : *audit) {
+    if (r.entry.what != "sequence.expired") continue;
+    expired.push_back(r.entry.details.at("sequence"));
+    EXPECT_EQ(r.entry.who, "controller");
+  }
+  EXPECT_THAT(expired, ::testing::ElementsAre(absl::StrCat(sooner.id), absl::StrCat(soon.id)));
+
+  // Knocked after the burn: still refused as expired, not a replay.
+  ConsumeResult after = Consume(K({7000, 8000, 9000}), "b2");
+  EXPECT_EQ(after.outcome, ConsumeOutcome::kRefused);
+  EXPECT_EQ(after.refused_reason, "expired");
+
+  // Its knocks are free again.
+  EXPECT_THAT(Add({K({7000, 8000, 9000})}), SizeIs(1));
+  store_->SetChangeListener(nullptr);
+}
+
+TEST_P(StoreContractTest, UnclaimedReserveSequencesAreClaimedOnceEach) {
+  ASSERT_TRUE(store_->PutDoor(SshDoor(), {}).ok());
+  ASSERT_TRUE(store_->PutDoor(SshDoor("vpn"), {}).ok());
+  auto add = [&](std::vector<Knock> knocks, const std::string& door, const std::string& to,
+                 const std::string& reserve) {
+    ASSERT_TRUE(store_->AddSequences({NewSequence{door, std::move(knocks), to, reserve, kStart + absl::Hours(1)}}, {})
+                    .ok());
+  };
+  add(K({7000, 8000, 9000}), "ssh", kUnclaimedReserve, "b1");
+  add(K({7001, 8001, 9001}), "vpn", kUnclaimedReserve, "b1");
+  add(K({7002, 8002, 9002}), "ssh", kUnclaimedReserve, "b2");
+  add(K({7003, 8003, 9003}), "ssh", "alice", "b1");  // issued by hand: not claimable
+  RecordingListener listener;
+  store_->SetChangeListener(&listener);
+  const uint64_t revision = *store_->CurrentRevision();
+
+  AuditEntry audit{kStart, "admin:bob", "sequences.claimed", "controller", "", {}};
+  absl::StatusOr<std::vector<Sequence>> claimed = store_->ClaimSequences({"ssh", "b1", 5, "bob"}, {audit});
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  ASSERT_THAT(*claimed, SizeIs(1));
+  EXPECT_EQ((*claimed)[0].knocks, K({7000, 8000, 9000}));
+  EXPECT_EQ((*claimed)[0].issued_to, "bob");
+  EXPECT_EQ(store_->GetSequence((*claimed)[0].id)->issued_to, "bob");
+  EXPECT_TRUE(store_->GetSequence((*claimed)[0].id)->unused());
+  // Once each; another door or any door; another bastion's stays.
+  EXPECT_THAT(*store_->ClaimSequences({"ssh", "b1", 5, "carol"}, {audit}), SizeIs(0));
+  absl::StatusOr<std::vector<Sequence>> any = store_->ClaimSequences({"", "b1", 5, "carol"}, {audit});
+  ASSERT_TRUE(any.ok());
+  ASSERT_THAT(*any, SizeIs(1));
+  EXPECT_EQ((*any)[0].door, "vpn");
+  // Agents hold them already: no change for them, no new revision.
+  EXPECT_EQ(*store_->CurrentRevision(), revision);
+  EXPECT_THAT(listener.Seen(), SizeIs(0));
+  absl::StatusOr<std::vector<AuditRecord>> records = store_->ReadAudit(0, 100);
+  ASSERT_TRUE(records.ok());
+  int claims = 0;
+  for (const AuditRecord& r : *records) {
+    if (r.entry.what == "sequences.claimed") ++claims;
+  }
+  EXPECT_EQ(claims, 2);  // the empty claim records nothing
+  EXPECT_TRUE(absl::IsInvalidArgument(store_->ClaimSequences({"ssh", "b1", 1, kUnclaimedReserve}, {}).status()));
+  store_->SetChangeListener(nullptr);
+}
+
+TEST_P(StoreContractTest, ExpireSequencesDoesAtMostItsShareInOneCall) {
+  ASSERT_TRUE(store_->PutDoor(SshDoor(), {}).ok());
+  std::vector<NewSequence> many;
+  for (int i = 0; i < 100; ++i) {
+    many.push_back(NewSequence{"ssh", K({static_cast<uint16_t>(20000 + i), 8000, 9000}), "alice", "",
+                               kStart + absl::Seconds(1 + i)});
+  }
+  ASSERT_TRUE(store_->AddSequences(many, {}).ok());
+  clock_.Advance(absl::Minutes(5));
+  size_t total = 0;
+  for (int call = 0; call < 10; ++call) {
+    absl::StatusOr<std::vector<Sequence>> burnt = store_->ExpireSequences(1000);
+    ASSERT_TRUE(burnt.ok()) << burnt.status();
+    EXPECT_LE(burnt->size(), kMaxExpiredPerCall);
+    total += burnt->size();
+    if (burnt->empty()) break;
+  }
+  EXPECT_EQ(total, 100u);
+  SequenceFilter unused;
+  unused.unused_only = true;
+  EXPECT_THAT(*store_->ListSequences(unused), SizeIs(0));
+}
+
 TEST_P(StoreContractTest, ConsumeOutcomesAreAuditedWithGrant) {
   ASSERT_TRUE(store_->PutDoor(SshDoor(), {}).ok());
   std::vector<Sequence> added = Add({K({7000, 8000, 9000})});

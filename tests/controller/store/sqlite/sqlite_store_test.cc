@@ -79,21 +79,27 @@ TEST_F(SqliteStoreTest, UsesWalWithFullSync) {
 
 // --- Migrations -------------------------------------------------------------
 
+// Rows as an older controller wrote them: raw SQL with the columns every
+// version has (today's code reads and writes columns they lack).
+void InsertOldSequence(SqliteStore& store, int64_t id, const std::string& knocks, const std::string& reserve = "",
+                       bool burnt = false) {
+  absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(store.path(), SqliteOpenOptions{});
+  ASSERT_TRUE(db.ok()) << db.status();
+  const absl::Status s = (*db)->Exec(absl::StrCat(
+      "INSERT INTO sequences (id, door, knocks, state, issued_to, issued_at_us, reserve_agent, consumed_by, "
+      "consumed_from, consumed_at_us, revision) VALUES (",
+      id, ", 'ssh', '", knocks, "', '", burnt ? "burnt" : "issued", "', 'alice', ", absl::ToUnixMicros(kStart),
+      ", '", reserve, "', ", burnt ? "'b1', '192.0.2.9', " : "NULL, NULL, ",
+      burnt ? absl::StrCat(absl::ToUnixMicros(kStart)) : "NULL", ", ", id + 1, ")"));
+  ASSERT_TRUE(s.ok()) << s;
+}
+
 TEST_F(SqliteStoreTest, MigratesAnOldDatabaseKeepingItsData) {
   state_dir_ = dir_.File("old");
   Reopen(/*schema_version=*/1);
   ASSERT_TRUE(store_->PutDoor(SshDoor(), {}).ok());
-  Add({K({7000, 8000, 9000})});
+  InsertOldSequence(*store_, 1, "7000:tcp,8000:tcp,9000:tcp");
   ASSERT_TRUE(store_->AppendAudit({AuditEntry{kStart, "controller", "test", "controller", "", {}}}).ok());
-  // Version 1 has no consumptions table: consuming with a request id fails
-  // cleanly there.
-  ConsumeRequest r;
-  r.knocks = K({7000, 8000, 9000});
-  r.agent = "b1";
-  r.source = Ip("192.0.2.1");
-  r.request_id = "m1";
-  EXPECT_FALSE(store_->Consume(r).ok());
-  EXPECT_EQ(store_->GetSequence(1)->state, SequenceState::kIssued);
 
   Reopen();  // latest
   {
@@ -103,6 +109,11 @@ TEST_F(SqliteStoreTest, MigratesAnOldDatabaseKeepingItsData) {
   }
   EXPECT_EQ(store_->GetDoor("ssh")->policy, SshDoor().policy);
   EXPECT_EQ(store_->GetAuditHead()->record_count, 1u);
+  ConsumeRequest r;
+  r.knocks = K({7000, 8000, 9000});
+  r.agent = "b1";
+  r.source = Ip("192.0.2.1");
+  r.request_id = "m1";
   absl::StatusOr<ConsumeResult> won = store_->Consume(r);
   ASSERT_TRUE(won.ok()) << won.status();
   EXPECT_EQ(won->outcome, ConsumeOutcome::kWon);
@@ -113,23 +124,27 @@ TEST_F(SqliteStoreTest, VersionThreeKeepsTheConsumptionsAndAdmitsRefusals) {
   state_dir_ = dir_.File("v2");
   Reopen(/*schema_version=*/2);
   ASSERT_TRUE(store_->PutDoor(SshDoor(), {}).ok());
-  Add({K({7000, 8000, 9000})});
-  Add({K({7001, 8001, 9001})}, "b2");
-  const ConsumeResult won = Consume(K({7000, 8000, 9000}), "b1", "m1");
-  ASSERT_EQ(won.outcome, ConsumeOutcome::kWon);
-  // Version 2 cannot keep a refused answer: the transaction fails whole.
+  InsertOldSequence(*store_, 1, "7000:tcp,8000:tcp,9000:tcp", "", /*burnt=*/true);
+  InsertOldSequence(*store_, 2, "7001:tcp,8001:tcp,9001:tcp", "b2");
+  {
+    // The answer a version-2 controller kept for b1's request m1.
+    absl::StatusOr<std::unique_ptr<SqliteDb>> db = SqliteDb::Open(store_->path(), SqliteOpenOptions{});
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Exec("INSERT INTO consumptions (agent, request_id, outcome, sequence_id, grant_id, "
+                            "audit_index, at_us) VALUES ('b1', 'm1', 'won', 1, 0, 0, 0)")
+                    .ok());
+  }
   ConsumeRequest foreign;
   foreign.knocks = K({7001, 8001, 9001});
   foreign.agent = "b1";
   foreign.source = Ip("192.0.2.1");
   foreign.request_id = "m2";
-  EXPECT_FALSE(store_->Consume(foreign).ok());
-  EXPECT_THAT(*store_->ReadAudit(0, 10), SizeIs(1));
 
   Reopen();  // latest
   const ConsumeResult again = Consume(K({7000, 8000, 9000}), "b1", "m1");
   EXPECT_TRUE(again.repeated);
-  EXPECT_EQ(again.grant->id, won.grant->id);
+  EXPECT_EQ(again.outcome, ConsumeOutcome::kWon);
+  EXPECT_EQ(again.sequence_id, 1u);
   absl::StatusOr<ConsumeResult> refused = store_->Consume(foreign);
   ASSERT_TRUE(refused.ok()) << refused.status();
   EXPECT_EQ(refused->outcome, ConsumeOutcome::kRefused);
@@ -137,7 +152,31 @@ TEST_F(SqliteStoreTest, VersionThreeKeepsTheConsumptionsAndAdmitsRefusals) {
   ASSERT_TRUE(resent.ok()) << resent.status();
   EXPECT_EQ(resent->outcome, ConsumeOutcome::kRefused);
   EXPECT_TRUE(resent->repeated);
-  EXPECT_THAT(*store_->ReadAudit(0, 10), SizeIs(2));
+  EXPECT_THAT(*store_->ReadAudit(0, 10), SizeIs(1));
+}
+
+TEST_F(SqliteStoreTest, VersionFourGivesUnusedSequencesTheDefaultLifetime) {
+  state_dir_ = dir_.File("v3");
+  Reopen(/*schema_version=*/3);
+  ASSERT_TRUE(store_->PutDoor(SshDoor(), {}).ok());
+  InsertOldSequence(*store_, 1, "7000:tcp,8000:tcp,9000:tcp");
+  InsertOldSequence(*store_, 2, "7001:tcp,8001:tcp,9001:tcp", "", /*burnt=*/true);
+
+  Reopen();  // latest
+  absl::StatusOr<Sequence> unused = store_->GetSequence(1);
+  ASSERT_TRUE(unused.ok()) << unused.status();
+  EXPECT_EQ(unused->expires_at, kStart + kDefaultSequenceLifetime);
+  absl::StatusOr<Sequence> burnt = store_->GetSequence(2);
+  ASSERT_TRUE(burnt.ok()) << burnt.status();
+  EXPECT_EQ(burnt->expires_at, absl::InfiniteFuture());
+  EXPECT_FALSE(burnt->expired);
+  EXPECT_EQ(burnt->consumed_by, "b1");
+
+  clock_.Advance(kDefaultSequenceLifetime);
+  absl::StatusOr<std::vector<Sequence>> expired = store_->ExpireSequences(10);
+  ASSERT_TRUE(expired.ok()) << expired.status();
+  ASSERT_THAT(*expired, SizeIs(1));
+  EXPECT_EQ((*expired)[0].id, 1u);
 }
 
 TEST_F(SqliteStoreTest, RefusesADatabaseFromTheFuture) {
