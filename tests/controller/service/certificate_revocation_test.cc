@@ -161,13 +161,20 @@ class CertificateRevocationTest : public ::testing::Test {
     return s.ok() ? grpc::StatusCode::UNKNOWN : s.error_code();
   }
   // HASH.r0 of the CA, as sesame-pki names it.
-  std::string CrlName(const std::string& ca_cert = "") {
-    FILE* p = popen(absl::StrCat("openssl x509 -noout -hash -in ", ca_cert.empty() ? pki_ + "/ca.crt" : ca_cert).c_str(),
-                    "r");
-    char hash[32] = {};
-    if (p == nullptr || std::fgets(hash, sizeof(hash), p) == nullptr) ADD_FAILURE() << "openssl x509 -hash";
+  // The first line a shell command prints, trimmed; "" when none.
+  static std::string FirstLineOf(const std::string& command) {
+    FILE* p = popen(command.c_str(), "r");
+    char line[256] = {};
+    if (p == nullptr || std::fgets(line, sizeof(line), p) == nullptr) line[0] = '\0';
     if (p != nullptr) pclose(p);
-    return absl::StrCat(absl::StripAsciiWhitespace(hash), ".r0");
+    return std::string(absl::StripAsciiWhitespace(line));
+  }
+
+  std::string CrlName(const std::string& ca_cert = "") {
+    const std::string hash =
+        FirstLineOf(absl::StrCat("openssl x509 -noout -hash -in ", ca_cert.empty() ? pki_ + "/ca.crt" : ca_cert));
+    EXPECT_FALSE(hash.empty()) << "openssl x509 -hash";
+    return absl::StrCat(hash, ".r0");
   }
 
   static bool CopyFile(const std::string& from, const std::string& to) {
@@ -400,22 +407,12 @@ TEST_F(CertificateRevocationTest, ARenewedAgentCertificateIsUsedFromTheNextConne
 TEST_F(CertificateRevocationTest, ARenewedControllerCertificateIsServedWithoutARestart) {
   // The serial of the certificate the controller presents, as openssl sees it.
   auto served = [&]() {
-    const std::string command = absl::StrCat(
+    return FirstLineOf(absl::StrCat(
         "openssl s_client -connect 127.0.0.1:", port_, " -alpn h2 -CAfile ", pki_, "/ca.crt -cert ", pki_,
-        "/operator/alice.crt -key ", pki_, "/operator/alice.key </dev/null 2>/dev/null | openssl x509 -noout -serial");
-    FILE* p = popen(command.c_str(), "r");
-    char line[128] = {};
-    if (p == nullptr || std::fgets(line, sizeof(line), p) == nullptr) line[0] = '\0';
-    if (p != nullptr) pclose(p);
-    return std::string(absl::StripAsciiWhitespace(line));
+        "/operator/alice.crt -key ", pki_, "/operator/alice.key </dev/null 2>/dev/null | openssl x509 -noout -serial"));
   };
   auto on_disk = [&]() {
-    const std::string command = absl::StrCat("openssl x509 -noout -serial -in ", pki_, "/controller/127.0.0.1.crt");
-    FILE* p = popen(command.c_str(), "r");
-    char line[128] = {};
-    if (p == nullptr || std::fgets(line, sizeof(line), p) == nullptr) line[0] = '\0';
-    if (p != nullptr) pclose(p);
-    return std::string(absl::StripAsciiWhitespace(line));
+    return FirstLineOf(absl::StrCat("openssl x509 -noout -serial -in ", pki_, "/controller/127.0.0.1.crt"));
   };
   const std::string before = served();
   ASSERT_THAT(before, ::testing::StartsWith("serial="));
