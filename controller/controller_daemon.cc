@@ -73,8 +73,8 @@ absl::StatusOr<std::unique_ptr<ControllerDaemon>> ControllerDaemon::Start(const 
   agent_options.metrics = d->metrics_.get();
   agent_options.limits = config.agent_limits;
   agent_options.controller_addresses = LocalAddresses(config.listen);
-  d->agent_service_ = std::make_unique<AgentServiceImpl>(*d->store_, *d->hub_, *d->work_, TlsIdentityResolver(d->clients_),
-                                                         clock, agent_options);
+  d->agent_service_ = std::make_unique<AgentServiceImpl>(*d->store_, *d->hub_, *d->work_,
+                                                         TlsIdentityResolver(d->clients_), clock, agent_options);
   AdminServiceOptions admin_options;
   admin_options.metrics = d->metrics_.get();
   admin_options.refusals = d->refusals_.get();
@@ -311,7 +311,9 @@ void ControllerDaemon::UpdateHealth() {
   if (server_ == nullptr || (health_set_ && usable.ok() == serving_)) return;
   server_->GetHealthCheckService()->SetServingStatus(usable.ok());
   if (agent_service_ != nullptr) agent_service_->SetServing(usable.ok(), std::string(usable.message()));
-  if (health_set_ && usable.ok()) LogEvent(LogLevel::kInfo, "health.serving", {}, "the store is usable again: health is SERVING");
+  if (health_set_ && usable.ok()) {
+    LogEvent(LogLevel::kInfo, "health.serving", {}, "the store is usable again: health is SERVING");
+  }
   serving_ = usable.ok();
   health_set_ = true;
 }
@@ -320,7 +322,8 @@ void ControllerDaemon::WriteMetrics() {
   absl::Status s = WritePrometheusFile(config_.metrics_file, metrics_->Collect(*store_));
   if (!s.ok() && s.message() != metrics_error_) {
     LogEvent(LogLevel::kWarning, "metrics.write_failed",
-             {{"file", config_.metrics_file}, {"error", std::string(s.message())}}, absl::StrCat("metrics: ", s.message()));
+             {{"file", config_.metrics_file}, {"error", std::string(s.message())}},
+             absl::StrCat("metrics: ", s.message()));
   }
   if (s.ok() && !metrics_error_.empty()) {
     LogEvent(LogLevel::kInfo, "metrics.written_again", {{"file", config_.metrics_file}},

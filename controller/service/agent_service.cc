@@ -1,6 +1,5 @@
 #include "controller/service/agent_service.h"
 
-#include <grpc/grpc_security_constants.h>
 #include <grpcpp/security/auth_context.h>
 
 #include <deque>
@@ -64,19 +63,12 @@ class AgentServiceImpl::SessionReactor final
 
   void Start() { IssueRead(); }
 
-  // The client certificate the session started with (PEM), judged again
-  // when the CA bundle or the CRLs change.
+  // The client certificate the session started with, judged again when
+  // the CA bundle or the CRLs change.
   void KeepCertificate(const grpc::AuthContext* auth) {
-    if (auth == nullptr) return;
-    auto first = [auth](const char* property) {
-      const std::vector<grpc::string_ref> values = auth->FindPropertyValues(property);
-      return values.empty() ? std::string() : std::string(values[0].data(), values[0].size());
-    };
-    leaf_pem_ = first(GRPC_X509_PEM_CERT_PROPERTY_NAME);
-    chain_pem_ = first(GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME);
+    if (auth != nullptr) certificate_ = PeerCertificateOf(*auth);
   }
-  const std::string& leaf_pem() const { return leaf_pem_; }
-  const std::string& chain_pem() const { return chain_pem_; }
+  const PeerCertificate& certificate() const { return certificate_; }
   const std::string& peer() const { return peer_; }
 
   // Refuses the stream before anything happens.
@@ -209,8 +201,11 @@ class AgentServiceImpl::SessionReactor final
         audit.what = "agent.disconnected";
         audit.where = audit.who;
         absl::Status s = service_.store_.PutAgent(record_, {std::move(audit)});
-        if (!s.ok()) LogEvent(LogLevel::kWarning, "agent.disconnect_not_recorded", {{"agent", name_}, {"error", std::string(s.message())}},
-                 absl::StrCat("agent ", name_, ": cannot record the disconnect: ", s.message()));
+        if (!s.ok()) {
+          LogEvent(LogLevel::kWarning, "agent.disconnect_not_recorded",
+                   {{"agent", name_}, {"error", std::string(s.message())}},
+                   absl::StrCat("agent ", name_, ": cannot record the disconnect: ", s.message()));
+        }
       }
       delete this;
     });
@@ -361,7 +356,9 @@ class AgentServiceImpl::SessionReactor final
         absl::StatusOr<std::vector<AuditRecord>> r = service_.store_.AppendAudit({std::move(replace)});
         if (!r.ok()) {
           LogEvent(LogLevel::kWarning, "agent.audit_failed",
-                   {{"agent", name_}, {"record", "agent.session_replaced"}, {"error", std::string(r.status().message())}},
+                   {{"agent", name_},
+                    {"record", "agent.session_replaced"},
+                    {"error", std::string(r.status().message())}},
                    absl::StrCat("agent ", name_, ": cannot audit the replaced session: ", r.status().message()));
         }
       }
@@ -557,7 +554,8 @@ class AgentServiceImpl::SessionReactor final
     std::optional<IpAddress> source = IpAddress::Parse(k.source());
     absl::StatusOr<std::vector<Knock>> knocks = FromWireKnocks(k.knocks(), "knocks");
     if (!source || !knocks.ok() || (k.sequence_id() == 0 && knocks->empty())) {
-      LogEvent(LogLevel::kWarning, "agent.message_ignored", {{"agent", name_}, {"id", id}, {"why", "malformed knock report"}},
+      LogEvent(LogLevel::kWarning, "agent.message_ignored",
+               {{"agent", name_}, {"id", id}, {"why", "malformed knock report"}},
                absl::StrCat("agent ", name_, ": knock report ", id, " is malformed"));
       if (metrics() != nullptr) metrics()->KnockReported(ConsumeOutcome::kUnknown);
       verdict->set_outcome(v1::KNOCK_OUTCOME_UNKNOWN);
@@ -599,7 +597,7 @@ class AgentServiceImpl::SessionReactor final
   AgentServiceImpl& service_;
   const std::string name_;
   const std::string peer_;    // the TCP peer, for the audit
-  std::string leaf_pem_, chain_pem_;  // set before Start
+  PeerCertificate certificate_;  // set before Start
   v1::AgentMessage in_;       // the read chain's buffer
   v1::ControllerMessage current_;  // the write chain's buffer
   AgentRecord record_;        // bookkeeping thread only
@@ -699,8 +697,8 @@ grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* AgentServiceIm
 void AgentServiceImpl::RecheckCertificates(ClientCertificates& clients) {
   hub_.CloseWhere([&clients](AgentLink& link) -> absl::Status {
     auto* session = dynamic_cast<SessionReactor*>(&link);
-    if (session == nullptr || session->leaf_pem().empty()) return absl::OkStatus();
-    return clients.CheckCall(session->leaf_pem(), session->chain_pem(), session->peer());
+    if (session == nullptr || session->certificate().leaf_pem.empty()) return absl::OkStatus();
+    return clients.CheckCall(session->certificate().leaf_pem, session->certificate().chain_pem, session->peer());
   });
 }
 

@@ -1,7 +1,7 @@
 #include "controller/service/peer_identity.h"
 
-#include <grpcpp/security/auth_context.h>
 #include <grpc/grpc_security_constants.h>
+#include <grpcpp/security/auth_context.h>
 #include <grpcpp/server_context.h>
 
 #include "absl/strings/str_cat.h"
@@ -57,19 +57,23 @@ absl::StatusOr<PeerIdentity> IdentityFromAuthContext(const grpc::AuthContext& co
   return IdentityFromSpiffeId(std::string_view(ids[0].data(), ids[0].size()));
 }
 
+PeerCertificate PeerCertificateOf(const grpc::AuthContext& context) {
+  auto first = [&context](const char* property) {
+    const std::vector<grpc::string_ref> values = context.FindPropertyValues(property);
+    return values.empty() ? std::string() : std::string(values[0].data(), values[0].size());
+  };
+  return PeerCertificate{first(GRPC_X509_PEM_CERT_PROPERTY_NAME), first(GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME)};
+}
+
 IdentityResolver TlsIdentityResolver(std::shared_ptr<ClientCertificates> clients) {
   return [clients = std::move(clients)](const grpc::CallbackServerContext& context) -> absl::StatusOr<PeerIdentity> {
     std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
     if (auth == nullptr) return Refused("no TLS");
-    auto first = [&auth](const char* property) {
-      const std::vector<grpc::string_ref> values = auth->FindPropertyValues(property);
-      return values.empty() ? std::string_view() : std::string_view(values[0].data(), values[0].size());
-    };
-    const std::string_view leaf = first(GRPC_X509_PEM_CERT_PROPERTY_NAME);
-    const absl::Status current = clients->CheckCall(leaf, first(GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME), context.peer());
+    const PeerCertificate cert = PeerCertificateOf(*auth);
+    const absl::Status current = clients->CheckCall(cert.leaf_pem, cert.chain_pem, context.peer());
     if (!current.ok()) return current;
     absl::StatusOr<PeerIdentity> who = IdentityFromAuthContext(*auth);
-    if (!who.ok()) clients->ReportRefused(leaf, context.peer(), std::string(who.status().message()));
+    if (!who.ok()) clients->ReportRefused(cert.leaf_pem, context.peer(), std::string(who.status().message()));
     return who;
   };
 }

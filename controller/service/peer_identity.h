@@ -42,6 +42,14 @@ absl::StatusOr<PeerIdentity> IdentityFromSpiffeId(std::string_view id);
 // ID.
 absl::StatusOr<PeerIdentity> IdentityFromAuthContext(const grpc::AuthContext& context);
 
+// The client certificate a TLS caller sent, PEM: its leaf and the chain it
+// came with; empty without one.
+struct PeerCertificate {
+  std::string leaf_pem;
+  std::string chain_pem;
+};
+PeerCertificate PeerCertificateOf(const grpc::AuthContext& context);
+
 // How services learn the caller; production reads the auth context, tests
 // over an in-process channel may inject something else.
 using IdentityResolver = std::function<absl::StatusOr<PeerIdentity>(const grpc::CallbackServerContext&)>;

@@ -113,7 +113,9 @@ absl::StatusOr<std::vector<Sequence>> SqliteStore::ExpireSequences(size_t limit)
                                   "revision = ? WHERE id = ? AND state = 'issued'"));
       s.BindAll(Micros(burnt.consumed_at), static_cast<int64_t>(burnt.revision), static_cast<int64_t>(burnt.id));
       RETURN_IF_ERROR(s.Run());
-      if (db.Changes() != 1) return absl::InternalError(absl::StrCat("sequence ", burnt.id, " changed under the writer"));
+      if (db.Changes() != 1) {
+        return absl::InternalError(absl::StrCat("sequence ", burnt.id, " changed under the writer"));
+      }
       audit.push_back(ExpiredAudit(burnt, now));
       w.Changed(StoreChange{StoreChange::Kind::kSequenceBurnt, burnt.revision, burnt, {}, {}});
       out.push_back(std::move(burnt));
