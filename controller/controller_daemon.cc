@@ -352,17 +352,15 @@ void ControllerDaemon::TopUpReserves(absl::Time now) {
   absl::StatusOr<std::vector<AgentRecord>> agents = store_->ListAgents();
   if (!agents.ok() || agents->empty()) return;  // the first agent gets its reserve at once
   last_reserve_top_up_ = now;
+  const std::map<std::pair<std::string, std::string>, size_t> held = hub_->UnusedReserves();
   for (const auto& [door, wanted] : config_.offline_reserve) {
     for (const AgentRecord& agent : *agents) {
-      SequenceFilter unused;
-      unused.door = door;
-      unused.reserve_agent = agent.name;
-      unused.unused_only = true;
-      absl::StatusOr<std::vector<Sequence>> held = store_->ListSequences(unused);
-      if (!held.ok() || held->size() >= static_cast<size_t>(wanted)) continue;
+      const auto it = held.find({agent.name, door});
+      const size_t have = it == held.end() ? 0 : it->second;
+      if (have >= static_cast<size_t>(wanted)) continue;
       IssueRequest request;
       request.door = door;
-      request.count = static_cast<size_t>(wanted) - held->size();
+      request.count = static_cast<size_t>(wanted) - have;
       request.issued_to = kUnclaimedReserve;
       request.reserve_agent = agent.name;
       request.actor = "controller";

@@ -119,6 +119,15 @@ bool FleetHub::IsAttached(const std::string& agent) const {
   return links_.contains(agent);
 }
 
+std::map<std::pair<std::string, std::string>, size_t> FleetHub::UnusedReserves() const {
+  absl::MutexLock lock(&mu_);
+  std::map<std::pair<std::string, std::string>, size_t> out;
+  for (const auto& [id, q] : unused_) {
+    if (!q.reserve_agent.empty()) ++out[{q.reserve_agent, q.door}];
+  }
+  return out;
+}
+
 size_t FleetHub::sessions() const {
   absl::MutexLock lock(&links_mu_);
   return links_.size();

@@ -78,6 +78,9 @@ class FleetHub final : public ChangeListener {
   // agent). Called with the links held: keep it short, never Attach/Detach.
   void CloseWhere(const std::function<absl::Status(AgentLink&)>& judge);
   size_t sessions() const;
+  // Unused reserve sequences held, by (agent, door): what the leader tops
+  // up, read from memory (a walk of the unused ones, no store query).
+  std::map<std::pair<std::string, std::string>, size_t> UnusedReserves() const;
   uint64_t revision() const;
 
   void OnCommitted(const std::vector<StoreChange>& changes) override;
