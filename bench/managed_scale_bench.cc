@@ -1,7 +1,9 @@
 // What the number of live sequences costs a managed agent's matcher
-// (agent/managed/managed_matcher.h): 10, 1,000 and 100,000 live one-time
-// sequences of 4 TCP knocks drawn as the controller draws them (any port
-// from 1024 up), then 2,000,000 packets of background noise from 50,000
+// (agent/managed/managed_matcher.h): 10, 1,000 and 100,000 live sequences
+// of 4 TCP knocks drawn as the controller draws them (any port from 1024
+// up), of three doors whose match parameters differ (three classes in the
+// matcher), one in ten a reserve sequence; then 2,000,000 packets of
+// background noise from 50,000
 // random sources, with a real knocker completing a sequence every 1,000
 // packets. Two kinds of noise (the second argument, noise):
 //   0  flood    SYNs to random ports: with 100,000 sequences most of them
@@ -83,10 +85,19 @@ void BM_ManagedScale(benchmark::State& state) {
   constexpr uint16_t kServicePorts[] = {22, 80, 443};
   auto noise_port = [&] { return service_noise ? kServicePorts[random() % 3] : port(); };
   std::vector<LiveSequence> live;
+  struct Door {
+    const char* name;
+    MatchParams params;
+  };
+  Door doors[3] = {{"openSSH", {}}, {"consoleSSH", {}}, {"fleetSSH", {}}};
+  doors[1].params.seq_timeout = absl::Seconds(10);
+  doors[2].params.reset_mode = ResetMode::kCompat;
   for (size_t i = 1; i <= sequences; ++i) {
     LiveSequence s;
     s.id = i;
-    s.door = "openSSH";
+    s.door = doors[i % 3].name;
+    s.params = doors[i % 3].params;
+    s.reserve = i % 10 == 0;
     for (int k = 0; k < 4; ++k) s.knocks.push_back(Knock{port(), Protocol::kTcp});
     live.push_back(std::move(s));
   }

@@ -106,7 +106,12 @@ void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, 
   bool completed = false;
   bool repeated = false;
   bool reset = false;
-  uint64_t compat_reset = 0;  // compat classes whose progress this knock reset: it starts none of them
+  // Compat classes whose progress this knock reset past a first knock: it
+  // starts none of them (knockd spends the knock on the reset). Progress of
+  // one knock is not counted: with many sequences nearly every port is some
+  // sequence's first knock, so a knocker's last sequence leaves such
+  // chance starts behind, and its next first knock would be spent on them.
+  uint64_t compat_reset = 0;
   for (int g = 0; g < kGroupsPerSource; ++g) {
     if (e.group_stage[g] == 0) continue;
     const Group group{e.group_node[g], e.group_generation[g], e.group_start[g], e.group_stage[g],
@@ -141,7 +146,7 @@ void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, 
     }
     reset = true;
     ++counters_.resets;
-    if (!classes_[klass].strict) compat_reset |= ClassBit(klass);
+    if (!classes_[klass].strict && group.stage > 1) compat_reset |= ClassBit(klass);
   }
 
   // Sequences this knock starts: not already going at that node (a

@@ -59,20 +59,17 @@ def send_knock(target, knock):
     s.close()
 
 
-def watch_grants(fleet, address, events, stop):
-    """Puts (monotonic time, line) for every nftables change on b1 that
-    names address."""
-    monitor = subprocess.Popen(["ip", "netns", "exec", fleet.netns("b1"), "nft", "monitor"],
-                               stdout=subprocess.PIPE, text=True, bufsize=1)
-    try:
-        for line in monitor.stdout:
-            now = time.monotonic()
-            if address in line:
-                events.put((now, line.strip()))
-            if stop.is_set():
-                break
-    finally:
-        monitor.kill()
+def watch_grants(monitor, address, events, stop):
+    """Puts (monotonic time, line) for every nftables change that `nft
+    monitor` (on b1) prints and that names address. The caller kills the
+    monitor: a daemon thread's own cleanup never runs at exit, and the
+    process would outlive the bench, holding bastion1's namespace."""
+    for line in monitor.stdout:
+        now = time.monotonic()
+        if address in line:
+            events.put((now, line.strip()))
+        if stop.is_set():
+            break
 
 
 def percentile(values, p):
@@ -102,6 +99,7 @@ def main():
     # benchmarks (tests/fleet/fleet-vars.yml).
     os.environ["SESAME_FLEET_BENCH"] = "1"
     fleet = Fleet.up(args.build_dir)
+    monitor = None
     try:
         client = fleet.address("c1")
         target = fleet.address("b1")
@@ -116,7 +114,9 @@ def main():
         wait_until(lambda: all(a.get("acked_revision") == a.get("revision") for a in fleet.agents().values()), 60,
                    "every agent holding the sequences")
         events, stop = queue.Queue(), threading.Event()
-        threading.Thread(target=watch_grants, args=(fleet, client, events, stop), daemon=True).start()
+        monitor = subprocess.Popen(["ip", "netns", "exec", fleet.netns("b1"), "nft", "monitor"],
+                                   stdout=subprocess.PIPE, text=True, bufsize=1)
+        threading.Thread(target=watch_grants, args=(monitor, client, events, stop), daemon=True).start()
         time.sleep(1)  # nft monitor subscribed
         enter_netns(fleet.netns("c1"))
 
@@ -160,6 +160,9 @@ def main():
         fleet.dump_logs(lines=80)
         raise
     finally:
+        if monitor is not None:
+            monitor.kill()
+            monitor.wait()
         fleet.down()
 
 

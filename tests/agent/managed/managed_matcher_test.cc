@@ -404,6 +404,27 @@ TEST_F(ManagedMatcherTest, CompatSequencesForgiveOneStrayKnock) {
   EXPECT_EQ(sink_.completed.size(), 1u);
 }
 
+// With many sequences a knocker's last knock often starts another one by
+// chance. In a compat class the next sequence's first knock resets that
+// start, and must still start its own sequence; progress past a first knock
+// is knockd's, and the knock that resets it is spent.
+TEST_F(ManagedMatcherTest, ACompatFirstKnockAfterAChanceStartStillStarts) {
+  LiveSequence a = Live(1, {7001, 7002, 7003});
+  a.params.reset_mode = ResetMode::kCompat;
+  LiveSequence b = Live(2, {7101, 7201, 7301});
+  b.params.reset_mode = ResetMode::kCompat;
+  matcher_.Publish({a, b});
+  KnockOn({7001, 7101, 7201, 7301});  // 7001: a chance start of 1
+  ASSERT_EQ(sink_.completed.size(), 1u);
+  EXPECT_EQ(sink_.completed[0].sequence_id, 2u);
+
+  LiveSequence c = Live(3, {7102, 7202, 7302});
+  c.params.reset_mode = ResetMode::kCompat;
+  matcher_.Publish({a, c});
+  KnockOn({7001, 7002, 7102, 7202, 7302});  // two knocks of 1: 7102 is spent on their reset
+  EXPECT_EQ(sink_.completed.size(), 1u);
+}
+
 // A sequence replaced under a knocker half-way through must not inherit its
 // progress, even when the trie reuses the freed nodes for the new knocks.
 TEST_F(ManagedMatcherTest, ProgressDoesNotCarryOverToAReplacedSequence) {
