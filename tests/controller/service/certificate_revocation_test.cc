@@ -144,15 +144,18 @@ class CertificateRevocationTest : public ::testing::Test {
   grpc::StatusCode AgentSession(const std::string& cert, const std::string& key, const std::string& ca = "") {
     return AgentSessionOver(Channel(cert, key, ca));
   }
+  static v1::AgentMessage Hello() {
+    v1::AgentMessage hello;
+    hello.set_id("hello");
+    hello.mutable_hello()->set_version("0.1.0");
+    return hello;
+  }
   grpc::StatusCode AgentSessionOver(const std::shared_ptr<grpc::Channel>& channel) {
     auto stub = v1::AgentService::NewStub(channel);
     std::unique_ptr<grpc::ClientContext> context = Context();
     auto stream = stub->Session(context.get());
-    v1::AgentMessage hello;
-    hello.set_id("hello");
-    hello.mutable_hello()->set_version("0.1.0");
     v1::ControllerMessage first;
-    if (stream->Write(hello) && stream->Read(&first) && first.has_snapshot()) {
+    if (stream->Write(Hello()) && stream->Read(&first) && first.has_snapshot()) {
       context->TryCancel();
       (void)stream->Finish();
       return grpc::StatusCode::OK;
@@ -240,11 +243,8 @@ TEST_F(CertificateRevocationTest, RevokedAgentAndOperatorAreRefusedWithoutAResta
   auto stub = v1::AgentService::NewStub(Channel(pki_ + "/agent/bastion2.crt", pki_ + "/agent/bastion2.key"));
   std::unique_ptr<grpc::ClientContext> open_context = Context();
   auto open_session = stub->Session(open_context.get());
-  v1::AgentMessage hello;
-  hello.set_id("hello");
-  hello.mutable_hello()->set_version("0.1.0");
   v1::ControllerMessage first;
-  ASSERT_TRUE(open_session->Write(hello) && open_session->Read(&first) && first.has_snapshot());
+  ASSERT_TRUE(open_session->Write(Hello()) && open_session->Read(&first) && first.has_snapshot());
 
   const std::string log = dir_.File("sesame-pki.log");
   ASSERT_TRUE(Pki(absl::StrCat("revoke ", pki_, " bastion2 --reason keyCompromise"), log).ok());
