@@ -187,7 +187,8 @@ for p in $packages; do
 done
 if echo "$packages" | grep -qx sesame-agent; then
   check "the one-time file is 0600 sesame-agent" "[ \"\$(stat -c '%a %U' /var/lib/sesame-agent/one-time-ssh)\" = '600 sesame-agent' ]"
-  check "the installed agent.conf passes --check-config" "/usr/sbin/sesame-agent --check-config /etc/sesame/agent.conf >/dev/null"
+  check "the installed agent.conf passes --check-config" \
+    "/usr/sbin/sesame-agent --check-config /etc/sesame/agent.conf >check.log 2>&1 || { cat check.log; false; }"
   echo '# local edit' >>/etc/sesame/agent.conf
 fi
 step "dpkg -i again"; dpkg -i ./*.deb >install.log 2>&1; check "reinstalling succeeds" "[ $? -eq 0 ] || { cat install.log; false; }"
