@@ -231,15 +231,8 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ClaimReserve(grpc::CallbackServerCon
     audit.where = "controller";
     audit.details = {{"reserve_agent", claim.reserve_agent}, {"claimed_by", claim.claimant}};
     if (!claim.door.empty()) audit.details["door"] = claim.door;
-    // A store may hand over fewer in one call than there are: ask again
-    // until it has none left or the count is reached.
-    for (size_t wanted = claim.count; wanted > 0;) {
-      claim.count = wanted;
-      ASSIGN_OR_RETURN(std::vector<Sequence> claimed, store_.ClaimSequences(claim, {audit}));
-      for (const Sequence& q : claimed) ShowIssued(q, {agent}, *response);
-      if (claimed.empty()) break;
-      wanted -= std::min(wanted, claimed.size());
-    }
+    ASSIGN_OR_RETURN(std::vector<Sequence> claimed, store_.ClaimSequences(claim, {std::move(audit)}));
+    for (const Sequence& q : claimed) ShowIssued(q, {agent}, *response);
     return absl::OkStatus();
   });
 }

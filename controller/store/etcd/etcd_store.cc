@@ -222,8 +222,19 @@ absl::StatusOr<std::vector<Sequence>> EtcdStore::ExpireSequences(size_t limit) {
 absl::StatusOr<std::vector<Sequence>> EtcdStore::ClaimSequences(const SequenceClaim& claim,
                                                                 std::vector<AuditEntry> audit) {
   RETURN_IF_ERROR(ValidateSequenceClaim(claim));
-  // Each claimed sequence is one put: at most a share of a transaction.
-  const size_t count = std::min(claim.count, kMaxExpiredPerCall);
+  // Each claimed sequence is one put: a transaction takes a share of them,
+  // and the next transactions the rest, until none is left unclaimed.
+  std::vector<Sequence> all;
+  for (;;) {
+    const size_t count = std::min(claim.count - all.size(), kMaxExpiredPerCall);
+    ASSIGN_OR_RETURN(std::vector<Sequence> some, ClaimSome(claim, count, audit));
+    all.insert(all.end(), some.begin(), some.end());
+    if (some.size() < count || all.size() == claim.count) return all;
+  }
+}
+
+absl::StatusOr<std::vector<Sequence>> EtcdStore::ClaimSome(const SequenceClaim& claim, size_t count,
+                                                           const std::vector<AuditEntry>& audit) {
   std::vector<Sequence> out;
   RETURN_IF_ERROR(Write([&](Writer& w) -> absl::Status {
     out.clear();
@@ -254,8 +265,9 @@ absl::StatusOr<std::vector<Sequence>> EtcdStore::ClaimSequences(const SequenceCl
       out.push_back(*std::move(q));
     }
     if (out.empty()) return absl::OkStatus();
-    for (AuditEntry& e : audit) e.details.emplace("sequences", absl::StrJoin(ids, ","));
-    return w.AppendAll(std::move(audit));
+    std::vector<AuditEntry> entries = audit;
+    for (AuditEntry& e : entries) e.details.emplace("sequences", absl::StrJoin(ids, ","));
+    return w.AppendAll(std::move(entries));
   }));
   return out;
 }

@@ -111,6 +111,9 @@ class EtcdStore final : public Store {
   absl::StatusOr<std::vector<AuditCheckpoint>> ListCheckpoints() override;
 
  private:
+  // One transaction of ClaimSequences: at most count sequences.
+  absl::StatusOr<std::vector<Sequence>> ClaimSome(const SequenceClaim& claim, size_t count,
+                                                  const std::vector<AuditEntry>& audit);
   class Writer;
   EtcdStore(const EtcdStoreOptions& options, std::unique_ptr<EtcdClient> client);
 
