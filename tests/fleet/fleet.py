@@ -103,8 +103,10 @@ class Fleet:
         self.pki = os.path.join(self.controller_root, "var/lib/sesame-pki")
         # Not "knockgen": that name is the method below.
         self.knockgen_path = os.path.join(self.build_dir, "bench/tools/knockgen")
-        # The controller sesamectl talks to (the HA bed has three).
-        self.controller = "ctl"
+        # The controllers sesamectl is given, in order (it uses the first
+        # serving one): the HA bed's operator lists all three, as a real
+        # operator's configuration would.
+        self.controllers = ("ctl",)
 
     # --- life cycle -------------------------------------------------------
 
@@ -120,6 +122,8 @@ class Fleet:
             fleet.dump_logs()
             fleet.down()
             raise Failure("the test bed did not come up")
+        if ha:
+            fleet.controllers = tuple(CONTROLLER_NS.values())
         return fleet
 
     def down(self):
@@ -163,7 +167,7 @@ class Fleet:
 
     def operator_env(self, cert=None, key=None):
         return {
-            "SESAME_CONTROLLER": f"{self.address(self.controller)}:7443",
+            "SESAME_CONTROLLER": ",".join(f"{self.address(ns)}:7443" for ns in self.controllers),
             "SESAME_CA_CERT": os.path.join(self.controller_root, "etc/sesame/tls/ca.crt"),
             "SESAME_CERT": cert or os.path.join(self.pki, "operator/oncall.crt"),
             "SESAME_KEY": key or os.path.join(self.pki, "operator/oncall.key"),

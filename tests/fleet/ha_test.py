@@ -46,11 +46,11 @@ def session_controller(fleet, bastion):
 
 def health(fleet, controller_ns):
     """SERVING / NOT_SERVING / unreachable, as sesamectl health says."""
-    saved, fleet.controller = fleet.controller, controller_ns
+    saved, fleet.controllers = fleet.controllers, (controller_ns,)
     try:
         result = fleet.sesamectl("health", check_ok=False)
     finally:
-        fleet.controller = saved
+        fleet.controllers = saved
     text = (result.stdout + result.stderr).upper()
     if "NOT_SERVING" in text:
         return "NOT_SERVING"
