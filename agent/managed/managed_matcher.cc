@@ -29,6 +29,9 @@ uint64_t ClassBit(size_t klass) { return uint64_t{1} << klass; }
 // Beside matcher_bits.h's flags: the source completed a sequence while
 // tracked (a knocker, see Track's wrong knocks).
 constexpr uint8_t kCompletedHere = 4;
+// Its last first knock started more classes than the entry holds groups
+// for: the stage-1 groups held stand for the others (StoreGroups).
+constexpr uint8_t kStartsDropped = 8;
 
 }  // namespace
 
@@ -99,6 +102,18 @@ void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, 
   // address may be forged); each wrong knock prolongs the mark.
   const bool marked = matcher_internal::StillMarked(e, now, counters_.scanner_packets,
                                                      [&] { ReleaseBan(e, packet.source, packet.time); });
+  // The first knock whose starts did not all fit, and the nodes held
+  // before this knock (those go the usual way below).
+  std::optional<Group> dropped_from;
+  uint32_t held[kGroupsPerSource];
+  for (int g = 0; g < kGroupsPerSource; ++g) {
+    held[g] = e.group_stage[g] != 0 ? e.group_node[g] : SequenceTrie::kNone;
+    if ((e.flags & kStartsDropped) && e.group_stage[g] == 1 && !dropped_from.has_value() &&
+        trie_.Current(e.group_node[g], e.group_generation[g])) {
+      dropped_from = Group{e.group_node[g], e.group_generation[g], e.group_start[g], 1, 0};
+    }
+  }
+  e.flags &= ~kStartsDropped;
   ExpireGroups(e, now);
 
   Groups out;
@@ -149,6 +164,10 @@ void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, 
     if (!classes_[klass].strict && group.stage > 1) compat_reset |= ClassBit(klass);
   }
 
+  if (dropped_from.has_value() && ContinueDropped(*dropped_from, held, classes, knock, packet, now, out, &completed)) {
+    advanced = true;
+  }
+
   // Sequences this knock starts: not already going at that node (a
   // retransmitted first knock keeps its start), and not in a compat class
   // it has just reset (knockd spends the knock on the reset).
@@ -187,6 +206,28 @@ bool ManagedMatcher::Start(uint64_t classes, uint32_t knock, const Packet& packe
     groups.push_back(Group{first, n.generation, now, 1, 0});
   }
   return started;
+}
+
+bool ManagedMatcher::ContinueDropped(const Group& kept, const uint32_t (&held)[kGroupsPerSource], uint64_t classes,
+                                     uint32_t knock, const Packet& packet, TickT now, Groups& groups,
+                                     bool* completed) {
+  const uint32_t first_knock = trie_.node(kept.node).knock;
+  bool advanced = false;
+  for (uint64_t c = classes; c != 0; c &= c - 1) {
+    const Class& klass = classes_[__builtin_ctzll(c)];
+    if (Elapsed(now, kept.start) >= klass.timeout) continue;
+    const uint32_t first = trie_.Child(klass.root, first_knock);
+    if (first == SequenceTrie::kNone || std::find(std::begin(held), std::end(held), first) != std::end(held)) {
+      continue;
+    }
+    const uint32_t next = trie_.Child(first, knock);
+    if (next == SequenceTrie::kNone) continue;
+    advanced = true;
+    const SequenceTrie::Node& n = trie_.node(next);
+    if (n.ends > 0) *completed = CompleteAt(next, packet) || *completed;
+    if (n.children > 0) groups.push_back(Group{next, n.generation, kept.start, 2, 0});
+  }
+  return advanced;
 }
 
 bool ManagedMatcher::CompleteAt(uint32_t node, const Packet& packet) {
@@ -235,7 +276,21 @@ void ManagedMatcher::StoreGroups(ManagedSourceEntry& e, Group* groups, size_t n)
     e.group_stage[g] = used ? groups[g].stage : 0;
     e.group_strays[g] = used ? groups[g].strays : 0;
   }
-  if (n > kGroupsPerSource) counters_.progress_dropped += n - kGroupsPerSource;
+  // One knock starts a sequence in every class with one that begins there
+  // (with 100,000 sequences in three doors, nearly every knock starts three).
+  // The starts that do not fit are not lost: they are the same knock at the
+  // same time as a stage-1 group held, so the next knock continues them
+  // from it (ContinueDropped). Only deeper progress is really dropped.
+  e.flags &= ~kStartsDropped;
+  const Group* last = n > kGroupsPerSource ? &groups[kGroupsPerSource - 1] : nullptr;
+  for (size_t g = kGroupsPerSource; g < n; ++g) {
+    if (groups[g].stage == 1 && last->stage == 1 && groups[g].start == last->start &&
+        trie_.node(groups[g].node).knock == trie_.node(last->node).knock) {
+      e.flags |= kStartsDropped;
+    } else {
+      ++counters_.progress_dropped;
+    }
+  }
 }
 
 void ManagedMatcher::ExpireGroups(ManagedSourceEntry& e, TickT now) {

@@ -7,7 +7,11 @@
 // set of MatchParams, a "class"), a tracked source remembers the trie nodes
 // it has reached (kGroupsPerSource of them), and a packet costs a lookup of
 // its source and one (node, knock) lookup per node and per class it may
-// start, whether the agent holds 10 sequences or 100,000. Memory: the source
+// start, whether the agent holds 10 sequences or 100,000. A first knock
+// that starts sequences in more classes than a source holds groups for
+// keeps one start per group; the others are the same knock at the same
+// time, so the next knock continues them from a start held (one lookup
+// per class more, for that knock only). Memory: the source
 // table, allocated once (MatcherOptions::max_sources entries of 72 bytes),
 // and per sequence what the trie and the sequence's own record take
 // (MemoryBytes; bench/README.md states the figure).
@@ -268,6 +272,12 @@ class ManagedMatcher {
   // Returns whether it added any.
   bool Start(uint64_t classes, uint32_t knock, const Packet& packet, ::sesame::Tick now, Groups& groups,
              bool* completed);
+  // The first knock of `kept` (a stage-1 group held for several classes'
+  // starts, kStartsDropped) continued by `knock` in the other `classes`,
+  // those whose start was not among the `held` nodes: adds their progress
+  // to `groups`, completes what ends there. Returns whether any advanced.
+  bool ContinueDropped(const Group& kept, const uint32_t (&held)[kGroupsPerSource], uint64_t classes, uint32_t knock,
+                       const Packet& packet, ::sesame::Tick now, Groups& groups, bool* completed);
   // Completes the sequences ending at `node`; returns whether any did.
   bool CompleteAt(uint32_t node, const Packet& packet);
   void StoreGroups(ManagedSourceEntry& e, Group* groups, size_t n);
