@@ -87,6 +87,7 @@ absl::Status Daemon::Start() {
                          absl::StrJoin(config_.options.managed.controllers, ", ")));
   }
   if (options_.daemonize) RETURN_IF_ERROR(Daemonize());
+  systemd_ = ServiceNotifier::FromEnvironment();  // before any command inherits it
 
   // Threads start only now: fork() keeps none of them.
   sigset_t signals;
@@ -169,6 +170,7 @@ absl::Status Daemon::Run() {
             LogStats();
             break;
           default:
+            systemd_.Stopping();
             LogInfo(absl::StrCat("signal ", info.ssi_signo, ": shutting down; open grants stay and close on time"));
             LogStats();
             if (managed_) managed_->Stop();
@@ -181,6 +183,7 @@ absl::Status Daemon::Run() {
       }
     }
     const absl::Time now = absl::Now();
+    NotifySystemd(now);
     if (now >= next_tick) {
       pipeline_->Tick(now);
       if (managed_) managed_->matcher().Tick(now);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/local_addresses.h"
 #include "common/log.h"
 
@@ -55,6 +56,27 @@ void Daemon::TryOpen(Capture& capture) {
   }
   capture.retry_at = absl::Now() + capture.backoff;
   capture.backoff = std::min(capture.backoff * 2, kMaxReopenBackoff);
+}
+
+void Daemon::NotifySystemd(absl::Time now) {
+  systemd_.PingWatchdog(now);
+  if (!systemd_.enabled()) return;
+  std::vector<std::string> waiting;
+  for (const Capture& c : captures_) {
+    if (!c.source) waiting.push_back(c.interface);
+  }
+  std::string status =
+      waiting.empty()
+          ? absl::StrCat("capturing on ", absl::StrJoin(config_.options.interfaces, ","), ", ", config_.doors.size(),
+                         " door(s)")
+          : absl::StrCat("waiting for the capture on ", absl::StrJoin(waiting, ","));
+  if (status == systemd_status_) return;
+  systemd_status_ = status;
+  if (waiting.empty()) {
+    systemd_.Ready(status);
+  } else {
+    systemd_.Status(status);
+  }
 }
 
 void Daemon::ServiceCapture(Capture& capture) {

@@ -34,6 +34,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "controller/controller_config.h"
 
@@ -74,6 +75,9 @@ class ControllerDaemon {
   void Tick();
   // Whether the store is usable now (see the top); the reason when not.
   absl::Status CheckStore();
+  // What health said at the last Tick, in a line: "SERVING" or
+  // "NOT_SERVING: why" (systemd's STATUS=).
+  std::string HealthLine() const { return serving_ ? "SERVING" : absl::StrCat("NOT_SERVING: ", unusable_); }
   // Re-reads the doors of the configuration file (SIGHUP).
   absl::Status ReloadDoors(const ControllerConfig& config);
   // Re-reads the CA bundle and the CRLs now (SIGHUP; otherwise within a

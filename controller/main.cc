@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/service_notifier.h"
 #include "controller/controller_config.h"
 #include "controller/controller_daemon.h"
 #include "controller/migrate.h"
@@ -108,13 +109,20 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  sesame::ServiceNotifier systemd = sesame::ServiceNotifier::FromEnvironment();
   absl::StatusOr<std::unique_ptr<sesame::controller::ControllerDaemon>> daemon =
       sesame::controller::ControllerDaemon::Start(*config);
   if (!daemon.ok()) {
     sesame::LogError(absl::StrCat("cannot start: ", daemon.status().message()));
     return 1;
   }
+  // Ready: the store is open and the listener bound. The watchdog is pinged
+  // after each tick, so a tick that hangs (a store call that never returns)
+  // gets the daemon restarted.
+  std::string status = absl::StrCat("listening on port ", (*daemon)->port(), "; ", (*daemon)->HealthLine());
+  systemd.Ready(status);
   for (;;) {
+    systemd.PingWatchdog(absl::Now());
     timespec tick{1, 0};
     const int sig = sigtimedwait(&signals, nullptr, &tick);
     if (sig == SIGTERM || sig == SIGINT) break;
@@ -132,7 +140,13 @@ int main(int argc, char** argv) {
       }
     }
     (*daemon)->Tick();
+    if (std::string now = absl::StrCat("listening on port ", (*daemon)->port(), "; ", (*daemon)->HealthLine());
+        now != status) {
+      status = std::move(now);
+      systemd.Status(status);
+    }
   }
+  systemd.Stopping();
   sesame::LogInfo("stopping");
   (*daemon)->Shutdown();
   return 0;

@@ -31,6 +31,7 @@
 #include "agent/match/matcher.h"
 #include "common/ip_address.h"
 #include "common/prometheus_text.h"
+#include "common/service_notifier.h"
 
 namespace sesame::daemon_internal {
 
@@ -96,6 +97,9 @@ class Daemon {
   void RefreshLocalAddresses();
   void Reload();
   void LogStats();
+  // READY=1 once every interface captures (STATUS= says which wait till
+  // then), the watchdog ping at every turn of the loop.
+  void NotifySystemd(absl::Time now);
   absl::StatusOr<std::shared_ptr<BackendSet>> MakeBackends(const AgentConfig& config);
   // The grant book over `store` and `backends`, on its worker thread.
   void StartGrants(std::unique_ptr<GrantStore> store, BackendLookup backends);
@@ -118,6 +122,8 @@ class Daemon {
   std::vector<Capture> captures_;
   std::vector<IpAddress> local_addresses_;
   int signal_fd_ = -1;
+  ServiceNotifier systemd_;
+  std::string systemd_status_;  // the last STATUS= sent
   const absl::Time started_at_ = absl::Now();
   // MetricsFile: written on its own thread (fsync stays off the capture loop).
   std::unique_ptr<PrometheusFileWriter> metrics_file_;
