@@ -17,6 +17,8 @@ packages=(
   ansible ansible-lint
   # promtool: the shipped alert rules are checked and unit-tested
   prometheus
+  # the packages are checked as Debian checks its own
+  lintian
   procps psmisc python3
 )
 

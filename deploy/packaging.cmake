@@ -19,7 +19,9 @@
 # tests/deploy/package_layout_test.sh).
 add_subdirectory(${CMAKE_CURRENT_LIST_DIR} ${CMAKE_BINARY_DIR}/deploy)
 set(SESAME_DEPLOY_DIR ${CMAKE_CURRENT_LIST_DIR})
-set(SESAME_PACKAGE_CONTACT "sesame maintainers <sesame@localhost>" CACHE STRING
+# Who builds the packages sets their own address (-DSESAME_PACKAGE_CONTACT=);
+# deploy/debian/changelog names the same maintainers.
+set(SESAME_PACKAGE_CONTACT "sesame maintainers <sesame-maintainers@example.org>" CACHE STRING
   "Maintainer field of the Debian packages")
 
 # --- CPack ----------------------------------------------------------------

@@ -64,6 +64,21 @@ expect_file "$root" /usr/share/sesame-controller/grafana/sesame-fleet.json 644
 expect_file "$root" /usr/share/bash-completion/completions/sesamectl 644
 expect_file "$root" /usr/share/man/man8/sesame-controller.8.gz 644
 expect_file "$root" /usr/share/man/man8/sesame-pki.8.gz 644
+expect_file "$root" /usr/share/man/man1/sesamectl.1.gz 644
+
+# Debian policy's copyright file and changelog in each package; the
+# changelog's top entry is the packages' version.
+version=$(sed -n 's/^set(CPACK_PACKAGE_VERSION "\(.*\)")$/\1/p' "$build/CPackConfig.cmake")-$(
+  sed -n 's/^set(CPACK_DEBIAN_PACKAGE_RELEASE "\(.*\)")$/\1/p' "$build/CPackConfig.cmake")
+for component in agent controller; do
+  expect_file "$tmp/$component" "/usr/share/doc/sesame-$component/copyright" 644
+  expect_file "$tmp/$component" "/usr/share/doc/sesame-$component/changelog.Debian.gz" 644
+  top=$(zcat "$tmp/$component/usr/share/doc/sesame-$component/changelog.Debian.gz" 2>/dev/null | head -n 1)
+  case "$top" in
+    "sesame ($version) "*) pass "$component: the changelog's top entry is $version" ;;
+    *) fail "$component: the changelog's top entry is \"$top\", expected version $version" ;;
+  esac
+done
 if has_component controller; then
   expect_file "$root" /usr/sbin/sesame-controller 755
   if grep -q 'sesamectl' "$build/install_manifest_controller.txt" 2>/dev/null || [ -x "$build/controller/sesamectl" ] ||
@@ -156,6 +171,15 @@ else
       else
         pass "lintian: no error for sesame-$component"
       fi
+      # Warnings stay only with a reason in deploy/README.md ("lintian").
+      grep '^W:' "$tmp/lintian.log" | while read -r _ _ tag _; do
+        if grep -q "^- \`$tag\`" "$(dirname "$0")/../../deploy/README.md"; then
+          pass "lintian warning $tag (sesame-$component) is explained in deploy/README.md"
+        else
+          echo "FAIL lintian warning $tag (sesame-$component) is not explained in deploy/README.md"
+        fi
+      done | tee "$tmp/lintian.checks"
+      failures=$((failures + $(grep -c '^FAIL ' "$tmp/lintian.checks" || true)))
     fi
   done
 fi
