@@ -17,8 +17,9 @@ packages=(
   ansible ansible-lint
   # promtool: the shipped alert rules are checked and unit-tested
   prometheus
-  # the packages are checked as Debian checks its own
-  lintian
+  # the packages are checked as Debian checks its own, and installed into a
+  # booted Debian 12 (debootstrap, systemd-nspawn)
+  lintian debootstrap systemd-container
   procps psmisc python3
 )
 

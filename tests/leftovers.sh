@@ -33,7 +33,10 @@ orphans() {
   done | sort
 }
 namespaces() { ip netns list 2>/dev/null | awk '{ print $1 }' | sort; }
-mounts() { awk '{ print $5 }' /proc/self/mountinfo | sort; }
+# /run/netns itself is iproute2's mount point for named namespaces, made by
+# the first `ip netns add` on a machine and meant to stay (the namespaces
+# in it are checked above).
+mounts() { awk '$5 != "/run/netns" { print $5 }' /proc/self/mountinfo | sort; }
 tmp_entries() { find /tmp -mindepth 1 -maxdepth 1 ! -name 'systemd-private-*' -printf '%f\n' | sort; }
 
 take() {

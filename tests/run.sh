@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./deploy/install-deps.sh
+# The Debian root of the package test, downloaded (once per machine) while
+# the build runs; the test waits for it if it is not done.
+bash tests/deploy/debian_root.sh >build-debian-root.log 2>&1 &
 ./deploy/build.sh
 
 # Tests create and remove their own network namespaces; nothing touches the

@@ -109,12 +109,12 @@ for line in "User=sesame-agent" "AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN" 
   "CapabilityBoundingSet=CAP_NET_RAW CAP_NET_ADMIN" "ProtectSystem=strict" "StateDirectory=sesame-agent" \
   "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_PACKET AF_NETLINK" "SystemCallFilter=@system-service" \
   "NoNewPrivileges=yes" 'ExecReload=/bin/kill -HUP $MAINPID' \
-  "ExecStartPre=/usr/sbin/sesame-agent --check-config /etc/sesame/agent.conf" "Type=simple"; do
+  "ExecStartPre=/usr/sbin/sesame-agent --check-config /etc/sesame/agent.conf" "Type=notify" "WatchdogSec=30s"; do
   has sesame-agent.service "$line"
 done
 for line in "User=sesame-controller" "CapabilityBoundingSet=" "AmbientCapabilities=" "ProtectSystem=strict" \
   "StateDirectory=sesame-controller" "SystemCallFilter=@system-service" "NoNewPrivileges=yes" \
-  "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" "PrivateUsers=yes" "Type=simple"; do
+  "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" "PrivateUsers=yes" "Type=notify" "WatchdogSec=60s"; do
   has sesame-controller.service "$line"
 done
 if grep -q '^CapabilityBoundingSet=.' "$units_dir/sesame-controller.service" ||
