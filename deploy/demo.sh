@@ -45,14 +45,14 @@ SESAME_FLEET_TTL=5m BUILD_DIR=$repo/build bash tests/fleet/bed.sh up "$run" "$pr
 . "$run/env"
 b1=198.18.20.11 b2=198.18.20.12
 
-# try_ssh ADDRESS [CLIENT]: port 22 of ADDRESS from CLIENT (c1).
+# try_ssh ADDRESS [CLIENT]: a real OpenSSH login as root on ADDRESS from
+# CLIENT (c1), with the bed's throwaway client key, running one command on
+# the bastion (Debian's sshd in the bastion's namespace).
 try_ssh() {
-  ip netns exec "${prefix}${2:-c1}" python3 -c "
-import socket, sys
-try:
-    print('  ' + sys.argv[1] + ':22 connected:', socket.create_connection((sys.argv[1], 22), timeout=2).recv(64).decode().strip())
-except OSError as e:
-    print('  ' + sys.argv[1] + ':22 refused or silent:', e)" "$1"
+  echo "  \$ ssh root@$1 'ip -4 -brief address show dev eth0'   (from ${2:-c1})"
+  ip netns exec "${prefix}${2:-c1}" ssh -i "$run/ssh/client_key" -o BatchMode=yes -o ConnectTimeout=3 \
+    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "root@$1" \
+    'ip -4 -brief address show dev eth0' 2>&1 | sed 's/^/  /'
 }
 
 # Each bastion's offline reserve: what still opens it while no controller

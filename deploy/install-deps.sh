@@ -11,6 +11,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # run and test: real firewalls, real capture, the real knockd to compare with
   iproute2 nftables iptables ufw tcpd knockd tcpdump tcpreplay openssl
+  # the bastions' real sshd (it reads hosts.allow) and the demo's ssh client
+  openssh-server openssh-client
   # the high-availability store: real etcd members in the tests and the demo
   etcd-server etcd-client
   # rollout: the roles are linted and run locally in the tests
@@ -36,9 +38,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# knockd's and prometheus' packages must not start daemons of their own on
-# this host (only their tools are used).
-for service in knockd prometheus; do
+# knockd's, prometheus' and openssh-server's packages must not start daemons
+# of their own on this host (only their tools are used; the fleet bed runs
+# its own sshd in each bastion's namespace).
+for service in knockd prometheus ssh; do
   if systemctl is-active --quiet "$service" 2>/dev/null; then systemctl stop "$service"; fi
 done
 exit 0

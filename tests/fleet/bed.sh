@@ -45,6 +45,8 @@ controllers=(ctl)  # --ha: ctl ctl2 ctl3
 members=()         # --ha: e1 e2 e3
 etcd_client_port=2379
 ssh_port=22
+console_ssh_port=2222  # the bastions' sshd judged by TCP Wrappers (consoleSSH)
+command_ssh_port=2200  # the bastions' sshd behind the iptables command door (iptablesSSH)
 controller_port=7443
 
 usage() {
@@ -71,7 +73,11 @@ down() {
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$pid" 2>/dev/null || true
         ;;
-      netns) ip netns del "$what" 2>/dev/null || true ;;
+      netns)
+        # What still runs there (an sshd session a test left) goes with it.
+        ip netns pids "$what" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+        ip netns del "$what" 2>/dev/null || true
+        ;;
       link) ip link del "$what" 2>/dev/null || true ;;
     esac
   done
@@ -111,11 +117,18 @@ wire() {
   fi
 }
 
-# Each bastion's own policy: nothing reaches it unless sesame's table marked
-# the packet granted, and a service on port 22 that greets with its name.
+# Each bastion's own policy: nothing reaches it unless sesame's table (or
+# the iptables door's rule) marked the packet granted, but port 2222, where
+# TCP Wrappers judge. Behind it, Debian's OpenSSH (its sshd links libwrap):
+# on port 22 for the nftables doors and on 2200 for the iptables command
+# door (TCP Wrappers let everyone through: the firewall judged; port 22 is
+# also the default-deny port of sesame's own table, which an iptables rule
+# cannot open), on port 2222 for the hosts_allow door (consoleSSH), reading
+# the bastion's own hosts.allow and hosts.deny as Ansible rendered them (the
+# agent's include file, the default-deny block).
 guard_bastion() {
-  local b=$1
-  in_ns "$b" nft -f - <<'NFT'
+  local b=$1 etc=$run/hosts/bastion${1#b}/etc
+  in_ns "$b" nft -f - <<NFT
 table inet host {
   chain input {
     type filter hook input priority filter; policy drop;
@@ -123,26 +136,48 @@ table inet host {
     iif lo accept
     meta l4proto { icmp, ipv6-icmp } accept
     meta mark & 0x5e5a0000 == 0x5e5a0000 accept
+    tcp dport $console_ssh_port accept
   }
 }
 NFT
-  record pidfile "$run/$b-sshd.pid"
-  # exec, here and for the controller: $! is then the process itself, not a
-  # subshell whose kill would leave it running.
-  (exec ip netns exec "$prefix$b" python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_INET6)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("::", int(sys.argv[2]))); s.listen(64)
-greeting = ("SSH-2.0-sesame-bed-" + sys.argv[1] + "\r\n").encode()
-while True:
-    c, _ = s.accept()
-    try: c.sendall(greeting)
-    except OSError: pass
-    c.close()
-' "$b" "$ssh_port" >"$run/$b-sshd.log" 2>&1) &
-  echo $! >"$run/$b-sshd.pid"
+  printf 'sshd: ALL\n' >"$run/ssh/allow-all"
+  : >"$run/ssh/deny-none"
+  start_sshd "$b" sshd "$ssh_port" "$run/ssh/allow-all" "$run/ssh/deny-none"
+  start_sshd "$b" command-sshd "$command_ssh_port" "$run/ssh/allow-all" "$run/ssh/deny-none"
+  start_sshd "$b" console-sshd "$console_ssh_port" "$etc/hosts.allow" "$etc/hosts.deny"
+}
+
+# sshd -D in bastion B's namespace and a private mount namespace of its own,
+# where HOSTS_ALLOW and HOSTS_DENY are /etc/hosts.allow and /etc/hosts.deny
+# (the host's are never touched), with its own host key; root logs in with
+# the bed's client key ($run/ssh/client_key).
+start_sshd() {
+  local b=$1 name=$2 port=$3 allow=$4 deny=$5 dir=$run/$1-$2
+  mkdir -p "$dir"
+  ssh-keygen -q -t ed25519 -N '' -C "$b" -f "$dir/host_key"
+  cat >"$dir/sshd_config" <<CONF
+Port $port
+ListenAddress 0.0.0.0
+ListenAddress ::
+HostKey $dir/host_key
+PidFile none
+UsePAM no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile $run/ssh/authorized_keys
+StrictModes no
+LoginGraceTime 20
+MaxStartups 200
+LogLevel VERBOSE
+CONF
+  record pidfile "$dir/pid"
+  # exec all the way (ip netns exec, unshare, sh): $! is sshd itself.
+  (exec ip netns exec "$prefix$b" unshare --mount sh -c '
+    mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -m 0755 /run/sshd &&
+    mount --bind "$1" /etc/hosts.allow && mount --bind "$2" /etc/hosts.deny &&
+    exec /usr/sbin/sshd -D -e -f "$3"' sh "$allow" "$deny" "$dir/sshd_config" >"$dir/log" 2>&1) &
+  echo $! >"$dir/pid"
 }
 
 # Renders the fleet with Ansible into DIR/hosts; DIR/complete marks a
@@ -304,6 +339,9 @@ ENV
     echo "NET6=$net6"
     echo "CONTROLLER_PORT=$controller_port"
     echo "SSH_PORT=$ssh_port"
+    echo "CONSOLE_SSH_PORT=$console_ssh_port"
+    echo "COMMAND_SSH_PORT=$command_ssh_port"
+    echo "SSH_KEY=$run/ssh/client_key"
     echo "HA=$ha"
   } >"$run/bed.env"
   python3 - "$run/fleet.json" "$prefix" "$net4" "$net6" "$controller_port" "$ssh_port" "$ha" <<'PY'
@@ -388,6 +426,10 @@ trap 'status=$?; if [ $status -ne 0 ]; then say "failed: removing what was start
 
 render
 wire
+# The clients' key for the bastions' sshd (root logs in with it).
+mkdir -p "$run/ssh"
+ssh-keygen -q -t ed25519 -N '' -C "sesame fleet bed client" -f "$run/ssh/client_key"
+cp "$run/ssh/client_key.pub" "$run/ssh/authorized_keys"
 for b in "${bastions[@]}"; do guard_bastion "$b"; done
 if [ $ha = 1 ]; then
   for m in "${members[@]}"; do start_etcd "$m"; done

@@ -32,6 +32,12 @@ OCTET = {"ctl": 10, "b1": 11, "b2": 12, "b3": 13, "ctl2": 14, "ctl3": 15, "c1": 
 # The high-availability bed (bed.sh --ha): controller daemons by namespace.
 CONTROLLER_NS = {"controller": "ctl", "controller2": "ctl2", "controller3": "ctl3"}
 AGENT_NAME = {b: "bastion" + b[1] for b in BASTIONS}
+# The bastions' OpenSSH (bed.sh): behind the nftables doors, behind TCP
+# Wrappers (the hosts_allow door consoleSSH), behind the iptables command
+# door (iptablesSSH).
+SSH_PORT = 22
+CONSOLE_SSH_PORT = 2222
+COMMAND_SSH_PORT = 2200
 NAME_PREFIX = "sf"  # every bed's namespaces: sf<pid><host>
 
 
@@ -99,6 +105,8 @@ class Fleet:
         self.run_dir = run_dir
         self.prefix = prefix
         self.hosts = os.path.join(run_dir, "hosts")
+        # The clients' key for the bastions' sshd (root logs in with it).
+        self.ssh_key = os.path.join(run_dir, "ssh", "client_key")
         self.controller_root = os.path.join(self.hosts, "controller1")
         self.pki = os.path.join(self.controller_root, "var/lib/sesame-pki")
         # Not "knockgen": that name is the method below.
@@ -263,15 +271,20 @@ class Fleet:
         check(result.returncode == 0, f"knockgen {mode} failed: {result.stderr.strip()}")
         return result.stdout.strip()
 
-    def can_connect(self, client, bastion, v6=False, timeout=1.0):
-        """True when client reaches bastion's port 22 and it greets."""
+    def can_connect(self, client, bastion, v6=False, timeout=1.0, port=SSH_PORT):
+        """True when client reaches bastion's sshd on port (22; the one
+        TCP Wrappers judge is CONSOLE_SSH_PORT) and it greets. A connection
+        the firewall let through has 5 s for the greeting (sshd forks and
+        re-executes itself per connection; TCP Wrappers refusing closes it
+        without one)."""
         code = ("import socket,sys\n"
                 "try:\n"
-                "    s = socket.create_connection((sys.argv[1], 22), timeout=float(sys.argv[2]))\n"
+                "    s = socket.create_connection((sys.argv[1], int(sys.argv[3])), timeout=float(sys.argv[2]))\n"
+                "    s.settimeout(5)\n"
                 "    sys.exit(0 if s.recv(64).startswith(b'SSH-2.0-') else 1)\n"
                 "except OSError:\n"
                 "    sys.exit(1)\n")
-        result = self.exec_in(client, ["python3", "-c", code, self.address(bastion, v6), str(timeout)])
+        result = self.exec_in(client, ["python3", "-c", code, self.address(bastion, v6), str(timeout), str(port)])
         return result.returncode == 0
 
     def wait_open(self, client, bastion, v6=False, timeout=20):

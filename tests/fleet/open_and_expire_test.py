@@ -3,13 +3,14 @@ bastion1 with Debian's knock client. Before the knock nobody reaches b1:22;
 after it the knocking client does (and it says how long that took), other
 clients and the other bastions stay shut, and after the door's TTL b1 is
 shut again. A fleet-wide door opens every bastion at once; IPv6 works the
-same; a door that opens through TCP Wrappers is checked with tcpdmatch."""
+same; a door that opens through TCP Wrappers is checked with tcpdmatch and
+with the bastion's own sshd (Debian's OpenSSH, which reads hosts.allow)."""
 
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fleet import BASTIONS, check, log, run_scenario  # noqa: E402
+from fleet import BASTIONS, CONSOLE_SSH_PORT, check, log, run_scenario, wait_until  # noqa: E402
 
 
 def tcpdmatch(fleet, bastion, client):
@@ -52,15 +53,24 @@ def scenario(fleet):
 
     # TCP Wrappers: consoleSSH opens through hosts.allow on the bastion
     # knocked; the default-deny block in hosts.deny shuts everyone else.
+    # The bastions' sshd on CONSOLE_SSH_PORT reads those files itself
+    # (Debian's sshd links libwrap): it greets only whom they admit.
+    def console(client, bastion):
+        return fleet.can_connect(client, bastion, port=CONSOLE_SSH_PORT)
     check(tcpdmatch(fleet, "b3", "c2") == "denied", "tcpdmatch grants c2 sshd on b3 before its knock")
-    [console] = fleet.issue("consoleSSH")
-    fleet.knock("c2", "b3", console)
-    from fleet import wait_until  # noqa: E402
+    check(not console("c2", "b3"), "b3's sshd greets c2 before its knock")
+    [seq] = fleet.issue("consoleSSH")
+    fleet.knock("c2", "b3", seq)
     _, took = wait_until(lambda: tcpdmatch(fleet, "b3", "c2") == "granted", 20, "hosts.allow granting c2 on b3")
     log(f"tcpdmatch grants c2 sshd on b3 after {took:.2f} s")
+    check(console("c2", "b3"), "b3's sshd does not greet c2 although hosts.allow grants it")
     check(tcpdmatch(fleet, "b3", "c1") == "denied", "the hosts.allow grant for c2 admits c1")
+    check(not console("c1", "b3"), "b3's sshd greets c1 (the grant is c2's)")
     check(tcpdmatch(fleet, "b2", "c2") == "denied", "a consoleSSH knock on b3 granted c2 on b2")
+    check(not console("c2", "b2"), "b2's sshd greets c2 (the knock was on b3)")
     wait_until(lambda: tcpdmatch(fleet, "b3", "c2") == "denied", 60, "the hosts.allow grant expiring")
+    check(not console("c2", "b3"), "b3's sshd still greets c2 after the grant expired")
+    log("b3's own sshd (TCP Wrappers) greeted c2 during the grant only")
 
 
 run_scenario(scenario)
