@@ -52,7 +52,7 @@ try_ssh() {
   echo "  \$ ssh root@$1 'ip -4 -brief address show dev eth0'   (from ${2:-c1})"
   ip netns exec "${prefix}${2:-c1}" ssh -i "$run/ssh/client_key" -o BatchMode=yes -o ConnectTimeout=3 \
     -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "root@$1" \
-    'ip -4 -brief address show dev eth0' 2>&1 | sed 's/^/  /'
+    'ip -4 -brief address show dev eth0' 2>&1 | sed 's/^/  /' || true  # refused is part of the story
 }
 
 # Each bastion's offline reserve: what still opens it while no controller
@@ -134,6 +134,7 @@ The fleet stays up. Its description: $run/fleet.json. Try next:
   sesamectl grants revoke --ip 198.18.20.21    # shut c1 out everywhere
   sesamectl audit tail -f                      # watch the fleet
   ip netns exec ${prefix}c1 knock $b1 7000 8000:udp 9000   # a classic knockd door beside the managed ones
+  ip netns exec ${prefix}c1 ssh -i $run/ssh/client_key root@198.18.20.11   # log in (within the grant)
   ip netns exec ${prefix}b1 nft list table inet sesame      # grants in bastion1's firewall
   tail -f $run/b1-agent.log $run/controller.log
 NEXT

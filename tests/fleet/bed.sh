@@ -171,10 +171,12 @@ LoginGraceTime 20
 MaxStartups 200
 LogLevel VERBOSE
 CONF
+  # sshd's empty privilege separation directory, as Debian's ssh.service
+  # makes it (RuntimeDirectory=sshd) on a host whose own sshd is not running.
+  [ -d /run/sshd ] || mkdir -m 0755 /run/sshd
   record pidfile "$dir/pid"
   # exec all the way (ip netns exec, unshare, sh): $! is sshd itself.
   (exec ip netns exec "$prefix$b" unshare --mount sh -c '
-    mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -m 0755 /run/sshd &&
     mount --bind "$1" /etc/hosts.allow && mount --bind "$2" /etc/hosts.deny &&
     exec /usr/sbin/sshd -D -e -f "$3"' sh "$allow" "$deny" "$dir/sshd_config" >"$dir/log" 2>&1) &
   echo $! >"$dir/pid"
