@@ -134,15 +134,20 @@ in_container sh -c 'cat >/etc/sesame/agent.conf' <<'CONF'
   ports       = 22:tcp
   cmd_timeout = 30
 CONF
-if in_container systemctl enable --now sesame-agent >"$work/agent-start.log" 2>&1 &&
-  [ "$(in_container systemctl is-active sesame-agent)" = active ]; then
-  pass "systemctl enable --now sesame-agent: active (READY=1 once it captures)"
-else
-  cat "$work/agent-start.log"
-  in_container journalctl -u sesame-agent --no-pager | tail -n 20
-  fail "sesame-agent did not start"
-  finish
-fi
+# systemctl enable --now UNIT: true once active (Type=notify: READY=1 came).
+start_unit() {
+  local unit=$1 why=$2
+  if in_container systemctl enable --now "$unit" >"$work/$unit-start.log" 2>&1 &&
+    [ "$(in_container systemctl is-active "$unit")" = active ]; then
+    pass "systemctl enable --now $unit: active ($why)"
+    return 0
+  fi
+  cat "$work/$unit-start.log"
+  in_container journalctl -u "$unit" --no-pager | tail -n 20
+  fail "$unit did not start"
+  return 1
+}
+start_unit sesame-agent "READY=1 once it captures" || finish
 main_pid() { in_container systemctl show -p MainPID --value "$1"; }
 agent_pid=$(main_pid sesame-agent)
 user=$(in_container ps -o user= -p "$agent_pid" | tr -d ' ')
@@ -194,19 +199,14 @@ in_container sh -ec '
   Port_Range      = 10000-60000
   Grant_Ports     = 22:tcp
 CONF' >"$work/pki.log" 2>&1 || { cat "$work/pki.log"; fail "the controller's certificates and configuration"; }
-if in_container systemctl enable --now sesame-controller >"$work/controller-start.log" 2>&1 &&
-  [ "$(in_container systemctl is-active sesame-controller)" = active ]; then
-  pass "systemctl enable --now sesame-controller: active (READY=1 once its store and port are up)"
-else
-  cat "$work/controller-start.log"
-  in_container journalctl -u sesame-controller --no-pager | tail -n 20
-  fail "sesame-controller did not start"
-fi
-health=$(in_container sesamectl --controller 127.0.0.1:7443 --ca-cert /root/pki/ca.crt \
-  --cert /root/pki/operator/oncall.crt --key /root/pki/operator/oncall.key --timeout 20s health 2>&1)
+start_unit sesame-controller "READY=1 once its store and port are up"
+ctl() {
+  in_container sesamectl --controller 127.0.0.1:7443 --ca-cert /root/pki/ca.crt \
+    --cert /root/pki/operator/oncall.crt --key /root/pki/operator/oncall.key --timeout 20s "$@" 2>&1
+}
+health=$(ctl health)
 [ "$health" = SERVING ] && pass "sesamectl health: SERVING" || fail "sesamectl health: $health"
-doors=$(in_container sesamectl --controller 127.0.0.1:7443 --ca-cert /root/pki/ca.crt \
-  --cert /root/pki/operator/oncall.crt --key /root/pki/operator/oncall.key -o json doors list 2>&1)
+doors=$(ctl -o json doors list)
 case "$doors" in
   *openSSH*) pass "sesamectl doors list names openSSH" ;;
   *) fail "sesamectl doors list: $doors" ;;
