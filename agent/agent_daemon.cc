@@ -183,8 +183,9 @@ absl::Status Daemon::Run() {
       }
     }
     const absl::Time now = absl::Now();
-    NotifySystemd(now);
+    systemd_.PingWatchdog(now);  // every turn: proves the loop turns
     if (now >= next_tick) {
+      TellSystemdStatus();
       pipeline_->Tick(now);
       if (managed_) managed_->matcher().Tick(now);
       PublishMetrics(now);

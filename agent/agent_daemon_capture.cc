@@ -58,8 +58,7 @@ void Daemon::TryOpen(Capture& capture) {
   capture.backoff = std::min(capture.backoff * 2, kMaxReopenBackoff);
 }
 
-void Daemon::NotifySystemd(absl::Time now) {
-  systemd_.PingWatchdog(now);
+void Daemon::TellSystemdStatus() {
   if (!systemd_.enabled()) return;
   std::vector<std::string> waiting;
   for (const Capture& c : captures_) {

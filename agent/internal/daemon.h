@@ -97,9 +97,9 @@ class Daemon {
   void RefreshLocalAddresses();
   void Reload();
   void LogStats();
-  // READY=1 once every interface captures (STATUS= says which wait till
-  // then), the watchdog ping at every turn of the loop.
-  void NotifySystemd(absl::Time now);
+  // At each tick: READY=1 once every interface captures; STATUS= says
+  // which ones it waits for until then (sent when it changes).
+  void TellSystemdStatus();
   absl::StatusOr<std::shared_ptr<BackendSet>> MakeBackends(const AgentConfig& config);
   // The grant book over `store` and `backends`, on its worker thread.
   void StartGrants(std::unique_ptr<GrantStore> store, BackendLookup backends);
