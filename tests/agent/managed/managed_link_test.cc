@@ -320,6 +320,7 @@ TEST_F(ManagedLinkTest, AReserveUsedOnlineNeverComesBackWhateverInstantTheAgentD
     absl::SleepFor(absl::Milliseconds(200));  // the state saved at the snapshot
     spool_before = std::filesystem::file_size(from + "/spool");
     std::atomic<bool> stop{false};
+    std::atomic<int> after_spooled{0};  // images taken once the report was in the spool
     std::thread copier([&] {
       for (int i = 0; i < 2000 && !stop.load(); ++i) {  // bounded: at most 2,000 images
         Image image{absl::StrCat(images.path(), "/", i)};
@@ -328,15 +329,20 @@ TEST_F(ManagedLinkTest, AReserveUsedOnlineNeverComesBackWhateverInstantTheAgentD
         std::filesystem::copy_file(from + "/spool", image.dir + "/managed/spool", ec);
         std::filesystem::copy_file(from + "/managed-state", image.dir + "/managed/managed-state", ec);
         image.spool_bytes = std::filesystem::file_size(image.dir + "/managed/spool", ec);
+        if (image.spool_bytes > spool_before) ++after_spooled;
         taken.push_back(image);
         absl::SleepFor(absl::Microseconds(300));
       }
     });
     agent.KnockOn({7601, 7602, 7603}, kKnocker);
     const bool open = firewall_.WaitOpen("ssh", kKnocker, true);
-    // Well past the next save, which lets the confirmed report go.
+    // Well past the next save, which lets the confirmed report go, and
+    // enough images of the agent after the report was spooled (a loaded
+    // machine takes fewer a millisecond).
     const bool drained = agent.WaitStatus([](const ManagedStatus& s) { return s.spool_depth == 0; });
     absl::SleepFor(absl::Milliseconds(100));
+    const absl::Time patience = absl::Now() + absl::Seconds(30);
+    while (after_spooled.load() < 20 && absl::Now() < patience) absl::SleepFor(absl::Milliseconds(10));
     stop = true;
     copier.join();
     ASSERT_TRUE(open);
