@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -29,25 +28,6 @@ ServiceNotifier ServiceNotifier::FromEnvironment() {
   }
   for (const char* name : {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}) unsetenv(name);
   return n;
-}
-
-ServiceNotifier::ServiceNotifier(ServiceNotifier&& other) noexcept { *this = std::move(other); }
-
-ServiceNotifier& ServiceNotifier::operator=(ServiceNotifier&& other) noexcept {
-  if (this == &other) return *this;
-  if (fd_ >= 0) close(fd_);
-  socket_ = std::move(other.socket_);
-  watchdog_ = other.watchdog_;
-  next_ping_ = other.next_ping_;
-  ready_ = other.ready_;
-  failed_ = other.failed_;
-  fd_ = std::exchange(other.fd_, -1);
-  other.socket_.clear();
-  return *this;
-}
-
-ServiceNotifier::~ServiceNotifier() {
-  if (fd_ >= 0) close(fd_);
 }
 
 void ServiceNotifier::Ready(absl::string_view status) {
@@ -78,14 +58,15 @@ void ServiceNotifier::Send(absl::string_view message) {
   std::memcpy(address.sun_path, socket_.data(), socket_.size());
   if (socket_[0] == '@') address.sun_path[0] = '\0';  // abstract namespace
   const socklen_t length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + socket_.size());
-  if (fd_ < 0) fd_ = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd_ < 0 || sendto(fd_, message.data(), message.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&address),
-                        length) < 0) {
-    if (!failed_) LogWarning(absl::StrCat("cannot notify systemd at ", socket_, ": ", std::strerror(errno)));
-    failed_ = true;
-    return;
-  }
-  failed_ = false;
+  // A socket per message (a few a minute), as sd_notify(3) does: nothing
+  // to keep open or hand over.
+  const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  const bool sent = fd >= 0 && sendto(fd, message.data(), message.size(), MSG_NOSIGNAL,
+                                      reinterpret_cast<sockaddr*>(&address), length) >= 0;
+  const int error = errno;
+  if (fd >= 0) close(fd);
+  if (!sent && !failed_) LogWarning(absl::StrCat("cannot notify systemd at ", socket_, ": ", std::strerror(error)));
+  failed_ = !sent;
 }
 
 }  // namespace sesame

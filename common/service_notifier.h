@@ -25,11 +25,6 @@ class ServiceNotifier {
   // them. A WATCHDOG_PID naming another process leaves the watchdog off.
   static ServiceNotifier FromEnvironment();
 
-  ServiceNotifier() = default;
-  ServiceNotifier(ServiceNotifier&& other) noexcept;
-  ServiceNotifier& operator=(ServiceNotifier&& other) noexcept;
-  ~ServiceNotifier();
-
   bool enabled() const { return !socket_.empty(); }
   // Zero when systemd watches nothing.
   absl::Duration watchdog_interval() const { return watchdog_; }
@@ -51,7 +46,6 @@ class ServiceNotifier {
   absl::Time next_ping_ = absl::InfinitePast();
   bool ready_ = false;
   bool failed_ = false;  // logged once
-  int fd_ = -1;
 };
 
 }  // namespace sesame

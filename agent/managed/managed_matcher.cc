@@ -102,18 +102,20 @@ void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, 
   // address may be forged); each wrong knock prolongs the mark.
   const bool marked = matcher_internal::StillMarked(e, now, counters_.scanner_packets,
                                                      [&] { ReleaseBan(e, packet.source, packet.time); });
-  // The first knock whose starts did not all fit, and the nodes held
-  // before this knock (those go the usual way below).
+  // Only after a first knock whose starts did not all fit: that knock
+  // (a stage-1 group held) and the nodes held before this knock (those go
+  // the usual way below).
   std::optional<Group> dropped_from;
   uint32_t held[kGroupsPerSource];
-  for (int g = 0; g < kGroupsPerSource; ++g) {
-    held[g] = e.group_stage[g] != 0 ? e.group_node[g] : SequenceTrie::kNone;
-    if ((e.flags & kStartsDropped) && e.group_stage[g] == 1 && !dropped_from.has_value() &&
-        trie_.Current(e.group_node[g], e.group_generation[g])) {
-      dropped_from = Group{e.group_node[g], e.group_generation[g], e.group_start[g], 1, 0};
+  if (e.flags & kStartsDropped) {
+    e.flags &= ~kStartsDropped;
+    for (int g = 0; g < kGroupsPerSource; ++g) {
+      held[g] = e.group_stage[g] != 0 ? e.group_node[g] : SequenceTrie::kNone;
+      if (e.group_stage[g] == 1 && !dropped_from.has_value() && trie_.Current(e.group_node[g], e.group_generation[g])) {
+        dropped_from = Group{e.group_node[g], e.group_generation[g], e.group_start[g], 1, 0};
+      }
     }
   }
-  e.flags &= ~kStartsDropped;
   ExpireGroups(e, now);
 
   Groups out;

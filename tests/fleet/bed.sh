@@ -140,8 +140,6 @@ table inet host {
   }
 }
 NFT
-  printf 'sshd: ALL\n' >"$run/ssh/allow-all"
-  : >"$run/ssh/deny-none"
   start_sshd "$b" sshd "$ssh_port" "$run/ssh/allow-all" "$run/ssh/deny-none"
   start_sshd "$b" command-sshd "$command_ssh_port" "$run/ssh/allow-all" "$run/ssh/deny-none"
   start_sshd "$b" console-sshd "$console_ssh_port" "$etc/hosts.allow" "$etc/hosts.deny"
@@ -432,6 +430,8 @@ wire
 mkdir -p "$run/ssh"
 ssh-keygen -q -t ed25519 -N '' -C "sesame fleet bed client" -f "$run/ssh/client_key"
 cp "$run/ssh/client_key.pub" "$run/ssh/authorized_keys"
+printf 'sshd: ALL\n' >"$run/ssh/allow-all"  # for the sshd the firewall guards
+: >"$run/ssh/deny-none"
 for b in "${bastions[@]}"; do guard_bastion "$b"; done
 if [ $ha = 1 ]; then
   for m in "${members[@]}"; do start_etcd "$m"; done

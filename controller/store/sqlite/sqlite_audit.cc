@@ -39,13 +39,7 @@ absl::StatusOr<std::vector<AuditRecord>> SqliteStore::ReadAudit(uint64_t from_in
   ASSIGN_OR_RETURN(SqliteStatement s, reader_->Prepare(absl::StrCat("SELECT ", kAuditColumns,
                                                                     " FROM audit WHERE idx >= ? ORDER BY idx LIMIT ?")));
   s.BindAll(static_cast<int64_t>(from_index), static_cast<int64_t>(limit));
-  std::vector<AuditRecord> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) return out;
-    ASSIGN_OR_RETURN(AuditRecord r, AuditFromRow(s));
-    out.push_back(std::move(r));
-  }
+  return s.ReadAll(AuditFromRow);
 }
 
 absl::StatusOr<AuditHead> SqliteStore::GetAuditHead() {

@@ -9,6 +9,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <vector>
 
 #include "absl/container/node_hash_map.h"
 #include "absl/status/statusor.h"
@@ -51,6 +53,21 @@ class SqliteStatement {
   absl::StatusOr<bool> Step();
   // Steps to completion, for statements that return no rows.
   absl::Status Run();
+  // Steps to completion, reading each row with from_row(*this), which
+  // returns an absl::StatusOr<T>: every row, or the first error.
+  template <typename FromRow>
+  auto ReadAll(FromRow from_row)
+      -> absl::StatusOr<std::vector<typename std::invoke_result_t<FromRow, SqliteStatement&>::value_type>> {
+    std::vector<typename std::invoke_result_t<FromRow, SqliteStatement&>::value_type> rows;
+    for (;;) {
+      absl::StatusOr<bool> row = Step();
+      if (!row.ok()) return row.status();
+      if (!*row) return rows;
+      auto value = from_row(*this);
+      if (!value.ok()) return value.status();
+      rows.push_back(*std::move(value));
+    }
+  }
 
   // Columns are numbered from 0.
   bool IsNull(int column) const;

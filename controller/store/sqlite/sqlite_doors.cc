@@ -49,13 +49,7 @@ absl::StatusOr<std::vector<Door>> SqliteStore::ListDoors() {
   absl::MutexLock lock(&read_mu_);
   ASSIGN_OR_RETURN(SqliteStatement s,
                    reader_->Prepare(absl::StrCat("SELECT ", kDoorColumns, " FROM doors ORDER BY name")));
-  std::vector<Door> doors;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) return doors;
-    ASSIGN_OR_RETURN(Door d, DoorFromRow(s));
-    doors.push_back(std::move(d));
-  }
+  return s.ReadAll(DoorFromRow);
 }
 
 }  // namespace sesame::controller

@@ -59,12 +59,7 @@ absl::StatusOr<std::vector<GrantRecord>> SqliteStore::ListGrants(const GrantFilt
     if (filter.address) s.Bind(1, filter.address->ToString());
     if (!filter.agent.empty()) s.Bind(2, filter.agent);
     if (filter.limit > 0) s.Bind(3, static_cast<int64_t>(filter.limit));
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      ASSIGN_OR_RETURN(GrantRecord g, GrantFromRow(s));
-      out.push_back(std::move(g));
-    }
+    ASSIGN_OR_RETURN(out, s.ReadAll(GrantFromRow));
   }
   for (GrantRecord& g : out) RETURN_IF_ERROR(LoadGrantAgents(*reader_, g));
   return out;

@@ -24,21 +24,6 @@ using internal::Micros;
 using internal::SequenceColumns;
 using internal::SequenceFromRow;
 
-namespace {
-
-// Every row a query of SequenceColumns() returns.
-absl::StatusOr<std::vector<Sequence>> ReadSequences(SqliteStatement& s) {
-  std::vector<Sequence> out;
-  for (;;) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) return out;
-    ASSIGN_OR_RETURN(Sequence q, SequenceFromRow(s));
-    out.push_back(std::move(q));
-  }
-}
-
-}  // namespace
-
 absl::StatusOr<std::vector<Sequence>> SqliteStore::AddSequences(const std::vector<NewSequence>& sequences,
                                                                 std::vector<AuditEntry> audit) {
   RETURN_IF_ERROR(ValidateNewSequences(sequences));
@@ -113,7 +98,7 @@ absl::StatusOr<std::vector<Sequence>> SqliteStore::ExpireSequences(size_t limit)
                        db.Prepare(absl::StrCat("SELECT ", SequenceColumns(), " FROM sequences WHERE state = 'issued' "
                                                "AND expires_at_us <= ? ORDER BY expires_at_us LIMIT ?")));
       s.BindAll(Micros(now), static_cast<int64_t>(limit));
-      ASSIGN_OR_RETURN(due, ReadSequences(s));
+      ASSIGN_OR_RETURN(due, s.ReadAll(SequenceFromRow));
     }
     std::vector<AuditEntry> audit;
     for (Sequence& q : due) {
@@ -148,7 +133,7 @@ absl::StatusOr<std::vector<Sequence>> SqliteStore::ClaimSequences(const Sequence
                                                " FROM sequences WHERE state = 'issued' AND reserve_agent = ?1 AND "
                                                "issued_to = ?2 AND (?3 = '' OR door = ?3) ORDER BY id LIMIT ?4")));
       s.BindAll(claim.reserve_agent, std::string(kUnclaimedReserve), claim.door, static_cast<int64_t>(claim.count));
-      ASSIGN_OR_RETURN(out, ReadSequences(s));
+      ASSIGN_OR_RETURN(out, s.ReadAll(SequenceFromRow));
     }
     std::vector<uint64_t> ids;
     for (Sequence& q : out) {
@@ -187,7 +172,7 @@ absl::StatusOr<std::vector<Sequence>> SqliteStore::ListSequences(const SequenceF
   if (filter.state) s.Bind(2, SequenceStateName(*filter.state));
   if (!filter.reserve_agent.empty()) s.Bind(3, filter.reserve_agent);
   if (filter.limit > 0) s.Bind(4, static_cast<int64_t>(filter.limit));
-  return ReadSequences(s);
+  return s.ReadAll(SequenceFromRow);
 }
 
 }  // namespace sesame::controller

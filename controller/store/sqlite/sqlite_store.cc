@@ -116,32 +116,17 @@ absl::StatusOr<FleetState> SqliteStore::LoadFleetState() {
   {
     ASSIGN_OR_RETURN(SqliteStatement s,
                      reader_->Prepare(absl::StrCat("SELECT ", kDoorColumns, " FROM doors ORDER BY name")));
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      ASSIGN_OR_RETURN(Door d, DoorFromRow(s));
-      state.doors.push_back(std::move(d));
-    }
+    ASSIGN_OR_RETURN(state.doors, s.ReadAll(DoorFromRow));
   }
   {
     ASSIGN_OR_RETURN(SqliteStatement s, reader_->Prepare(absl::StrCat("SELECT ", SequenceColumns(),
                                                                       " FROM sequences WHERE state != 'burnt'")));
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      ASSIGN_OR_RETURN(Sequence q, SequenceFromRow(s));
-      state.unused_sequences.push_back(std::move(q));
-    }
+    ASSIGN_OR_RETURN(state.unused_sequences, s.ReadAll(SequenceFromRow));
   }
   {
     ASSIGN_OR_RETURN(SqliteStatement s, reader_->Prepare(absl::StrCat("SELECT ", kGrantColumns,
                                                                       " FROM grants WHERE state = 'open'")));
-    for (;;) {
-      ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      ASSIGN_OR_RETURN(GrantRecord g, GrantFromRow(s));
-      state.open_grants.push_back(std::move(g));
-    }
+    ASSIGN_OR_RETURN(state.open_grants, s.ReadAll(GrantFromRow));
   }
   return state;
 }
