@@ -264,7 +264,7 @@ void ControllerDaemon::ExpireGrants() {
     if (g.expires_at > now) continue;
     AuditEntry audit = ControllerAudit(now, "grant.expired");
     audit.details = {{"address", g.address.ToString()}, {"door", g.door}};
-    absl::StatusOr<GrantRecord> closed = store_->CloseGrant(g.id, GrantState::kExpired, {std::move(audit)});
+    absl::StatusOr<GrantRecord> closed = store_->CloseGrant(g.id, GrantState::kExpired, /*kill_sessions=*/false, {std::move(audit)});
     if (!closed.ok()) {
       LogEvent(LogLevel::kWarning, "grant.expire_failed",
                {{"grant", absl::StrCat(g.id)}, {"error", std::string(closed.status().message())}},

@@ -238,7 +238,7 @@ void GrantWorker::Open(Grant grant) {
   queue_.Offer(std::move(grant), held);
 }
 
-void GrantWorker::Revoke(std::string door, IpAddress address) {
+void GrantWorker::Revoke(std::string door, IpAddress address, SessionKill kill) {
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
       +[](GrantWorker* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) { return w->control_.size() < kMaxControl - 1; },
@@ -249,7 +249,12 @@ void GrantWorker::Revoke(std::string door, IpAddress address) {
   if (std::optional<Grant> waiting = queue_.Remove(door, address)) {
     control_.push_back([g = *std::move(waiting)](GrantBook& book) { book.Open(g); });
   }
-  control_.push_back([door = std::move(door), address](GrantBook& book) { book.Revoke(door, address); });
+  control_.push_back([door = std::move(door), address, kill = std::move(kill)](GrantBook& book) {
+    book.Revoke(door, address);
+    if (kill.ports.empty()) return;
+    const KilledSessions killed = KillSessions(address, kill.ports);
+    if (kill.done) kill.done(killed);
+  });
 }
 
 void GrantWorker::Reconfigure(std::function<void(GrantBook&)> change) {

@@ -54,6 +54,7 @@
 #include "agent/grants/firewall.h"
 #include "agent/grants/grant_queue.h"
 #include "agent/grants/grant_store.h"
+#include "agent/grants/session_killer.h"
 #include "common/clock.h"
 
 namespace sesame {
@@ -164,6 +165,14 @@ class GrantBook {
   HeldChanged on_held_changed_;
 };
 
+// A revocation that also ends the address's live sessions: the ports whose
+// connections end (session_killer.h) and who hears what was ended (on the
+// worker thread). No ports: nothing is killed.
+struct SessionKill {
+  std::vector<Knock> ports;
+  std::function<void(const KilledSessions&)> done;
+};
+
 class GrantWorker final : public GrantSink {
  public:
   // Completions waiting at most; beyond, GrantQueue drops (see there). At
@@ -189,8 +198,9 @@ class GrantWorker final : public GrantSink {
   // GrantBook::Revoke on the worker thread, ahead of the completions
   // waiting: one of the same (door, address) that arrived before it is
   // applied right before it (then closed by it); completions that arrive
-  // after it are applied after it.
-  void Revoke(std::string door, IpAddress address);
+  // after it are applied after it. With `kill`, the address's live
+  // sessions end right after the door closed.
+  void Revoke(std::string door, IpAddress address, SessionKill kill = {});
   // Runs `change` on the worker thread between two grants, then reconciles:
   // how a reload swaps the backends. Completions still waiting are applied
   // afterwards, with the new backends.

@@ -236,6 +236,8 @@ void ManagedAgent::Handle(Event& event) {
     ReportScannerNotices(options_.clock->Now());
   } else if (auto* e = std::get_if<GrantOutcome>(&event)) {
     HandleGrantOutcome(*e);
+  } else if (auto* e = std::get_if<SessionsKilled>(&event)) {
+    ReportSessionsKilled(*e);
   } else if (auto* e = std::get_if<StandaloneGrant>(&event)) {
     v1::AgentMessage m;
     v1::AuditEvent* a = m.mutable_audit();

@@ -35,7 +35,9 @@
 //                  admitted here (not even offline, from the reserve); the
 //                  controller answers REPLAY and audits knock.replay
 //   grants      -> GrantResult when the backend applied or refused one,
-//                  RevokeApplied when it closed (revoked, or expired)
+//                  RevokeApplied when it closed (revoked, or expired);
+//                  after a revocation with kill_sessions, an AuditEvent
+//                  grant.sessions_killed with what was ended
 //   heartbeats  -> every Snapshot.heartbeat_interval, with counters
 //   scanners    -> ScannerSeen through ScannerNotices (scanner_notices.h):
 //                  the first of a reporting window at once, the rest as one
@@ -182,6 +184,11 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   struct StandaloneGrant {
     Grant grant;
   };
+  struct SessionsKilled {  // after a revocation with kill_sessions
+    std::string door;
+    IpAddress address;
+    KilledSessions killed;
+  };
   struct NewConfig {
     AgentConfig config;
   };
@@ -191,7 +198,7 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
     absl::Status status;
   };
   using Event = std::variant<SessionStarted, Received, SessionEnded, CompletedKnock, ScannerNoticeReady,
-                             GrantOutcome, StandaloneGrant, NewConfig, StateSaved>;
+                             GrantOutcome, StandaloneGrant, SessionsKilled, NewConfig, StateSaved>;
 
   // Error text sent to the controller (GrantResult, RevokeApplied,
   // Heartbeat.last_error) is cut to this length.
@@ -227,6 +234,7 @@ class ManagedAgent final : public ManagedKnockSink, public LinkListener {
   // managed_agent_grants.cc: grants from the controller, and what the
   // backends did with them.
   void HandleGrantOutcome(const GrantOutcome& o);
+  void ReportSessionsKilled(const SessionsKilled& k);
   void OpenGrant(const v1::Grant& grant);
   void CloseGrant(const v1::Grant& grant);
   // managed_agent_held.cc: the held doors and sequences put to use, the

@@ -72,7 +72,32 @@ void ManagedAgent::CloseGrant(const v1::Grant& g) {
     return;
   }
   revoking_[g.id()] = Key(g.door(), *address);
-  grants_->Revoke(g.door(), *address);
+  SessionKill kill;
+  if (g.kill_sessions()) {
+    kill.ports = GrantPortsOf(g.door());
+    kill.done = [this, door = g.door(), address = *address](const KilledSessions& killed) {
+      Post(SessionsKilled{door, address, killed});
+    };
+  }
+  grants_->Revoke(g.door(), *address, std::move(kill));
+}
+
+void ManagedAgent::ReportSessionsKilled(const SessionsKilled& k) {
+  v1::AgentMessage m;
+  v1::AuditEvent* a = m.mutable_audit();
+  *a->mutable_time() = ToProtoTime(options_.clock->Now());
+  a->set_what("grant.sessions_killed");
+  auto& details = *a->mutable_details();
+  details["door"] = k.door;
+  details["address"] = k.address.ToString();
+  details["sockets"] = absl::StrCat(k.killed.sockets);
+  details["conntrack_entries"] = absl::StrCat(k.killed.conntrack_entries);
+  if (!k.killed.status.ok()) {
+    details["error"] = std::string(k.killed.status.message()).substr(0, kMaxErrorLength);
+    NoteError(absl::StrCat(k.door, ": killing the sessions of ", k.address.ToString(), ": ",
+                           k.killed.status.message()));
+  }
+  Report(std::move(m));
 }
 
 void ManagedAgent::HandleGrantOutcome(const GrantOutcome& o) {

@@ -224,7 +224,10 @@ ManagedState::Changes ManagedState::ApplyDelta(const v1::Delta& delta, const abs
         g.set_door(r.door());
         g.set_address(r.address());
         changes.grants_to_close.push_back(g);
+      } else {
+        break;
       }
+      changes.grants_to_close.back().set_kill_sessions(r.kill_sessions());
       break;
     }
     case v1::Delta::kDoorChanged: {

@@ -18,7 +18,7 @@ namespace {
 
 // The three verbs' flags; only one verb runs.
 struct GrantsFlags {
-  bool all = false, fleet = false;
+  bool all = false, fleet = false, kill_sessions = false;
   std::string ip, agent, door, ttl, id;
 };
 
@@ -90,8 +90,9 @@ int GrantsOpen(Context& ctx, const std::string& agent, bool fleet, const std::st
   return kExitOk;
 }
 
-int GrantsRevoke(Context& ctx, const std::string& id, const std::string& ip) {
+int GrantsRevoke(Context& ctx, const std::string& id, const std::string& ip, bool kill_sessions) {
   v1::RevokeGrantsRequest request;
+  request.set_kill_sessions(kill_sessions);
   if (!id.empty() == !ip.empty()) {
     ctx.err() << "sesamectl: grants revoke: give a grant ID or --ip ADDR\n";
     return kExitUsage;
@@ -113,7 +114,9 @@ int GrantsRevoke(Context& ctx, const std::string& id, const std::string& ip) {
   if (r.grant_ids().empty()) {
     ctx.out() << "nothing to revoke: no open grant\n";
   } else {
-    ctx.out() << "revoked " << absl::StrJoin(r.grant_ids(), ", ") << "\n";
+    ctx.out() << "revoked " << absl::StrJoin(r.grant_ids(), ", ")
+              << (kill_sessions ? "; the bastions end the live sessions too (audit: grant.sessions_killed)\n"
+                                : "; sessions already in stay up (--kill-sessions ends them)\n");
   }
   return kExitOk;
 }
@@ -139,7 +142,11 @@ void AddGrantsCommands(CLI::App& app, Context& ctx) {
   CLI::App* revoke = grants->add_subcommand("revoke", "remove access on every bastion");
   revoke->add_option("id", f.id, "grant id");
   revoke->add_option("--ip", f.ip, "every open grant of this address");
-  revoke->callback([&ctx, &f] { ctx.action = [&f](Context& c) { return GrantsRevoke(c, f.id, f.ip); }; });
+  revoke->add_flag("--kill-sessions", f.kill_sessions,
+                   "also end the address's live connections to the grant's ports (sockets and conntrack entries)");
+  revoke->callback([&ctx, &f] {
+    ctx.action = [&f](Context& c) { return GrantsRevoke(c, f.id, f.ip, f.kill_sessions); };
+  });
 }
 
 }  // namespace sesame::controller::cli

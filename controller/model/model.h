@@ -166,6 +166,7 @@ struct GrantRecord {
   absl::Time expires_at;
   GrantState state = GrantState::kOpen;
   absl::Time closed_at = absl::InfinitePast();  // expired or revoked
+  bool kill_sessions = false;  // revoked, and the bastions end its live sessions
   uint64_t sequence_id = 0;  // 0: an operator's grant
   std::string opened_by;     // "agent:NAME" or "admin:NAME"
   uint64_t revision = 0;

@@ -373,7 +373,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::RevokeGrants(grpc::CallbackServerCon
       ASSIGN_OR_RETURN(GrantRecord before, store_.GetGrant(id));
       if (before.state != GrantState::kOpen) continue;
       audit.details = {{"address", before.address.ToString()}, {"door", before.door}};
-      ASSIGN_OR_RETURN(GrantRecord closed, store_.CloseGrant(id, GrantState::kRevoked, {std::move(audit)}));
+      if (request->kill_sessions()) audit.details["kill_sessions"] = "true";
+      ASSIGN_OR_RETURN(GrantRecord closed,
+                       store_.CloseGrant(id, GrantState::kRevoked, request->kill_sessions(), {std::move(audit)}));
       if (closed.revision == before.revision) continue;  // closed by someone else meanwhile
       response->add_grant_ids(id);
     }

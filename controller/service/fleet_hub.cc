@@ -211,6 +211,7 @@ void FleetHub::OnCommitted(const std::vector<StoreChange>& changes) {
         revoke->set_grant_id(c.grant.id);
         revoke->set_address(c.grant.address.ToString());
         revoke->set_door(c.grant.door);
+        revoke->set_kill_sessions(c.grant.kill_sessions);
         Queue(c.revision, c.grant.fleet_wide ? std::string() : c.grant.agent, std::move(message));
         break;
       }

@@ -124,6 +124,7 @@ v1::Grant ToWire(const GrantRecord& g, bool with_agents) {
   out.set_sequence_id(g.sequence_id);
   out.set_opened_by(g.opened_by);
   out.set_revision(g.revision);
+  out.set_kill_sessions(g.kill_sessions);
   if (with_agents) {
     for (const GrantAgentStatus& a : g.agents) {
       v1::GrantAgentStatus* w = out.add_agents();

@@ -215,10 +215,12 @@ class Store {
   virtual absl::StatusOr<GrantRecord> AddGrant(const NewGrant& grant, std::vector<AuditEntry> audit) = 0;
   virtual absl::StatusOr<GrantRecord> GetGrant(uint64_t id) = 0;  // NotFound
   virtual absl::StatusOr<std::vector<GrantRecord>> ListGrants(const GrantFilter& filter) = 0;
-  // Closes an open grant (revoked or expired) with the next revision. A
-  // grant already closed is returned unchanged, with no revision and no
-  // audit record.
-  virtual absl::StatusOr<GrantRecord> CloseGrant(uint64_t id, GrantState state, std::vector<AuditEntry> audit) = 0;
+  // Closes an open grant (revoked or expired) with the next revision; with
+  // kill_sessions (a revocation only), the bastions also end the address's
+  // live sessions. A grant already closed is returned unchanged, with no
+  // revision and no audit record.
+  virtual absl::StatusOr<GrantRecord> CloseGrant(uint64_t id, GrantState state, bool kill_sessions,
+                                                 std::vector<AuditEntry> audit) = 0;
   // Records one bastion's report about a grant (no revision: agents need
   // not learn about it).
   virtual absl::Status SetGrantAgentState(uint64_t id, const GrantAgentStatus& status,

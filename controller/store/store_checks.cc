@@ -77,6 +77,14 @@ absl::Status ValidateNewGrant(const NewGrant& g) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateGrantClosing(GrantState state, bool kill_sessions) {
+  if (state == GrantState::kOpen) return absl::InvalidArgumentError("closing a grant needs expired or revoked");
+  if (kill_sessions && state != GrantState::kRevoked) {
+    return absl::InvalidArgumentError("only a revocation kills live sessions");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateGrantAgentStatus(const GrantAgentStatus& status) {
   if (!IsValidName(status.agent)) return absl::InvalidArgumentError("grant report: bad agent name");
   if (status.state == GrantAgentState::kPending) {

@@ -19,6 +19,8 @@ absl::Status ValidateSequenceClaim(const SequenceClaim& claim);
 absl::Status ValidateNewSequences(const std::vector<NewSequence>& sequences);
 absl::Status ValidateAgentRecord(const AgentRecord& agent);
 absl::Status ValidateNewGrant(const NewGrant& grant);
+// Expired or revoked; only a revocation kills sessions.
+absl::Status ValidateGrantClosing(GrantState state, bool kill_sessions);
 absl::Status ValidateGrantAgentStatus(const GrantAgentStatus& status);
 absl::Status ValidateConsumeRequest(const ConsumeRequest& request);
 

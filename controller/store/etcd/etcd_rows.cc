@@ -175,6 +175,7 @@ store::etcd::GrantRow ToRow(const GrantRecord& g) {
   row.set_sequence_id(g.sequence_id);
   row.set_opened_by(g.opened_by);
   row.set_revision(g.revision);
+  row.set_kill_sessions(g.kill_sessions);
   for (const GrantAgentStatus& s : g.agents) {
     store::etcd::GrantAgentRow* a = row.add_agents();
     a->set_agent(s.agent);
@@ -206,6 +207,7 @@ absl::StatusOr<GrantRecord> FromRow(const store::etcd::GrantRow& row) {
   g.sequence_id = row.sequence_id();
   g.opened_by = row.opened_by();
   g.revision = row.revision();
+  g.kill_sessions = row.kill_sessions();
   for (const store::etcd::GrantAgentRow& a : row.agents()) {
     std::optional<GrantAgentState> s = ParseGrantAgentState(a.state());
     if (!s) return absl::DataLossError(absl::StrCat("grant ", row.id(), ": stored agent state \"", a.state(), "\""));

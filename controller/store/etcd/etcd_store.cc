@@ -395,8 +395,9 @@ absl::StatusOr<std::vector<GrantRecord>> EtcdStore::ListGrants(const GrantFilter
   });
 }
 
-absl::StatusOr<GrantRecord> EtcdStore::CloseGrant(uint64_t id, GrantState state, std::vector<AuditEntry> audit) {
-  if (state == GrantState::kOpen) return absl::InvalidArgumentError("closing a grant needs expired or revoked");
+absl::StatusOr<GrantRecord> EtcdStore::CloseGrant(uint64_t id, GrantState state, bool kill_sessions,
+                                                  std::vector<AuditEntry> audit) {
+  RETURN_IF_ERROR(ValidateGrantClosing(state, kill_sessions));
   GrantRecord out;
   const absl::Time now = TruncateToMicros(clock_.Now());
   RETURN_IF_ERROR(Write([&](Writer& w) -> absl::Status {
@@ -406,6 +407,7 @@ absl::StatusOr<GrantRecord> EtcdStore::CloseGrant(uint64_t id, GrantState state,
     if (out.state != GrantState::kOpen) return absl::OkStatus();
     out.state = state;
     out.closed_at = now;
+    out.kill_sessions = kill_sessions;
     out.revision = w.NextRevision();
     w.PutGrant(out);
     std::vector<AuditEntry> entries = audit;

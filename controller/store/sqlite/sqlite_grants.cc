@@ -65,8 +65,9 @@ absl::StatusOr<std::vector<GrantRecord>> SqliteStore::ListGrants(const GrantFilt
   return out;
 }
 
-absl::StatusOr<GrantRecord> SqliteStore::CloseGrant(uint64_t id, GrantState state, std::vector<AuditEntry> audit) {
-  if (state == GrantState::kOpen) return absl::InvalidArgumentError("closing a grant needs expired or revoked");
+absl::StatusOr<GrantRecord> SqliteStore::CloseGrant(uint64_t id, GrantState state, bool kill_sessions,
+                                                    std::vector<AuditEntry> audit) {
+  RETURN_IF_ERROR(ValidateGrantClosing(state, kill_sessions));
   GrantRecord out;
   const absl::Time now = TruncateToMicros(clock_.Now());
   RETURN_IF_ERROR(Write([&](Writer& w) -> absl::Status {
@@ -76,10 +77,12 @@ absl::StatusOr<GrantRecord> SqliteStore::CloseGrant(uint64_t id, GrantState stat
     if (out.state != GrantState::kOpen) return absl::OkStatus();
     out.state = state;
     out.closed_at = now;
+    out.kill_sessions = kill_sessions;
     out.revision = w.NextRevision();
-    ASSIGN_OR_RETURN(SqliteStatement s,
-                     w.db().Prepare("UPDATE grants SET state = ?, closed_at_us = ?, revision = ? WHERE id = ?"));
-    s.BindAll(GrantStateName(state), Micros(now), static_cast<int64_t>(out.revision), static_cast<int64_t>(id));
+    ASSIGN_OR_RETURN(SqliteStatement s, w.db().Prepare("UPDATE grants SET state = ?, closed_at_us = ?, "
+                                                       "kill_sessions = ?, revision = ? WHERE id = ?"));
+    s.BindAll(GrantStateName(state), Micros(now), int64_t{kill_sessions ? 1 : 0}, static_cast<int64_t>(out.revision),
+              static_cast<int64_t>(id));
     RETURN_IF_ERROR(s.Run());
     w.Changed(StoreChange{StoreChange::Kind::kGrantClosed, out.revision, {}, out, {}});
     for (AuditEntry& e : audit) e.details.emplace("grant", absl::StrCat(id));

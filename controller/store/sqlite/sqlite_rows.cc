@@ -156,6 +156,7 @@ absl::StatusOr<GrantRecord> GrantFromRow(const SqliteStatement& s) {
   g.sequence_id = static_cast<uint64_t>(s.Int(10));
   g.opened_by = s.Text(11);
   g.revision = static_cast<uint64_t>(s.Int(12));
+  g.kill_sessions = s.Int(13) != 0;
   return g;
 }
 

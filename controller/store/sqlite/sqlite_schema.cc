@@ -157,6 +157,11 @@ UPDATE sequences SET expires_at_us = issued_at_us + 2592000000000 WHERE state = 
 CREATE INDEX sequences_by_expiry ON sequences (expires_at_us) WHERE state = 'issued';
 )sql";
 
+// A revocation may order the bastions to end the address's live sessions.
+constexpr std::string_view kKillSessions = R"sql(
+ALTER TABLE grants ADD COLUMN kill_sessions INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& SqliteMigrations() {
@@ -165,6 +170,7 @@ const std::vector<Migration>& SqliteMigrations() {
       {2, "consumptions remembered per agent message id", kConsumptions},
       {3, "refused knock reports remembered too", kRefusedConsumptions},
       {4, "sequences expire", kSequenceExpiry},
+      {5, "revocations that kill live sessions", kKillSessions},
   };
   return migrations;
 }

@@ -78,7 +78,8 @@ class SqliteStore final : public Store {
   absl::StatusOr<GrantRecord> AddGrant(const NewGrant& grant, std::vector<AuditEntry> audit) override;
   absl::StatusOr<GrantRecord> GetGrant(uint64_t id) override;
   absl::StatusOr<std::vector<GrantRecord>> ListGrants(const GrantFilter& filter) override;
-  absl::StatusOr<GrantRecord> CloseGrant(uint64_t id, GrantState state, std::vector<AuditEntry> audit) override;
+  absl::StatusOr<GrantRecord> CloseGrant(uint64_t id, GrantState state, bool kill_sessions,
+                                         std::vector<AuditEntry> audit) override;
   absl::Status SetGrantAgentState(uint64_t id, const GrantAgentStatus& status,
                                   std::vector<AuditEntry> audit) override;
 

@@ -132,14 +132,29 @@ TEST_F(ManagedDaemonTest, KnockReportGrantRevokeAndAStandaloneDoorBeside) {
   EXPECT_EQ(audits[0].audit().details().at("door"), "local");
   EXPECT_EQ(audits[0].audit().details().at("standalone"), "true");
 
-  // Revoked: closed now.
+  // Revoked with its sessions killed: closed now, then what was ended is
+  // audited (nothing was connected; session_killer_netns_test ends real
+  // connections).
   v1::Delta revoke;
   revoke.set_revision(11);
   revoke.mutable_revoke()->set_grant_id(1001);
+  revoke.mutable_revoke()->set_kill_sessions(true);
   ASSERT_TRUE(controller_.SendDelta(revoke));
   ASSERT_TRUE(controller_.WaitFor(Count(v1::AgentMessage::kRevokeApplied, 1))) << Log();
   EXPECT_FALSE(absl::StrContains(File("allowed"), "127.0.0.1")) << File("allowed");
   EXPECT_TRUE(absl::StrContains(File("allowed.local"), "127.0.0.1"));
+  ASSERT_TRUE(controller_.WaitFor([](const auto& r) {
+    for (const auto& m : r) {
+      if (m.has_audit() && m.audit().what() == "grant.sessions_killed") return true;
+    }
+    return false;
+  })) << Log();
+  for (const auto& m : Of(controller_.received(), v1::AgentMessage::kAudit)) {
+    if (m.audit().what() != "grant.sessions_killed") continue;
+    EXPECT_EQ(m.audit().details().at("address"), "127.0.0.1");
+    EXPECT_EQ(m.audit().details().at("sockets"), "0");
+    EXPECT_FALSE(m.audit().details().contains("error")) << m.audit().details().at("error");
+  }
 
   // A reload adds a standalone door; managed doors keep working through it.
   ASSERT_TRUE(WriteFileAtomically(dir_.File("agent.conf"),

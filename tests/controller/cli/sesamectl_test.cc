@@ -154,8 +154,16 @@ TEST_F(SesamectlTest, GrantsOpenListRevoke) {
   r = Ctl({"grants", "revoke", "--ip", "192.0.2.7"});
   EXPECT_EQ(r.code, kExitOk) << r.err;
   EXPECT_THAT(r.out, HasSubstr("revoked 1"));
+  EXPECT_THAT(r.out, HasSubstr("sessions already in stay up"));
   r = Ctl({"grants", "revoke", "--ip", "192.0.2.7"});
   EXPECT_THAT(r.out, HasSubstr("nothing to revoke"));
+  // --kill-sessions is kept with the grant (the bastions act on it).
+  ASSERT_EQ(Ctl({"grants", "open", "--fleet", "--ip", "192.0.2.8", "--door", "ssh"}).code, kExitOk);
+  r = Ctl({"grants", "revoke", "--ip", "192.0.2.8", "--kill-sessions"});
+  EXPECT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("the bastions end the live sessions too"));
+  r = Ctl({"-o", "json", "grants", "list", "--all", "--ip", "192.0.2.8"});
+  EXPECT_THAT(r.out, HasSubstr("\"kill_sessions\": true"));
   r = Ctl({"grants", "open", "--fleet", "--ip", "nope", "--door", "ssh"});
   EXPECT_EQ(r.code, kExitUsage) << r.err;
 }
@@ -499,7 +507,8 @@ TEST_F(SesamectlTest, JsonShapesArePinned) {
 
   const std::string grant_shape =
       "address:string agent:string agents:list door:string expires_at:string fleet_wide:bool id:number "
-      "opened_at:string opened_by:string ports:list revision:number sequence_id:number state:string";
+      "kill_sessions:bool opened_at:string opened_by:string ports:list revision:number sequence_id:number "
+      "state:string";
   EXPECT_EQ(Shape(Json({"grants", "open", "--fleet", "--ip", "192.0.2.7", "--door", "ssh"})), grant_shape);
   const google::protobuf::Struct grant = First(Json({"grants", "list"}), "grants");
   EXPECT_EQ(Shape(grant), grant_shape);

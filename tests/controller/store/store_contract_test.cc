@@ -529,13 +529,19 @@ TEST_P(StoreContractTest, GrantLifecycle) {
   GrantFilter by_address;
   by_address.address = Ip("192.0.2.9");
   EXPECT_THAT(*store_->ListGrants(by_address), SizeIs(1));
-  absl::StatusOr<GrantRecord> revoked = store_->CloseGrant(opened->id, GrantState::kRevoked, {audit});
+  // Only a revocation kills sessions.
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      store_->CloseGrant(opened->id, GrantState::kExpired, /*kill_sessions=*/true, {audit}).status()));
+  absl::StatusOr<GrantRecord> revoked =
+      store_->CloseGrant(opened->id, GrantState::kRevoked, /*kill_sessions=*/true, {audit});
   ASSERT_TRUE(revoked.ok());
   EXPECT_EQ(revoked->state, GrantState::kRevoked);
+  EXPECT_TRUE(revoked->kill_sessions);
+  EXPECT_TRUE(store_->GetGrant(opened->id)->kill_sessions);
   EXPECT_GT(revoked->revision, opened->revision);
   // Closing again changes nothing and records nothing.
   const uint64_t revision = *store_->CurrentRevision();
-  EXPECT_EQ(store_->CloseGrant(opened->id, GrantState::kExpired, {audit})->state, GrantState::kRevoked);
+  EXPECT_EQ(store_->CloseGrant(opened->id, GrantState::kExpired, false, {audit})->state, GrantState::kRevoked);
   EXPECT_EQ(*store_->CurrentRevision(), revision);
   EXPECT_THAT(*store_->ListGrants(by_address), IsEmpty());
   GrantFilter all;
@@ -622,8 +628,9 @@ TEST_P(StoreContractTest, ChangesReachTheListenerInOrderBeforeTheCallerIsAnswere
   // A replay changes nothing agents must know.
   Consume(K({7000}), "b2");
   EXPECT_EQ(listener.Seen().size(), 5u);
-  ASSERT_TRUE(store_->CloseGrant(won.grant->id, GrantState::kRevoked, {}).ok());
+  ASSERT_TRUE(store_->CloseGrant(won.grant->id, GrantState::kRevoked, /*kill_sessions=*/true, {}).ok());
   EXPECT_EQ(listener.Seen().back().kind, StoreChange::Kind::kGrantClosed);
+  EXPECT_TRUE(listener.Seen().back().grant.kill_sessions);
   store_->SetChangeListener(nullptr);
 }
 

@@ -66,7 +66,7 @@ AgentRecord AgentFromRow(const SqliteStatement& s);
 // Without the per-bastion reports (grant_agents, see LoadGrantAgents).
 inline constexpr char kGrantColumns[] =
     "id, door, address, ports, agent, fleet_wide, opened_at_us, expires_at_us, state, closed_at_us, sequence_id, "
-    "opened_by, revision";
+    "opened_by, revision, kill_sessions";
 absl::StatusOr<GrantRecord> GrantFromRow(const SqliteStatement& s);
 
 inline constexpr char kAuditColumns[] = "idx, at_us, who, what, location, origin, details, prev_hash, hash";
