@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace sesame {
 
@@ -28,6 +29,15 @@ struct Knock {
 inline const char* ProtocolName(Protocol p) { return p == Protocol::kTcp ? "tcp" : "udp"; }
 inline std::string KnockToString(const Knock& k) {
   return std::to_string(k.port) + ":" + ProtocolName(k.protocol);
+}
+// "7000:tcp,8000:udp" (empty for none).
+inline std::string KnocksToString(const std::vector<Knock>& knocks) {
+  std::string out;
+  for (const Knock& k : knocks) {
+    if (!out.empty()) out += ',';
+    out += KnockToString(k);
+  }
+  return out;
 }
 
 }  // namespace sesame

@@ -10,7 +10,6 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
@@ -89,10 +88,7 @@ std::optional<absl::Time> ParseTimeField(absl::string_view field) {
   return absl::FromUnixNanos(ns);
 }
 
-std::string PortsText(const std::vector<Knock>& ports) {
-  if (ports.empty()) return "-";
-  return absl::StrJoin(ports, ",", [](std::string* out, const Knock& k) { out->append(KnockToString(k)); });
-}
+std::string PortsText(const std::vector<Knock>& ports) { return ports.empty() ? "-" : KnocksToString(ports); }
 
 std::optional<std::vector<Knock>> ParsePorts(absl::string_view text) {
   std::vector<Knock> ports;

@@ -1,16 +1,11 @@
 #include "agent/match/knock_pipeline.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "common/log.h"
 #include "common/status_macros.h"
 
 namespace sesame {
 namespace {
-
-std::string SequenceText(const std::vector<Knock>& knocks) {
-  return absl::StrJoin(knocks, ",", [](std::string* out, const Knock& k) { out->append(KnockToString(k)); });
-}
 
 MatcherDoor ToMatcherDoor(const AgentConfig& config, const DoorConfig& door) {
   MatcherDoor m;
@@ -90,7 +85,7 @@ void KnockPipeline::Completed(size_t index, const IpAddress& source, absl::Time 
     if (!consumed.ok()) {
       // Not granted: a sequence that cannot be marked used could be replayed.
       LogError(absl::StrCat(source.ToString(), ": ", c.name, ": cannot mark one-time sequence ",
-                            SequenceText(used), " used, not opening: ", consumed.ToString()));
+                            KnocksToString(used), " used, not opening: ", consumed.ToString()));
       return;
     }
   }

@@ -9,7 +9,7 @@
 namespace sesame::controller {
 namespace {
 
-constexpr size_t kPage = 1000;
+constexpr size_t kReadPage = 1000;
 
 }  // namespace
 
@@ -78,7 +78,7 @@ absl::StatusOr<std::string> AuditLog::ExportText() {
   uint64_t next = 0;
   while (next < last.record_count) {
     ASSIGN_OR_RETURN(std::vector<AuditRecord> page,
-                     store_.ReadAudit(next, std::min<uint64_t>(kPage, last.record_count - next)));
+                     store_.ReadAudit(next, std::min<uint64_t>(kReadPage, last.record_count - next)));
     if (page.empty()) break;
     for (const AuditRecord& r : page) {
       out += FormatRecordLine(r);

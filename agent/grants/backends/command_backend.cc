@@ -150,10 +150,6 @@ absl::StatusOr<CommandLine> ParseOne(const DoorConfig& door, const NamedCommand&
   return command;
 }
 
-std::string PortsText(const std::vector<Knock>& ports) {
-  return absl::StrJoin(ports, ",", [](std::string* out, const Knock& k) { out->append(KnockToString(k)); });
-}
-
 }  // namespace
 
 CommandBackend::CommandBackend(const DoorConfig& door, ProcessRunner& runner)
@@ -234,7 +230,7 @@ absl::StatusOr<std::vector<std::string>> CommandBackend::Argv(const CommandLine&
   const Substitutions values = {
       {"IP", grant.address.ToString()},  // canonical text, never packet bytes
       {"DOOR", door_name_},
-      {"PORTS", PortsText(grant.ports.empty() ? door_ports_ : grant.ports)},
+      {"PORTS", KnocksToString(grant.ports.empty() ? door_ports_ : grant.ports)},
       {"TTL", absl::StrCat(ttl)},
   };
   return CommandArgv(command, values);

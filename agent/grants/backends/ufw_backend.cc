@@ -14,14 +14,14 @@
 namespace sesame {
 namespace {
 
-constexpr char kCommentPrefix[] = "sesame door=";
+constexpr char kRuleCommentPrefix[] = "sesame door=";
 
 }  // namespace
 
 UfwRules::UfwRules(ProcessRunner& runner, std::string ufw) : runner_(runner), ufw_(std::move(ufw)) {}
 
 std::string UfwRules::Comment(const std::string& door) {
-  std::string out = absl::StrCat(kCommentPrefix, door);
+  std::string out = absl::StrCat(kRuleCommentPrefix, door);
   for (char& ch : out) {
     if (ch == '\'' || ch == '"' || ch == '\\' || !absl::ascii_isprint(static_cast<unsigned char>(ch))) ch = '_';
   }
@@ -66,7 +66,7 @@ absl::Status UfwRules::Prepare() {
   std::string added;
   RETURN_IF_ERROR(Run({ufw_, "show", "added"}, &added));
   for (absl::string_view line : absl::StrSplit(added, '\n')) {
-    if (!absl::StrContains(line, absl::StrCat(" comment '", kCommentPrefix))) continue;
+    if (!absl::StrContains(line, absl::StrCat(" comment '", kRuleCommentPrefix))) continue;
     const std::vector<std::string> w = absl::StrSplit(line, ' ', absl::SkipEmpty());
     if (w.size() < 11 || w[0] != "ufw" || w[1] != "allow" || w[2] != "from" || w[4] != "to" || w[5] != "any" ||
         w[6] != "port" || w[8] != "proto") {
