@@ -125,7 +125,13 @@ class Fleet:
         fleet = cls(build_dir, run_dir, f"{NAME_PREFIX}{os.getpid()}")
         log(f"bed up in {run_dir} (namespaces {fleet.prefix}*)")
         env = dict(os.environ, BUILD_DIR=fleet.build_dir)
-        result = subprocess.run(["bash", BED, "up", run_dir, fleet.prefix] + (["--ha"] if ha else []), env=env)
+        try:
+            result = subprocess.run(["bash", BED, "up", run_dir, fleet.prefix] + (["--ha"] if ha else []), env=env)
+        except BaseException:
+            # Killed (a timeout's SIGTERM) while the bed came up: subprocess.run
+            # killed bed.sh before its own clean-up could run.
+            fleet.down()
+            raise
         if result.returncode != 0:
             fleet.dump_logs()
             fleet.down()
@@ -135,8 +141,10 @@ class Fleet:
         return fleet
 
     def down(self):
-        subprocess.run(["bash", BED, "down", self.run_dir])
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        try:
+            subprocess.run(["bash", BED, "down", self.run_dir])
+        finally:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def __enter__(self):
         return self
