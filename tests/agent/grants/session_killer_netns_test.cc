@@ -16,53 +16,30 @@
 
 #include "gtest/gtest.h"
 #include "tests/support/namespace_sandbox.h"
+#include "tests/support/sockets.h"
 
 namespace sesame {
 namespace {
 
+using ::sesame::testing::Fd;
 using ::sesame::testing::RunCommand;
+using ::sesame::testing::SockAddr;
 
 constexpr uint16_t kSshPort = 2201;
 constexpr uint16_t kOtherPort = 2202;
-
-socklen_t SockAddr(const std::string& ip, uint16_t port, sockaddr_storage* out) {
-  std::memset(out, 0, sizeof *out);
-  if (ip.find(':') == std::string::npos) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(out);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    inet_pton(AF_INET, ip.c_str(), &sin->sin_addr);
-    return sizeof *sin;
-  }
-  auto* sin6 = reinterpret_cast<sockaddr_in6*>(out);
-  sin6->sin6_family = AF_INET6;
-  sin6->sin6_port = htons(port);
-  inet_pton(AF_INET6, ip.c_str(), &sin6->sin6_addr);
-  return sizeof *sin6;
-}
-
-// A socket closed with the test.
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f) : fd(f) {}
-  Fd(Fd&& o) noexcept : fd(o.fd) { o.fd = -1; }
-  ~Fd() {
-    if (fd >= 0) close(fd);
-  }
-};
 
 Fd Listen(const std::string& ip, uint16_t port) {
   sockaddr_storage a;
   const socklen_t len = SockAddr(ip, port, &a);
   Fd s(socket(a.ss_family, SOCK_STREAM, 0));
   const int on = 1;
-  setsockopt(s.fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
   if (a.ss_family == AF_INET6) {
     const int off = 0;  // dual-stack: IPv4 peers arrive as ::ffff:a.b.c.d
-    setsockopt(s.fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+    setsockopt(s.get(), IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
   }
-  EXPECT_EQ(bind(s.fd, reinterpret_cast<sockaddr*>(&a), len), 0) << std::strerror(errno);
-  EXPECT_EQ(listen(s.fd, 8), 0);
+  EXPECT_EQ(bind(s.get(), reinterpret_cast<sockaddr*>(&a), len), 0) << std::strerror(errno);
+  EXPECT_EQ(listen(s.get(), 8), 0);
   return s;
 }
 
@@ -72,10 +49,10 @@ std::pair<Fd, Fd> Connect(const std::string& from, const std::string& to, uint16
   const socklen_t local_len = SockAddr(from, 0, &local);
   const socklen_t remote_len = SockAddr(to, port, &remote);
   Fd client(socket(remote.ss_family, SOCK_STREAM, 0));
-  EXPECT_EQ(bind(client.fd, reinterpret_cast<sockaddr*>(&local), local_len), 0) << std::strerror(errno);
-  EXPECT_EQ(connect(client.fd, reinterpret_cast<sockaddr*>(&remote), remote_len), 0) << std::strerror(errno);
-  Fd server(accept(listener.fd, nullptr, nullptr));
-  EXPECT_GE(server.fd, 0);
+  EXPECT_EQ(bind(client.get(), reinterpret_cast<sockaddr*>(&local), local_len), 0) << std::strerror(errno);
+  EXPECT_EQ(connect(client.get(), reinterpret_cast<sockaddr*>(&remote), remote_len), 0) << std::strerror(errno);
+  Fd server(accept(listener.get(), nullptr, nullptr));
+  EXPECT_GE(server.get(), 0);
   return {std::move(client), std::move(server)};
 }
 
@@ -83,21 +60,21 @@ std::pair<Fd, Fd> Connect(const std::string& from, const std::string& to, uint16
 // writes, the server reads it and answers.
 bool Carries(const std::pair<Fd, Fd>& c) {
   const char ping = 'p';
-  if (send(c.first.fd, &ping, 1, MSG_NOSIGNAL) != 1) return false;
-  pollfd p{c.second.fd, POLLIN, 0};
+  if (send(c.first.get(), &ping, 1, MSG_NOSIGNAL) != 1) return false;
+  pollfd p{c.second.get(), POLLIN, 0};
   char got;
-  if (poll(&p, 1, 5000) != 1 || recv(c.second.fd, &got, 1, 0) != 1) return false;
-  if (send(c.second.fd, &got, 1, MSG_NOSIGNAL) != 1) return false;
-  pollfd q{c.first.fd, POLLIN, 0};
-  return poll(&q, 1, 5000) == 1 && recv(c.first.fd, &got, 1, 0) == 1;
+  if (poll(&p, 1, 5000) != 1 || recv(c.second.get(), &got, 1, 0) != 1) return false;
+  if (send(c.second.get(), &got, 1, MSG_NOSIGNAL) != 1) return false;
+  pollfd q{c.first.get(), POLLIN, 0};
+  return poll(&q, 1, 5000) == 1 && recv(c.first.get(), &got, 1, 0) == 1;
 }
 
 // The client's next read after a kill: the reset the server's side sent.
 int ClientReadError(const std::pair<Fd, Fd>& c) {
-  pollfd p{c.first.fd, POLLIN, 0};
+  pollfd p{c.first.get(), POLLIN, 0};
   if (poll(&p, 1, 5000) != 1) return 0;
   char got;
-  return recv(c.first.fd, &got, 1, 0) < 0 ? errno : 0;
+  return recv(c.first.get(), &got, 1, 0) < 0 ? errno : 0;
 }
 
 IpAddress Ip(const char* text) { return *IpAddress::Parse(text); }
@@ -171,10 +148,10 @@ TEST_F(SessionKillerTest, DeletesTheConntrackEntriesOfUdpFlows) {
   const socklen_t server_len = SockAddr("127.0.0.1", kSshPort, &server);
   const socklen_t client_len = SockAddr("127.0.0.2", 0, &client);
   const Fd receiver(socket(AF_INET, SOCK_DGRAM, 0));
-  ASSERT_EQ(bind(receiver.fd, reinterpret_cast<sockaddr*>(&server), server_len), 0);
+  ASSERT_EQ(bind(receiver.get(), reinterpret_cast<sockaddr*>(&server), server_len), 0);
   const Fd sender(socket(AF_INET, SOCK_DGRAM, 0));
-  ASSERT_EQ(bind(sender.fd, reinterpret_cast<sockaddr*>(&client), client_len), 0);
-  ASSERT_EQ(sendto(sender.fd, "x", 1, 0, reinterpret_cast<sockaddr*>(&server), server_len), 1);
+  ASSERT_EQ(bind(sender.get(), reinterpret_cast<sockaddr*>(&client), client_len), 0);
+  ASSERT_EQ(sendto(sender.get(), "x", 1, 0, reinterpret_cast<sockaddr*>(&server), server_len), 1);
 
   // A TCP grant port of the same number is not the UDP flow.
   const KilledSessions tcp_only = KillSessions(Ip("127.0.0.2"), std::vector<Knock>{{kSshPort, Protocol::kTcp}});
