@@ -37,10 +37,6 @@ std::vector<uint8_t> V4Mapped(const IpAddress& v4) {
   return mapped;
 }
 
-void KeepFirstFailure(absl::Status& kept, absl::Status status) {
-  if (kept.ok() && !status.ok()) kept = std::move(status);
-}
-
 // Every state of a connection with a peer: not listening, not closed, not
 // TIME_WAIT (nothing left to end) and not a half-open request (no socket yet).
 constexpr uint32_t kTcpConnectedStates = 1u << TCP_ESTABLISHED | 1u << TCP_SYN_SENT | 1u << TCP_SYN_RECV |
@@ -81,7 +77,7 @@ absl::Status DestroySockets(NetlinkSocket& netlink, uint8_t family, uint8_t ip_p
     if (s.ok()) {
       ++destroyed;
     } else if (!absl::IsNotFound(s)) {  // NotFound: it closed on its own meanwhile
-      KeepFirstFailure(status, std::move(s));
+      status.Update(std::move(s));
     }
   }
   return status;
@@ -98,10 +94,10 @@ absl::Status DestroyAllSockets(const IpAddress& address, std::span<const Knock> 
       continue;
     }
     if (address.is_v4()) {
-      KeepFirstFailure(status, DestroySockets(*netlink, AF_INET, ip_protocol, bytes, ports, destroyed));
-      KeepFirstFailure(status, DestroySockets(*netlink, AF_INET6, ip_protocol, mapped, ports, destroyed));
+      status.Update(DestroySockets(*netlink, AF_INET, ip_protocol, bytes, ports, destroyed));
+      status.Update(DestroySockets(*netlink, AF_INET6, ip_protocol, mapped, ports, destroyed));
     } else {
-      KeepFirstFailure(status, DestroySockets(*netlink, AF_INET6, ip_protocol, bytes, ports, destroyed));
+      status.Update(DestroySockets(*netlink, AF_INET6, ip_protocol, bytes, ports, destroyed));
     }
   }
   if (!status.ok()) return absl::Status(status.code(), absl::StrCat("destroying sockets: ", status.message()));
@@ -155,7 +151,7 @@ absl::Status DeleteConntrackEntries(const IpAddress& address, std::span<const Kn
     if (s.ok()) {
       ++deleted;
     } else if (!absl::IsNotFound(s)) {  // NotFound: it timed out meanwhile
-      KeepFirstFailure(status, std::move(s));
+      status.Update(std::move(s));
     }
   }
   if (!status.ok()) return absl::Status(status.code(), absl::StrCat("deleting conntrack entries: ", status.message()));
@@ -169,8 +165,8 @@ KilledSessions KillSessions(const IpAddress& address, std::span<const Knock> por
   if (ports.empty()) return killed;
   // Sockets first: the reset each sends still passes as part of its
   // connection; then the conntrack entries, the reset's included.
-  KeepFirstFailure(killed.status, DestroyAllSockets(address, ports, killed.sockets));
-  KeepFirstFailure(killed.status, DeleteConntrackEntries(address, ports, killed.conntrack_entries));
+  killed.status.Update(DestroyAllSockets(address, ports, killed.sockets));
+  killed.status.Update(DeleteConntrackEntries(address, ports, killed.conntrack_entries));
   return killed;
 }
 
