@@ -198,14 +198,13 @@ bool ManagedMatcher::Start(uint64_t classes, uint32_t knock, const Packet& packe
                            bool* completed) {
   bool started = false;
   for (uint64_t c = classes; c != 0; c &= c - 1) {
-    const uint32_t first = trie_.Child(classes_[__builtin_ctzll(c)].root, knock);
-    if (first == SequenceTrie::kNone) continue;
-    const SequenceTrie::Node& n = trie_.node(first);
-    if (n.ends > 0) *completed = CompleteAt(first, packet) || *completed;
-    if (n.children == 0) continue;
-    if (std::any_of(groups.begin(), groups.end(), [&](const Group& g) { return g.node == first; })) continue;
+    const SequenceTrie::First first = trie_.FirstChild(classes_[__builtin_ctzll(c)].root, knock);
+    if (first.node == SequenceTrie::kNone) continue;
+    if (first.ends) *completed = CompleteAt(first.node, packet) || *completed;
+    if (!first.continues) continue;
+    if (std::any_of(groups.begin(), groups.end(), [&](const Group& g) { return g.node == first.node; })) continue;
     started = true;
-    groups.push_back(Group{first, n.generation, now, 1, 0});
+    groups.push_back(Group{first.node, first.generation, now, 1, 0});
   }
   return started;
 }
@@ -349,7 +348,10 @@ uint8_t ManagedMatcher::RankOf(const ManagedSourceEntry& e, TickT now) const {
 }
 
 bool ManagedMatcher::InSequence(uint8_t klass, uint32_t knock) const {
-  return compat_knocks_.contains((static_cast<uint64_t>(klass) << 32) | knock);
+  const std::vector<uint64_t>& bits = classes_[klass].knock_bits;
+  if (bits.empty()) return compat_knocks_.contains((static_cast<uint64_t>(klass) << 32) | knock);
+  const uint32_t i = SequenceTrie::KnockIndex(knock);
+  return (bits[i / 64] >> (i % 64)) & 1;
 }
 
 void ManagedMatcher::Tick(absl::Time now) {

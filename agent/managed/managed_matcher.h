@@ -238,7 +238,13 @@ class ManagedMatcher {
     size_t sequences = 0;  // records of this class
     ::sesame::Tick timeout = 0;
     bool strict = true;
+    // Compat: distinct knocks of its sequences, and from kKnockBitsFrom of
+    // them on, the same as bits by SequenceTrie::KnockIndex (16 KiB), which
+    // InSequence reads instead of compat_knocks_ (a cache miss in a big map).
+    size_t distinct_knocks = 0;
+    std::vector<uint64_t> knock_bits;
   };
+  static constexpr size_t kKnockBitsFrom = 512;
   struct Group {
     uint32_t node;
     uint16_t generation;
@@ -287,6 +293,7 @@ class ManagedMatcher {
   void ReleaseBan(ManagedSourceEntry& e, const IpAddress& source, absl::Time time);
   uint8_t RankOf(const ManagedSourceEntry& e, ::sesame::Tick now) const;
   bool InSequence(uint8_t klass, uint32_t knock) const;
+  void SetInSequence(uint8_t klass, uint32_t knock, bool in);
 
   const MatcherOptions options_;
   ManagedKnockSink& sink_;

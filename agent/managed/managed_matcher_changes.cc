@@ -152,6 +152,7 @@ int ManagedMatcher::ClassFor(const MatchParams& params) {
   }
   Class& c = classes_[unused];  // its root has no children: no sequence of it is held
   c.params = params;
+  c.knock_bits = {};
   c.timeout = ToMatcherMillis(params.seq_timeout);
   c.strict = params.reset_mode == ResetMode::kStrict;
   Rebuild();
@@ -203,12 +204,34 @@ bool ManagedMatcher::Add(const LiveSequence& sequence) {
   r.end = trie_.Insert(classes_[klass].root, keys);
   ending_[r.end].push_back(slot);
   if (!classes_[klass].strict) {
-    for (uint32_t k : keys) ++compat_knocks_[(static_cast<uint64_t>(klass) << 32) | k];
+    for (uint32_t k : keys) {
+      if (++compat_knocks_[(static_cast<uint64_t>(klass) << 32) | k] == 1) SetInSequence(r.klass, k, true);
+    }
   }
   ++classes_[klass].sequences;
   where_[sequence.id] = slot;
   ++live_;
   return true;
+}
+
+void ManagedMatcher::SetInSequence(uint8_t klass, uint32_t knock, bool in) {
+  Class& c = classes_[klass];
+  in ? ++c.distinct_knocks : --c.distinct_knocks;
+  std::vector<uint64_t>& bits = c.knock_bits;
+  const auto set = [&bits](uint32_t key, bool value) {
+    const uint32_t i = SequenceTrie::KnockIndex(key);
+    if (value) {
+      bits[i / 64] |= uint64_t{1} << (i % 64);
+    } else {
+      bits[i / 64] &= ~(uint64_t{1} << (i % 64));
+    }
+  };
+  if (!bits.empty()) return set(knock, in);
+  if (c.distinct_knocks < kKnockBitsFrom) return;
+  bits.assign(SequenceTrie::kKnockIndexes / 64, 0);
+  for (const auto& [key, count] : compat_knocks_) {  // once per class: this knock is counted already
+    if ((key >> 32) == klass) set(static_cast<uint32_t>(key), true);
+  }
 }
 
 void ManagedMatcher::Free(uint32_t slot) {
@@ -220,8 +243,12 @@ void ManagedMatcher::Free(uint32_t slot) {
   }
   if (!classes_[r.klass].strict) {
     for (const Knock& k : r.sequence.knocks) {
-      auto it = compat_knocks_.find((static_cast<uint64_t>(r.klass) << 32) | KnockKey(k.protocol, k.port));
-      if (it != compat_knocks_.end() && --it->second == 0) compat_knocks_.erase(it);
+      const uint32_t key = KnockKey(k.protocol, k.port);
+      auto it = compat_knocks_.find((static_cast<uint64_t>(r.klass) << 32) | key);
+      if (it != compat_knocks_.end() && --it->second == 0) {
+        compat_knocks_.erase(it);
+        SetInSequence(r.klass, key, false);
+      }
     }
   }
   --classes_[r.klass].sequences;
@@ -301,6 +328,7 @@ size_t ManagedMatcher::MemoryBytes() const {
   bytes += ending_.capacity() * (sizeof(std::pair<uint32_t, std::vector<uint32_t>>) + 1) +
            ending_.size() * sizeof(uint32_t);
   bytes += compat_knocks_.capacity() * (sizeof(std::pair<uint64_t, uint32_t>) + 1);
+  for (const Class& c : classes_) bytes += c.knock_bits.capacity() * sizeof(uint64_t);
   bytes += spent_order_.size() * 48;  // a red-black tree node
   return bytes;
 }

@@ -448,6 +448,38 @@ TEST_F(ManagedMatcherTest, CompatSequencesForgiveOneStrayKnock) {
   EXPECT_EQ(sink_.completed.size(), 1u);
 }
 
+// Past kKnockBitsFrom distinct knocks a compat class looks its knocks up in
+// a bitset instead of the map: the stray rule judges the same, also once a
+// sequence has left and its ports are no one's.
+TEST_F(ManagedMatcherTest, CompatStraysAreJudgedTheSameInALargeClass) {
+  ManagedMatcher matcher(Options(), sink_, /*capacity=*/1024);
+  std::vector<LiveSequence> live;
+  for (uint16_t i = 0; i < 400; ++i) {  // 1,200 distinct knocks
+    const uint16_t base = static_cast<uint16_t>(10000 + 3 * i);
+    LiveSequence s = Live(i + 1, {base, static_cast<uint16_t>(base + 1), static_cast<uint16_t>(base + 2)});
+    s.params.reset_mode = ResetMode::kCompat;
+    live.push_back(std::move(s));
+  }
+  matcher.Publish(live);
+  const IpAddress a = *IpAddress::Parse("198.51.100.31");
+  const IpAddress b = *IpAddress::Parse("198.51.100.32");
+  const IpAddress c = *IpAddress::Parse("198.51.100.33");
+  KnockOn(matcher, {10000, 9000, 10001, 10002}, a);  // a port of no sequence: forgiven
+  ASSERT_EQ(sink_.completed.size(), 1u);
+  EXPECT_EQ(sink_.completed.back().sequence_id, 1u);
+  KnockOn(matcher, {10003, 10500, 10004, 10005}, b);  // 10500 is sequence 167's: reset
+  EXPECT_EQ(sink_.completed.size(), 1u);
+
+  live.erase(live.begin() + 166);  // sequence 167 burnt, then no longer watched
+  matcher.Publish(live);
+  matcher.Tick(now_);
+  now_ += absl::Minutes(11);
+  matcher.Tick(now_);
+  KnockOn(matcher, {10006, 10500, 10007, 10008}, c);  // 10500 is no one's now: forgiven
+  ASSERT_EQ(sink_.completed.size(), 2u);
+  EXPECT_EQ(sink_.completed.back().sequence_id, 3u);
+}
+
 // With many sequences a knocker's last knock often starts another one by
 // chance. In a compat class the next sequence's first knock resets that
 // start, and must still start its own sequence; progress past a first knock
