@@ -22,15 +22,18 @@ absl::StatusOr<ConsumeResult> EtcdStore::Consume(const ConsumeRequest& request) 
   // assumed kept, unread, and the commit's compare proves it (a resend found
   // so has the batch decided again, with the key read). A read per report
   // was the dearest part of a consumption: about half of what etcd spent.
-  // Others are read here, beside other callers' reads.
+  // Others are read here, beside other callers' reads; so are all of an
+  // agent's for a while once one of its resends was found so, which bounds
+  // what an agent resending on purpose costs the others' batches.
   std::optional<etcdserverpb::RangeResponse> kept;
+  bool assumed_absent = false;
   if (!request.request_id.empty()) {
-    const bool unused = mirror_->Read([&](const MirrorState& s) {
+    assumed_absent = !ReadsKeptAnswers(request.agent) && mirror_->Read([&](const MirrorState& s) {
       if (request.sequence_id == 0) return s.unused_by_knocks.contains(KnocksToText(request.knocks));
       auto it = s.sequences.find(request.sequence_id);
       return it != s.sequences.end() && it->second.unused();
     });
-    if (unused) {
+    if (assumed_absent) {
       kept.emplace();  // absent: the commit compares the key's mod revision with 0
     } else {
       ASSIGN_OR_RETURN(kept, client_->Range(keys_.consumption(request.agent, request.request_id), "", 0, 0,
@@ -40,9 +43,27 @@ absl::StatusOr<ConsumeResult> EtcdStore::Consume(const ConsumeRequest& request) 
   ConsumeResult result;
   RETURN_IF_ERROR(Write([&](Writer& w) {
     if (kept) w.Seed(keys_.consumption(request.agent, request.request_id), *kept);
-    return ConsumeInTransaction(w, request, result);
+    RETURN_IF_ERROR(ConsumeInTransaction(w, request, result));
+    if (assumed_absent && result.repeated) ReadKeptAnswersOf(request.agent);
+    return absl::OkStatus();
   }));
   return result;
+}
+
+bool EtcdStore::ReadsKeptAnswers(const std::string& agent) {
+  absl::MutexLock lock(&kept_mu_);
+  auto it = read_kept_until_.find(agent);
+  return it != read_kept_until_.end() && clock_.Now() < it->second;
+}
+
+void EtcdStore::ReadKeptAnswersOf(const std::string& agent) {
+  absl::MutexLock lock(&kept_mu_);
+  const absl::Time now = clock_.Now();
+  if (read_kept_until_.size() >= kMaxAgentsReadingKept) {
+    absl::erase_if(read_kept_until_, [now](const auto& entry) { return entry.second <= now; });
+    if (read_kept_until_.size() >= kMaxAgentsReadingKept) return;  // they read anyway after the commit fails
+  }
+  read_kept_until_[agent] = now + kReadKeptFor;
 }
 
 absl::Status EtcdStore::ConsumeInTransaction(Writer& w, const ConsumeRequest& req, ConsumeResult& result) {

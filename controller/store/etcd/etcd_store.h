@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -124,6 +125,12 @@ class EtcdStore final : public Store {
   // The copy caught up with etcd, for a read.
   absl::Status Sync() { return mirror_->Sync(sync_timeout_); }
   absl::Status ConsumeInTransaction(Writer& w, const ConsumeRequest& request, ConsumeResult& result);
+  // Agents whose reports read their kept answers before the batch (one of
+  // their resends was assumed answered by nobody, wrongly), until when.
+  static constexpr absl::Duration kReadKeptFor = absl::Minutes(1);
+  static constexpr size_t kMaxAgentsReadingKept = 4096;
+  bool ReadsKeptAnswers(const std::string& agent);
+  void ReadKeptAnswersOf(const std::string& agent);
 
   const Clock& clock_;
   const absl::Duration sync_timeout_;
@@ -134,6 +141,8 @@ class EtcdStore final : public Store {
   std::unique_ptr<GroupCommitter> committer_;
   absl::Mutex fenced_mu_;
   std::unique_ptr<Writer> fenced_writer_ ABSL_GUARDED_BY(fenced_mu_);
+  absl::Mutex kept_mu_;
+  absl::flat_hash_map<std::string, absl::Time> read_kept_until_ ABSL_GUARDED_BY(kept_mu_);
 };
 
 }  // namespace sesame::controller

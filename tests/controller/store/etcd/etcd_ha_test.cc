@@ -169,6 +169,44 @@ TEST_F(EtcdHaTest, ASequenceKnockedThroughThreeControllersAtOnceIsWonOnce) {
   EXPECT_EQ(OpenedRecords(*controllers[2]), kRounds);
 }
 
+// A report of an unused sequence assumes no answer was kept for its id, and
+// the commit's compare checks it. A resend that was answered (refused while
+// its sequence stayed unused) fails that commit once, gets its first answer,
+// and from then on its agent's reports read their kept answers first: its
+// next such resend fails no commit. Failed commits show in etcd's revision
+// (each writes the controller's waiting/ mark).
+TEST_F(EtcdHaTest, AResendOfARefusedReportGetsItsFirstAnswerAndFailsOneCommitAtMost) {
+  Start(1);
+  std::unique_ptr<EtcdStore> store = Open("c1");
+  AddDoor(*store);
+  const std::vector<Knock> knocks = K({2000, 3000, 4000});
+  ASSERT_TRUE(store->AddSequences({NewSequence{"ssh", knocks, "alice", "bastion1"}}, {}).ok());  // bastion1's reserve
+  auto revision = [&] {
+    absl::StatusOr<etcdserverpb::RangeResponse> r = store->client().Range(store->keys().head(), "");
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->header().revision() : 0;
+  };
+  auto refused_again = [&](const std::string& id, bool repeated) {
+    absl::StatusOr<ConsumeResult> r = store->Consume(Report(knocks, "bastion2", id));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->outcome, ConsumeOutcome::kRefused);
+    EXPECT_EQ(r->repeated, repeated);
+  };
+
+  refused_again("r1", false);  // another bastion's reserve: refused, the sequence stays unused
+  int64_t before = revision();
+  refused_again("r1", true);
+  EXPECT_EQ(revision(), before + 1);  // one failed commit, nothing else written
+
+  refused_again("r2", false);
+  before = revision();
+  refused_again("r2", true);
+  EXPECT_EQ(revision(), before);  // read first: no failed commit
+  absl::StatusOr<std::vector<AuditRecord>> records = store->ReadAudit(0, 100);
+  ASSERT_TRUE(records.ok()) << records.status();
+  EXPECT_EQ(records->size(), 2u);  // each report audited once
+}
+
 TEST_F(EtcdHaTest, ABurnThroughOneControllerReachesTheOthersListenerInOrder) {
   Start(1);
   std::unique_ptr<EtcdStore> a = Open("a");
