@@ -348,10 +348,9 @@ uint8_t ManagedMatcher::RankOf(const ManagedSourceEntry& e, TickT now) const {
 }
 
 bool ManagedMatcher::InSequence(uint8_t klass, uint32_t knock) const {
-  const std::vector<uint64_t>& bits = classes_[klass].knock_bits;
-  if (bits.empty()) return compat_knocks_.contains((static_cast<uint64_t>(klass) << 32) | knock);
-  const uint32_t i = SequenceTrie::KnockIndex(knock);
-  return (bits[i / 64] >> (i % 64)) & 1;
+  const KnockSet* knocks = classes_[klass].knocks.get();
+  if (knocks == nullptr) return compat_knocks_.contains((static_cast<uint64_t>(klass) << 32) | knock);
+  return knocks->contains(KnockIndex(knock));
 }
 
 void ManagedMatcher::Tick(absl::Time now) {

@@ -239,10 +239,10 @@ class ManagedMatcher {
     ::sesame::Tick timeout = 0;
     bool strict = true;
     // Compat: distinct knocks of its sequences, and from kKnockBitsFrom of
-    // them on, the same as bits by SequenceTrie::KnockIndex (16 KiB), which
-    // InSequence reads instead of compat_knocks_ (a cache miss in a big map).
+    // them on, the same as a KnockSet, which InSequence reads instead of
+    // compat_knocks_ (a cache miss in a big map).
     size_t distinct_knocks = 0;
-    std::vector<uint64_t> knock_bits;
+    std::unique_ptr<KnockSet> knocks;
   };
   static constexpr size_t kKnockBitsFrom = 512;
   struct Group {

@@ -152,7 +152,7 @@ int ManagedMatcher::ClassFor(const MatchParams& params) {
   }
   Class& c = classes_[unused];  // its root has no children: no sequence of it is held
   c.params = params;
-  c.knock_bits = {};
+  c.knocks.reset();
   c.timeout = ToMatcherMillis(params.seq_timeout);
   c.strict = params.reset_mode == ResetMode::kStrict;
   Rebuild();
@@ -217,20 +217,14 @@ bool ManagedMatcher::Add(const LiveSequence& sequence) {
 void ManagedMatcher::SetInSequence(uint8_t klass, uint32_t knock, bool in) {
   Class& c = classes_[klass];
   in ? ++c.distinct_knocks : --c.distinct_knocks;
-  std::vector<uint64_t>& bits = c.knock_bits;
-  const auto set = [&bits](uint32_t key, bool value) {
-    const uint32_t i = SequenceTrie::KnockIndex(key);
-    if (value) {
-      bits[i / 64] |= uint64_t{1} << (i % 64);
-    } else {
-      bits[i / 64] &= ~(uint64_t{1} << (i % 64));
-    }
-  };
-  if (!bits.empty()) return set(knock, in);
+  if (c.knocks != nullptr) {
+    in ? c.knocks->insert(KnockIndex(knock)) : c.knocks->erase(KnockIndex(knock));
+    return;
+  }
   if (c.distinct_knocks < kKnockBitsFrom) return;
-  bits.assign(SequenceTrie::kKnockIndexes / 64, 0);
+  c.knocks = std::make_unique<KnockSet>();
   for (const auto& [key, count] : compat_knocks_) {  // once per class: this knock is counted already
-    if ((key >> 32) == klass) set(static_cast<uint32_t>(key), true);
+    if ((key >> 32) == klass) c.knocks->insert(KnockIndex(static_cast<uint32_t>(key)));
   }
 }
 
@@ -328,7 +322,7 @@ size_t ManagedMatcher::MemoryBytes() const {
   bytes += ending_.capacity() * (sizeof(std::pair<uint32_t, std::vector<uint32_t>>) + 1) +
            ending_.size() * sizeof(uint32_t);
   bytes += compat_knocks_.capacity() * (sizeof(std::pair<uint64_t, uint32_t>) + 1);
-  for (const Class& c : classes_) bytes += c.knock_bits.capacity() * sizeof(uint64_t);
+  for (const Class& c : classes_) bytes += c.knocks != nullptr ? sizeof(KnockSet) : 0;
   bytes += spent_order_.size() * 48;  // a red-black tree node
   return bytes;
 }

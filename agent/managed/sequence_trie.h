@@ -28,7 +28,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/types/span.h"
-#include "common/knock.h"
+#include "agent/match/knock_set.h"
 
 namespace sesame {
 
@@ -38,12 +38,6 @@ class SequenceTrie {
   // A root's children go to a table indexed by knock once they are this
   // many: the table (1 MiB) costs what about 2,000 sequences' records do.
   static constexpr uint32_t kDirectRootChildren = 2048;
-  // A knock key (protocol << 16 | port, TCP or UDP) as an index below
-  // kKnockIndexes: TCP ports first, then UDP.
-  static constexpr size_t kKnockIndexes = 0x20000;
-  static uint32_t KnockIndex(uint32_t knock) {
-    return ((knock >> 16) == static_cast<uint32_t>(Protocol::kUdp) ? 0x10000u : 0u) | (knock & 0xffff);
-  }
 
   struct Node {
     uint32_t parent = kNone;

@@ -23,7 +23,6 @@ using matcher_internal::KnockKey;
 using matcher_internal::kBanned;
 using matcher_internal::kScanWindow;
 using matcher_internal::Mix;
-using matcher_internal::ProtocolIndex;
 
 namespace {
 
@@ -84,8 +83,7 @@ MatchResult KnockMatcher::Process(const Packet& packet) {
   const uint32_t knock = KnockKey(packet.protocol, packet.destination_port);
   uint64_t in_sequence = 0;
   uint64_t first = 0;
-  const uint16_t port = packet.destination_port;
-  if ((port_bits_[ProtocolIndex(packet.protocol)][port / 64] >> (port % 64)) & 1) {
+  if (in_sequences_.contains(KnockIndex(packet.protocol, packet.destination_port))) {
     const IndexSlot& slot = Lookup(knock);
     in_sequence = slot.in_sequence & knock_doors;
     first = slot.first & knock_doors;

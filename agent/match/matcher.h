@@ -105,6 +105,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "agent/config/config.h"
+#include "agent/match/knock_set.h"
 #include "agent/match/source_table.h"
 #include "agent/match/tick_clock.h"
 #include "agent/packet/packet.h"
@@ -347,7 +348,7 @@ class KnockMatcher {
   std::vector<std::pair<IpAddress, uint64_t>> targets_;  // target -> its enabled doors
   uint64_t tcp_shape_[256] = {};                         // TCP flags -> enabled doors they are a knock for
   uint64_t udp_shape_ = 0;
-  uint64_t port_bits_[2][65536 / 64] = {};  // (tcp|udp, port) in some enabled sequence
+  KnockSet in_sequences_;                   // knocks (KnockIndex) of some enabled sequence
   std::vector<IndexSlot> index_;            // open addressing, power-of-two size
   Tick min_timeout_ = 0;                    // shortest seq_timeout among enabled doors
 

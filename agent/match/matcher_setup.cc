@@ -20,7 +20,6 @@ namespace sesame {
 using matcher_internal::Bit;
 using matcher_internal::KnockKey;
 using matcher_internal::Mix;
-using matcher_internal::ProtocolIndex;
 
 namespace {
 
@@ -156,7 +155,7 @@ void KnockMatcher::Rebuild() {
   std::fill(std::begin(length_doors_), std::end(length_doors_), 0);
   targets_.clear();
   std::fill(std::begin(tcp_shape_), std::end(tcp_shape_), 0);
-  for (auto& bits : port_bits_) std::fill(std::begin(bits), std::end(bits), 0);
+  in_sequences_.clear();
   min_timeout_ = std::numeric_limits<Tick>::max();
   door_state_.assign(doors_.size(), DoorState{});
 
@@ -196,7 +195,7 @@ void KnockMatcher::Rebuild() {
     }
     for (size_t k = 0; k < door.sequence.size(); ++k) {
       const Knock& knock = door.sequence[k];
-      port_bits_[ProtocolIndex(knock.protocol)][knock.port / 64] |= uint64_t{1} << (knock.port % 64);
+      in_sequences_.insert(KnockIndex(knock.protocol, knock.port));
       IndexSlot& slot = index[state.knocks[k]];
       slot.key = state.knocks[k];
       slot.in_sequence |= bit;

@@ -1,7 +1,6 @@
 // Private to the matchers (KnockMatcher's agent/match/matcher*.cc, and
 // agent/managed/managed_matcher*.cc): the encodings the tables and the
-// packet path must agree on (knock keys, the port bitmap's protocol index,
-// the hash), door bits, the flags a source entry carries, the eviction ranks
+// packet path must agree on (knock keys, the hash), door bits, the flags a source entry carries, the eviction ranks
 // and the scanner sketch. All inline (constexpr implies it): the packet path
 // uses them on every knock.
 #pragma once
@@ -21,7 +20,6 @@ enum EntryFlags : uint8_t {
 };
 
 constexpr uint32_t KnockKey(Protocol protocol, uint16_t port) { return (static_cast<uint32_t>(protocol) << 16) | port; }
-constexpr int ProtocolIndex(Protocol protocol) { return protocol == Protocol::kUdp ? 1 : 0; }
 inline uint64_t Bit(size_t door) { return uint64_t{1} << door; }
 
 inline uint64_t Mix(uint64_t x) {

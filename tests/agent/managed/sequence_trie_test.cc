@@ -145,7 +145,7 @@ TEST(SequenceTrieTest, RandomInsertsAndRemovalsAgreeWithTheSequencesHeld) {
     }
   }
   // Class 0's root went over to its direct table on the way.
-  EXPECT_GE(trie.MemoryBytes(), SequenceTrie::kKnockIndexes * sizeof(SequenceTrie::First));
+  EXPECT_GE(trie.MemoryBytes(), kKnockIndexes * sizeof(SequenceTrie::First));
 }
 
 }  // namespace
