@@ -2,6 +2,10 @@
 # ansible-lint (profile production, offline: ansible/.ansible-lint) and
 # ansible-playbook --syntax-check on every playbook of ansible/.
 set -euo pipefail
+# Ansible refuses to start when its stdin is non-blocking, and under ctest
+# stdin is one file shared by every test running at once, any of which may
+# set O_NONBLOCK on it. Ansible needs no input here.
+exec </dev/null
 ansible_dir=$(cd "$(dirname "$0")/../../ansible" && pwd)
 cd "$ansible_dir"
 

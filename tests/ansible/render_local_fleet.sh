@@ -29,6 +29,10 @@ mkdir -p "$base"
 
 export SESAME_LOCAL_BASE=$base
 export SESAME_BUILD_DIR=$build
+# Ansible refuses to start when its stdin is non-blocking, and under ctest
+# stdin is one file shared by every test running at once, any of which may
+# set O_NONBLOCK on it. Ansible needs no input here.
+exec </dev/null
 export ANSIBLE_CONFIG=$ansible_dir/ansible.cfg
 # Ansible's own temporary files: neither in BASE nor in the home directory.
 tmp=$(mktemp -d /tmp/sesame-ansible-tmp.XXXXXX)
