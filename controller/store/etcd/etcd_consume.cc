@@ -1,7 +1,9 @@
 // EtcdStore's Consume: the one-time burn. What a consumption decides is
 // consume_decision.h's; this file finds what it decides from and applies the
-// decision in the batch's etcd transaction, in the order that header gives,
-// with consumption/AGENT/ID answering resent request ids.
+// decision in the batch's etcd transaction, in the order that header gives.
+// The answer to a report is kept for its resends in the row of the sequence
+// it burnt, when it named that sequence by id (a win: no key of its own),
+// else under consumption/AGENT/ID.
 #include <optional>
 #include <utility>
 
@@ -17,29 +19,41 @@ namespace sesame::controller {
 
 absl::StatusOr<ConsumeResult> EtcdStore::Consume(const ConsumeRequest& request) {
   RETURN_IF_ERROR(ValidateConsumeRequest(request));
-  // The answer kept for a resend. A report of a sequence the copy holds
-  // unused is almost never one (the report that won burnt it): no answer is
-  // assumed kept, unread, and the commit's compare proves it (a resend found
-  // so has the batch decided again, with the key read). A read per report
-  // was the dearest part of a consumption: about half of what etcd spent.
-  // Others are read here, beside other callers' reads; so are all of an
-  // agent's for a while once one of its resends was found so, which bounds
-  // what an agent resending on purpose costs the others' batches.
-  std::optional<etcdserverpb::RangeResponse> kept;
-  bool assumed_absent = false;
+  // Where the answer to a resend is kept, found without a read when the
+  // copy tells: a report of a sequence the copy holds unused is almost never
+  // a resend (the report that won burnt it), so no answer is assumed kept,
+  // and the commit's compare proves it (a resend found so has the batch
+  // decided again, with the key read); a resend of a win has its answer in
+  // the sequence's row. A read per report was the dearest part of a
+  // consumption. Other reports read the key here, beside other callers'
+  // reads; so do all of an agent's for a while once one of its resends was
+  // found so, which bounds what an agent resending on purpose costs the
+  // others' batches.
+  enum class Kept { kRead, kAssumedAbsent, kInRow };
+  Kept kept_where = Kept::kRead;
   if (!request.request_id.empty()) {
-    assumed_absent = !ReadsKeptAnswers(request.agent) && mirror_->Read([&](const MirrorState& s) {
-      if (request.sequence_id == 0) return s.unused_by_knocks.contains(KnocksToText(request.knocks));
+    kept_where = mirror_->Read([&](const MirrorState& s) {
+      if (request.sequence_id == 0) {
+        return s.unused_by_knocks.contains(KnocksToText(request.knocks)) ? Kept::kAssumedAbsent : Kept::kRead;
+      }
       auto it = s.sequences.find(request.sequence_id);
-      return it != s.sequences.end() && it->second.unused();
+      if (it == s.sequences.end()) return Kept::kRead;
+      if (it->second.unused()) return Kept::kAssumedAbsent;
+      auto answer = s.burn_answers.find(request.sequence_id);
+      const bool in_row = answer != s.burn_answers.end() && it->second.consumed_by == request.agent &&
+                          answer->second.request_id == request.request_id;
+      return in_row ? Kept::kInRow : Kept::kRead;
     });
-    if (assumed_absent) {
-      kept.emplace();  // absent: the commit compares the key's mod revision with 0
-    } else {
-      ASSIGN_OR_RETURN(kept, client_->Range(keys_.consumption(request.agent, request.request_id), "", 0, 0,
-                                            /*serializable=*/true));
-    }
+    if (kept_where == Kept::kAssumedAbsent && ReadsKeptAnswers(request.agent)) kept_where = Kept::kRead;
   }
+  std::optional<etcdserverpb::RangeResponse> kept;
+  if (kept_where == Kept::kAssumedAbsent) {
+    kept.emplace();  // absent: the commit compares the key's mod revision with 0
+  } else if (kept_where == Kept::kRead && !request.request_id.empty()) {
+    ASSIGN_OR_RETURN(kept, client_->Range(keys_.consumption(request.agent, request.request_id), "", 0, 0,
+                                          /*serializable=*/true));
+  }
+  const bool assumed_absent = kept_where == Kept::kAssumedAbsent;
   ConsumeResult result;
   RETURN_IF_ERROR(Write([&](Writer& w) {
     if (kept) w.Seed(keys_.consumption(request.agent, request.request_id), *kept);
@@ -73,18 +87,24 @@ absl::Status EtcdStore::ConsumeInTransaction(Writer& w, const ConsumeRequest& re
 
   // A resend: the first answer again.
   if (!req.request_id.empty()) {
-    ASSIGN_OR_RETURN(std::optional<std::string> kept, w.Fetch(kept_key));
-    if (kept) {
-      ASSIGN_OR_RETURN(store::etcd::ConsumptionRow row, ParseRow<store::etcd::ConsumptionRow>(kept_key, *kept));
-      const ConsumptionRecord earlier = FromRow(row);
+    std::optional<ConsumptionRecord> earlier;
+    if (req.sequence_id != 0) earlier = w.BurnAnswerTo(req.sequence_id, req.agent, req.request_id);
+    if (!earlier) {
+      ASSIGN_OR_RETURN(std::optional<std::string> kept, w.Fetch(kept_key));
+      if (kept) {
+        ASSIGN_OR_RETURN(store::etcd::ConsumptionRow row, ParseRow<store::etcd::ConsumptionRow>(kept_key, *kept));
+        earlier = FromRow(row);
+      }
+    }
+    if (earlier) {
       std::optional<Sequence> q;
-      if (earlier.sequence_id != 0) {
-        q = w.FindSequence(earlier.sequence_id);
+      if (earlier->sequence_id != 0) {
+        q = w.FindSequence(earlier->sequence_id);
         if (q) q = mirror_->Read([&](const MirrorState& s) { return s.Effective(*q); });
       }
       std::optional<GrantRecord> grant;
-      if (earlier.grant_id != 0) grant = w.FindGrant(earlier.grant_id);
-      result = RepeatedConsumeResult(earlier, q, std::move(grant));
+      if (earlier->grant_id != 0) grant = w.FindGrant(earlier->grant_id);
+      result = RepeatedConsumeResult(*earlier, q, std::move(grant));
       return absl::OkStatus();
     }
   }
@@ -94,10 +114,7 @@ absl::Status EtcdStore::ConsumeInTransaction(Writer& w, const ConsumeRequest& re
   if (q) q = mirror_->Read([&](const MirrorState& s) { return s.Effective(*q); });
   ConsumeDecision decision = DecideConsume(req, std::move(q), now);
 
-  if (decision.burnt) {
-    decision.SetBurnRevision(w.NextRevision());
-    w.PutSequence(*decision.burnt);
-  }
+  if (decision.burnt) decision.SetBurnRevision(w.NextRevision());
   if (decision.open_grant) {
     if (std::optional<Door> door = w.FindDoor(decision.result.door)) {
       const uint64_t id = w.NextGrantId();
@@ -110,7 +127,14 @@ absl::Status EtcdStore::ConsumeInTransaction(Writer& w, const ConsumeRequest& re
   ASSIGN_OR_RETURN(AuditRecord record, w.Append(std::move(decision.audit)));
   result.audit_index = record.index;
 
-  if (!req.request_id.empty()) {
+  // The burn is written with its answer once the answer is whole.
+  const bool answer_in_row = decision.burnt && !req.request_id.empty() && req.sequence_id != 0;
+  if (decision.burnt) {
+    std::optional<BurnAnswer> answer;
+    if (answer_in_row) answer = BurnAnswer{req.request_id, ConsumptionRecordOf(result)};
+    w.PutSequence(*decision.burnt, std::move(answer));
+  }
+  if (!req.request_id.empty() && !answer_in_row) {
     w.PutRaw(kept_key, ToRow(ConsumptionRecordOf(result), now).SerializeAsString());
   }
   return absl::OkStatus();

@@ -71,7 +71,7 @@ absl::Status ImportStoreImage(EtcdClient& client, const EtcdKeys& keys, const St
       return absl::DataLossError(absl::StrCat("audit record ", r.index, " where ", head.audit.record_count,
                                               " was expected: the source chain has a gap"));
     }
-    puts.emplace_back(keys.audit(r.index), ToRow(r).SerializeAsString());
+    puts.emplace_back(keys.audit(r.index), ToRow(std::vector<AuditRecord>{r}).SerializeAsString());
     if (!r.entry.origin.empty()) puts.emplace_back(keys.origin(r.entry.origin), absl::StrCat(r.index));
     head.audit = AuditHead{r.index + 1, r.hash};
   }

@@ -9,9 +9,12 @@
 //                           (overrides its entry in seqs/)
 //   grant/ID                GrantRow
 //   agent/NAME              AgentRow
-//   audit/INDEX             AuditRow
+//   audit/INDEX             AuditBatchRow: the records one transaction
+//                           appended, INDEX the last one's
 //   origin/ORIGIN           the audit index recorded for that origin
-//   consumption/AGENT/ID    ConsumptionRow: an answered knock report
+//   consumption/AGENT/ID    ConsumptionRow: an answered knock report, unless
+//                           it burnt a sequence it named by id (the answer is
+//                           then in that sequence's row)
 //   checkpoint/COUNT        CheckpointRow
 //   txn/CONTROLLER          the id of that controller's last transaction
 //   waiting/CONTROLLER      rewritten each time that controller's commit lost

@@ -1,6 +1,7 @@
 #include "controller/store/etcd/etcd_mirror.h"
 
 #include <algorithm>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -151,6 +152,7 @@ absl::StatusOr<MirrorState> EtcdMirror::LoadSnapshot() {
   // Batches before the sequence rows that override them.
   std::vector<StoreChange> ignored;
   for (const Event& e : events) RETURN_IF_ERROR(ApplyOne(s, e, ignored));
+  s.activity.clear();  // commits read from a snapshot are no sign of who writes now
   return s;
 }
 
@@ -184,6 +186,9 @@ absl::Status EtcdMirror::ApplyOne(MirrorState& s, const Event& e, std::vector<St
     if (!e.put) return absl::OkStatus();
     ASSIGN_OR_RETURN(SequenceRow row, ParseRow<SequenceRow>(key, e.value));
     ASSIGN_OR_RETURN(Sequence q, FromRow(row));
+    if (!row.burn_request_id().empty()) {
+      s.burn_answers[q.id] = BurnAnswer{row.burn_request_id(), FromRow(row.burn_answer())};
+    }
     auto it = s.sequences.find(q.id);
     if (it == s.sequences.end() || it->second.revision != q.revision) {
       changes.push_back(SequenceChange(q));
@@ -200,9 +205,13 @@ absl::Status EtcdMirror::ApplyOne(MirrorState& s, const Event& e, std::vector<St
     }
     s.grants[g.id] = std::move(g);
   } else if (absl::StartsWith(key, keys_.txn_mark_prefix())) {
-    s.last_commit[key.substr(keys_.txn_mark_prefix().size())] = e.mod_revision;
+    const std::string controller = key.substr(keys_.txn_mark_prefix().size());
+    s.last_commit[controller] = e.mod_revision;
+    MirrorState::Activity& a = s.activity[controller];
+    a.committed_before = a.committed;
+    a.committed = absl::Now();
   } else if (absl::StartsWith(key, keys_.waiting_prefix())) {
-    s.last_lost[key.substr(keys_.waiting_prefix().size())] = e.mod_revision;
+    s.activity[key.substr(keys_.waiting_prefix().size())].lost = absl::Now();
   } else if (absl::StartsWith(key, keys_.agent_prefix())) {
     if (!e.put) return absl::OkStatus();
     ASSIGN_OR_RETURN(AgentRow row, ParseRow<AgentRow>(key, e.value));
@@ -250,20 +259,30 @@ absl::Status EtcdMirror::Sync(absl::Duration timeout) {
 
 void EtcdMirror::AwaitTurn(const std::string& controller, absl::Duration patience) {
   absl::MutexLock lock(&mu_);
-  auto last = [](const std::map<std::string, int64_t>& m, const std::string& c) -> int64_t {
-    auto it = m.find(c);
-    return it == m.end() ? 0 : it->second;
-  };
-  const int64_t mine = last(state_.last_commit, controller);
-  bool another_starves = false;
-  for (const auto& [other, lost] : state_.last_lost) {
-    const int64_t theirs = last(state_.last_commit, other);
-    if (other != controller && lost > theirs && theirs < mine) another_starves = true;
+  for (;;) {
+    const absl::Time now = absl::Now();
+    // Who writes now: committed twice, or lost, within kBusyWindow.
+    std::vector<std::string> ring;
+    for (const auto& [other, a] : state_.activity) {
+      const bool busy = now - a.committed_before < kBusyWindow || (a.lost > a.committed && now - a.lost < kBusyWindow);
+      if (other == controller || busy) ring.push_back(other);
+    }
+    if (state_.activity.count(controller) == 0) ring.push_back(controller);
+    if (ring.size() < 2) return;
+    std::sort(ring.begin(), ring.end());
+    // The turn is the next one's after the last commit's.
+    std::string last;
+    int64_t last_revision = -1;
+    for (const auto& [other, revision] : state_.last_commit) {
+      if (revision > last_revision) std::tie(last, last_revision) = std::tie(other, revision);
+    }
+    auto next = std::upper_bound(ring.begin(), ring.end(), last);
+    if (next == ring.end()) next = ring.begin();
+    if (*next == controller) return;
+    const int64_t head = state_.head_mod_revision;
+    auto moved = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return state_.head_mod_revision != head; };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&moved), patience)) return;  // it had nothing to write
   }
-  if (!another_starves) return;
-  const int64_t head = state_.head_mod_revision;
-  auto moved = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return state_.head_mod_revision != head; };
-  mu_.AwaitWithTimeout(absl::Condition(&moved), patience);
 }
 
 void EtcdMirror::Reload() {

@@ -27,6 +27,7 @@
 #include "absl/synchronization/mutex.h"
 #include "controller/audit/audit_record.h"
 #include "controller/model/model.h"
+#include "controller/store/consume_decision.h"
 #include "controller/store/etcd/etcd_client.h"
 #include "controller/store/etcd/etcd_keys.h"
 #include "controller/store/store.h"
@@ -45,6 +46,13 @@ struct EtcdHead {
 store::etcd::HeadRow ToRow(const EtcdHead& head);
 absl::StatusOr<EtcdHead> FromRow(const store::etcd::HeadRow& row);
 
+// Kept in the row of a sequence a report burnt by id: that report's request
+// id and answer, for its resends (the agent is the row's consumed_by).
+struct BurnAnswer {
+  std::string request_id;
+  ConsumptionRecord record;
+};
+
 struct MirrorState {
   // Applied, and handed to the listener, through this etcd revision.
   int64_t etcd_revision = 0;
@@ -54,12 +62,19 @@ struct MirrorState {
   std::map<uint64_t, Sequence> sequences;  // stored state: issued or burnt
   std::map<std::string, uint64_t> unused_by_knocks;  // KnocksToText -> id
   std::map<std::string, uint64_t> burnt_by_knocks;   // KnocksToText -> newest burnt id
+  std::map<uint64_t, BurnAnswer> burn_answers;       // sequence id ->
   std::map<uint64_t, GrantRecord> grants;
   std::map<std::string, AgentRecord> agents;
-  // By controller: the etcd revision of its last commit, and of the last
-  // time a commit of its lost to another's.
+  // By controller: the etcd revision of its last commit; when this copy
+  // saw its last two commits and its last lost commit (this copy's clock).
+  // They tell who writes now (EtcdMirror::AwaitTurn).
   std::map<std::string, int64_t> last_commit;
-  std::map<std::string, int64_t> last_lost;
+  struct Activity {
+    absl::Time committed = absl::InfinitePast();
+    absl::Time committed_before = absl::InfinitePast();
+    absl::Time lost = absl::InfinitePast();
+  };
+  std::map<std::string, Activity> activity;
 
   // The sequence as the model reads it: live once an agent that may hold it
   // acknowledged the revision that added it.
@@ -80,12 +95,14 @@ class EtcdMirror {
   absl::Status WaitFor(int64_t revision, absl::Duration timeout);
   // Catches up with etcd as it is now (one linearizable read of the head).
   absl::Status Sync(absl::Duration timeout);
-  // Fairness between controllers that write at once. Optimistic commits
-  // favour the controller whose etcd member learns of each commit first: it
-  // decides its next batch before the others have seen the last one, and
-  // they lose every time. So a controller waits (until another commits, at
-  // most patience) before deciding a batch while another one is starving:
-  // lost a commit since its last success, which is older than ours.
+  // Turns between controllers that write at once. Optimistic commits sent
+  // at once all fail but one, and favour the controller whose member
+  // learns of each commit first; a lost commit costs a round through etcd
+  // and a batch decided again. So the controllers writing now (committed
+  // twice, or lost, within kBusyWindow) take turns in name order: one
+  // waits until the next after the last commit's is itself, each step at
+  // most patience (the one whose turn it is may have nothing to write).
+  // Alone, a controller never waits.
   void AwaitTurn(const std::string& controller, absl::Duration patience);
 
   // f(const MirrorState&) under the read lock.
@@ -116,6 +133,8 @@ class EtcdMirror {
   // compaction.
   bool WatchOnce();
   void Deliver(std::vector<StoreChange> changes);
+
+  static constexpr absl::Duration kBusyWindow = absl::Milliseconds(200);
 
   EtcdClient& client_;
   const EtcdKeys keys_;

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace sesame::controller {
 namespace {
@@ -277,6 +278,21 @@ absl::StatusOr<AuditRecord> FromRow(const store::etcd::AuditRow& row) {
   r.prev_hash = *prev;
   r.hash = *hash;
   return r;
+}
+
+store::etcd::AuditBatchRow ToRow(const std::vector<AuditRecord>& records) {
+  store::etcd::AuditBatchRow row;
+  for (const AuditRecord& r : records) *row.add_records() = ToRow(r);
+  return row;
+}
+
+absl::StatusOr<std::vector<AuditRecord>> FromRow(const store::etcd::AuditBatchRow& row) {
+  std::vector<AuditRecord> out;
+  for (const store::etcd::AuditRow& r : row.records()) {
+    ASSIGN_OR_RETURN(AuditRecord record, FromRow(r));
+    out.push_back(std::move(record));
+  }
+  return out;
 }
 
 store::etcd::CheckpointRow ToRow(const AuditCheckpoint& c) {

@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "controller/audit/audit_record.h"
@@ -28,6 +29,9 @@ store::etcd::AgentRow ToRow(const AgentRecord& agent);
 AgentRecord FromRow(const store::etcd::AgentRow& row);
 store::etcd::AuditRow ToRow(const AuditRecord& record);
 absl::StatusOr<AuditRecord> FromRow(const store::etcd::AuditRow& row);
+// The records one transaction appended, as one value.
+store::etcd::AuditBatchRow ToRow(const std::vector<AuditRecord>& records);
+absl::StatusOr<std::vector<AuditRecord>> FromRow(const store::etcd::AuditBatchRow& row);
 store::etcd::CheckpointRow ToRow(const AuditCheckpoint& checkpoint);
 absl::StatusOr<AuditCheckpoint> FromRow(const store::etcd::CheckpointRow& row);
 store::etcd::ConsumptionRow ToRow(const ConsumptionRecord& record, absl::Time at);

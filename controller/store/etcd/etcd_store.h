@@ -124,6 +124,9 @@ class EtcdStore final : public Store {
   absl::Status WriteFenced(absl::AnyInvocable<absl::Status(Writer&)>& op, int64_t fence);
   // The copy caught up with etcd, for a read.
   absl::Status Sync() { return mirror_->Sync(sync_timeout_); }
+  // Up to limit audit records from from_index on, in order.
+  static absl::StatusOr<std::vector<AuditRecord>> ReadAuditFrom(EtcdClient& client, const EtcdKeys& keys,
+                                                                uint64_t from_index, size_t limit);
   absl::Status ConsumeInTransaction(Writer& w, const ConsumeRequest& request, ConsumeResult& result);
   // Agents whose reports read their kept answers before the batch (one of
   // their resends was assumed answered by nobody, wrongly), until when.

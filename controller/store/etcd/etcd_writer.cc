@@ -95,6 +95,21 @@ std::optional<Sequence> EtcdStore::Writer::FindSequenceByKnocks(const std::strin
   return FindSequence(newest);
 }
 
+std::optional<ConsumptionRecord> EtcdStore::Writer::BurnAnswerTo(uint64_t sequence_id, const std::string& agent,
+                                                                 const std::string& request_id) const {
+  auto answers = [&](const Sequence& q, const std::map<uint64_t, BurnAnswer>& kept) {
+    if (q.unused() || q.consumed_by != agent) return std::optional<ConsumptionRecord>();
+    auto it = kept.find(sequence_id);
+    if (it == kept.end() || it->second.request_id != request_id) return std::optional<ConsumptionRecord>();
+    return std::optional<ConsumptionRecord>(it->second.record);
+  };
+  if (burn_answers_.count(sequence_id) > 0) return answers(sequences_.at(sequence_id), burn_answers_);
+  return mirror_.Read([&](const MirrorState& s) {
+    auto it = s.sequences.find(sequence_id);
+    return it == s.sequences.end() ? std::nullopt : answers(it->second, s.burn_answers);
+  });
+}
+
 std::optional<GrantRecord> EtcdStore::Writer::FindGrant(uint64_t id) const {
   if (auto it = grants_.find(id); it != grants_.end()) return it->second;
   return mirror_.Read([&](const MirrorState& s) -> std::optional<GrantRecord> {
@@ -142,9 +157,16 @@ void EtcdStore::Writer::PutDoor(const Door& door) {
   PutRaw(keys_.door(door.name), ToRow(door).SerializeAsString());
 }
 
-void EtcdStore::Writer::PutSequence(const Sequence& q) {
+void EtcdStore::Writer::PutSequence(const Sequence& q, std::optional<BurnAnswer> answer) {
   Remember(sequences_, q.id);
   sequences_[q.id] = q;
+  store::etcd::SequenceRow row = ToRow(q);
+  if (answer) {
+    row.set_burn_request_id(answer->request_id);
+    *row.mutable_burn_answer() = ToRow(answer->record, q.consumed_at);
+    Remember(burn_answers_, q.id);
+    burn_answers_[q.id] = *std::move(answer);
+  }
   const std::string text = KnocksToText(q.knocks);
   if (!q.unused()) {
     if (burnt_here_.insert(q.id).second) OnUndo([this, id = q.id] { burnt_here_.erase(id); });
@@ -156,7 +178,7 @@ void EtcdStore::Writer::PutSequence(const Sequence& q) {
     uint64_t& newest = burnt_by_knocks_[text];
     newest = std::max(newest, q.id);
   }
-  PutRaw(keys_.sequence(q.id), ToRow(q).SerializeAsString());
+  PutRaw(keys_.sequence(q.id), row.SerializeAsString());
 }
 
 void EtcdStore::Writer::AddSequence(const Sequence& q) {
@@ -196,17 +218,28 @@ absl::StatusOr<AuditRecord> EtcdStore::Writer::Append(AuditEntry entry) {
     if (index_text) {
       uint64_t index = 0;
       if (!absl::SimpleAtoi(*index_text, &index)) return RowDataLoss(keys_.origin(entry.origin));
-      ASSIGN_OR_RETURN(std::optional<std::string> row, Fetch(keys_.audit(index)));
-      if (!row) return absl::DataLossError(absl::StrCat("audit record ", index, " of origin ", entry.origin, " is missing"));
-      ASSIGN_OR_RETURN(store::etcd::AuditRow parsed, ParseRow<store::etcd::AuditRow>(keys_.audit(index), *row));
-      return FromRow(parsed);
+      return RecordAt(index, entry.origin);
     }
   }
   AuditRecord r = SealRecord(head_.audit, std::move(entry));
   head_.audit = AuditHead{r.index + 1, r.hash};
-  PutRaw(keys_.audit(r.index), ToRow(r).SerializeAsString());
   if (!r.entry.origin.empty()) PutRaw(keys_.origin(r.entry.origin), absl::StrCat(r.index));
+  appended_.push_back(r);
+  OnUndo([this] { appended_.pop_back(); });
   return r;
+}
+
+absl::StatusOr<AuditRecord> EtcdStore::Writer::RecordAt(uint64_t index, const std::string& origin) {
+  if (!appended_.empty() && index >= appended_.front().index && index - appended_.front().index < appended_.size()) {
+    return appended_[index - appended_.front().index];
+  }
+  // Committed (the origin key that names it was read and is compared), so
+  // it stays as read.
+  ASSIGN_OR_RETURN(std::vector<AuditRecord> read, ReadAuditFrom(client_, keys_, index, 1));
+  if (read.empty() || read.front().index != index) {
+    return absl::DataLossError(absl::StrCat("audit record ", index, " of origin ", origin, " is missing"));
+  }
+  return std::move(read.front());
 }
 
 absl::Status EtcdStore::Writer::AppendAll(std::vector<AuditEntry> entries) {
@@ -228,6 +261,8 @@ void EtcdStore::Writer::Clear() {
   agents_.clear();
   fetched_.clear();
   new_sequences_.clear();
+  burn_answers_.clear();
+  appended_.clear();
   undo_.clear();
   op_undo_ = 0;
 }
@@ -276,7 +311,7 @@ absl::Status EtcdStore::Writer::BeginOperation() {
 absl::Status EtcdStore::Writer::EndOperation(bool ok) {
   // Puts and compares each within etcd's bound (the head and the mark
   // besides the puts, the head besides the compares).
-  const bool fits = puts_.size() <= kMaxOperationOps && fetched_.size() < kMaxTxnOps;
+  const bool fits = PutCount() <= kMaxOperationOps && fetched_.size() < kMaxTxnOps;
   if (ok && fits) return absl::OkStatus();
   while (undo_.size() > op_undo_) {
     undo_.back()();
@@ -291,7 +326,7 @@ absl::Status EtcdStore::Writer::EndOperation(bool ok) {
 }
 
 absl::Status EtcdStore::Writer::Commit() {
-  if (puts_.empty()) return absl::OkStatus();  // nothing was written
+  if (PutCount() == 0) return absl::OkStatus();  // nothing was written
   etcdserverpb::TxnRequest txn;
   etcdserverpb::Compare* compare = txn.add_compare();
   compare->set_key(keys_.head());
@@ -311,6 +346,7 @@ absl::Status EtcdStore::Writer::Commit() {
     p->set_value(value);
   };
   for (const auto& [key, value] : puts_) put(key, value);
+  if (!appended_.empty()) put(keys_.audit(appended_.back().index), ToRow(appended_).SerializeAsString());
   put(keys_.head(), ToRow(head_).SerializeAsString());
   const std::string mark = NewMark();
   put(keys_.txn_mark(controller_), mark);
@@ -345,7 +381,7 @@ absl::Status EtcdStore::Writer::Commit() {
       return absl::FailedPreconditionError("this controller no longer leads: the leader's writes are refused");
     }
   }
-  // Said in etcd, so that a controller winning every time lets this one in.
+  // Said in etcd, so that the others count this one among those taking turns.
   etcdserverpb::TxnRequest lost;
   etcdserverpb::PutRequest* put_lost = lost.add_success()->mutable_request_put();
   put_lost->set_key(keys_.waiting(controller_));

@@ -35,6 +35,10 @@ class EtcdStore::Writer final : public BatchTransaction {
   // An unused sequence equal to text or starting with text + ",": its id.
   std::optional<uint64_t> UnusedAtOrUnder(const std::string& text) const;
   std::optional<uint64_t> UnusedExactly(const std::string& text) const;
+  // The answer kept in the row of the sequence this agent's request burnt,
+  // if that request burnt it.
+  std::optional<ConsumptionRecord> BurnAnswerTo(uint64_t sequence_id, const std::string& agent,
+                                                const std::string& request_id) const;
   std::optional<GrantRecord> FindGrant(uint64_t id) const;
   std::optional<AgentRecord> FindAgent(const std::string& name) const;
   // A key the copy does not hold (consumption/, origin/): read from etcd
@@ -47,7 +51,8 @@ class EtcdStore::Writer final : public BatchTransaction {
   void Seed(const std::string& key, const etcdserverpb::RangeResponse& read);
 
   void PutDoor(const Door& door);
-  void PutSequence(const Sequence& sequence);
+  // answer: the burn's, kept in its row (BurnAnswerTo).
+  void PutSequence(const Sequence& sequence, std::optional<BurnAnswer> answer = std::nullopt);
   // A new sequence, seen by the reads above at once; PutNewSequences
   // writes those added so far as one value.
   void AddSequence(const Sequence& sequence);
@@ -57,6 +62,7 @@ class EtcdStore::Writer final : public BatchTransaction {
   void PutRaw(const std::string& key, std::string value);
 
   // Seals and appends one record (or returns the one with the same origin).
+  // A batch's records are one key, audit/LAST, put at the commit.
   absl::StatusOr<AuditRecord> Append(AuditEntry entry);
   absl::Status AppendAll(std::vector<AuditEntry> entries);
 
@@ -79,6 +85,9 @@ class EtcdStore::Writer final : public BatchTransaction {
   template <typename Map, typename Key>
   void Remember(Map& map, const Key& key);
   void Clear();
+  // A record whose origin key named it: appended by this batch, or read.
+  absl::StatusOr<AuditRecord> RecordAt(uint64_t index, const std::string& origin);
+  size_t PutCount() const { return puts_.size() + (appended_.empty() ? 0 : 1); }
   absl::Status Refetch();
   // The answer of a transaction that may or may not have committed.
   absl::Status Resolve(const std::string& mark, const absl::Status& error);
@@ -102,6 +111,8 @@ class EtcdStore::Writer final : public BatchTransaction {
   std::map<std::string, uint64_t> burnt_by_knocks_;
   std::map<uint64_t, GrantRecord> grants_;
   std::map<std::string, AgentRecord> agents_;
+  std::map<uint64_t, BurnAnswer> burn_answers_;
+  std::vector<AuditRecord> appended_;  // this batch's records, in order
   struct Fetched {
     std::optional<std::string> value;
     int64_t mod_revision = 0;  // 0: absent

@@ -207,6 +207,118 @@ TEST_F(EtcdHaTest, AResendOfARefusedReportGetsItsFirstAnswerAndFailsOneCommitAtM
   EXPECT_EQ(records->size(), 2u);  // each report audited once
 }
 
+TEST_F(EtcdHaTest, AWinByIdKeepsItsAnswerInItsSequenceRowAndEveryControllerAnswersItsResends) {
+  Start(1);
+  std::unique_ptr<EtcdStore> c1 = Open("c1");
+  std::unique_ptr<EtcdStore> c2 = Open("c2");
+  AddDoor(*c1);
+  const std::vector<Knock> knocks = K({2100, 3100, 4100});
+  absl::StatusOr<std::vector<Sequence>> added = c1->AddSequences({NewSequence{"ssh", knocks, "alice", ""}}, {});
+  ASSERT_TRUE(added.ok()) << added.status();
+  ConsumeRequest report = Report(knocks, "bastion1", "w1");
+  report.sequence_id = added->front().id;
+  report.order_grant = true;
+  auto kept_keys = [&] {
+    const std::string prefix = c1->keys().prefix() + "consumption/";
+    absl::StatusOr<etcdserverpb::RangeResponse> r = c1->client().Range(prefix, EtcdPrefixEnd(prefix));
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->kvs_size() : -1;
+  };
+  auto revision = [&] {
+    absl::StatusOr<etcdserverpb::RangeResponse> r = c1->client().Range(c1->keys().head(), "");
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->header().revision() : 0;
+  };
+
+  absl::StatusOr<ConsumeResult> won = c1->Consume(report);
+  ASSERT_TRUE(won.ok()) << won.status();
+  ASSERT_EQ(won->outcome, ConsumeOutcome::kWon);
+  ASSERT_TRUE(won->grant.has_value());
+  EXPECT_EQ(kept_keys(), 0);  // the burn, the grant and the record: no key for the answer
+
+  ASSERT_TRUE(c2->GetSequence(report.sequence_id).ok());  // c2's copy holds the burn (else its resend loses a commit)
+  const int64_t before = revision();
+  for (EtcdStore* store : {c1.get(), c2.get()}) {
+    absl::StatusOr<ConsumeResult> again = store->Consume(report);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(again->outcome, ConsumeOutcome::kWon);
+    EXPECT_TRUE(again->repeated);
+    ASSERT_TRUE(again->grant.has_value());
+    EXPECT_EQ(again->grant->id, won->grant->id);
+    EXPECT_EQ(again->audit_index, won->audit_index);
+  }
+  EXPECT_EQ(revision(), before);  // answered from the row: nothing written, no commit lost
+
+  // Another bastion's report with the same request id is its own report: a
+  // replay, whose answer is kept under its own key.
+  ConsumeRequest other = report;
+  other.agent = "bastion2";
+  absl::StatusOr<ConsumeResult> replay = c2->Consume(other);
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_EQ(replay->outcome, ConsumeOutcome::kReplay);
+  EXPECT_FALSE(replay->repeated);
+  EXPECT_EQ(kept_keys(), 1);
+  absl::StatusOr<ConsumeResult> replay_again = c1->Consume(other);
+  ASSERT_TRUE(replay_again.ok()) << replay_again.status();
+  EXPECT_EQ(replay_again->outcome, ConsumeOutcome::kReplay);
+  EXPECT_TRUE(replay_again->repeated);
+  EXPECT_EQ(replay_again->audit_index, replay->audit_index);
+  EXPECT_EQ(OpenedRecords(*c1), 1);
+  ExpectOneChain(*c2);
+}
+
+TEST_F(EtcdHaTest, ATransactionsAuditRecordsAreOneKeyAndReadFromAnyIndex) {
+  Start(1);
+  std::unique_ptr<EtcdStore> store = Open("c1");
+  auto entries = [](std::vector<std::string> origins) {
+    std::vector<AuditEntry> out;
+    for (const std::string& origin : origins) {
+      out.push_back(AuditEntry{absl::Now(), "agent:bastion1", "test.record", "agent:bastion1", origin, {}});
+    }
+    return out;
+  };
+  ASSERT_TRUE(store->AppendAudit(entries({"o0", "o1", "o2", "o3", "o4"})).ok());
+  ASSERT_TRUE(store->AppendAudit(entries({"o5", "o6"})).ok());
+
+  const std::string prefix = store->keys().prefix() + "audit/";
+  absl::StatusOr<etcdserverpb::RangeResponse> keys = store->client().Range(prefix, EtcdPrefixEnd(prefix));
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  ASSERT_EQ(keys->kvs_size(), 2);
+  EXPECT_EQ(keys->kvs(0).key(), store->keys().audit(4));  // each under its last record's index
+  EXPECT_EQ(keys->kvs(1).key(), store->keys().audit(6));
+
+  auto indexes = [&](uint64_t from, size_t limit) {
+    std::vector<uint64_t> out;
+    absl::StatusOr<std::vector<AuditRecord>> records = store->ReadAudit(from, limit);
+    EXPECT_TRUE(records.ok()) << records.status();
+    for (const AuditRecord& r : records.ok() ? *records : std::vector<AuditRecord>{}) out.push_back(r.index);
+    return out;
+  };
+  EXPECT_EQ(indexes(0, 100), (std::vector<uint64_t>{0, 1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(indexes(2, 2), (std::vector<uint64_t>{2, 3}));
+  EXPECT_EQ(indexes(3, 3), (std::vector<uint64_t>{3, 4, 5}));
+  EXPECT_EQ(indexes(6, 10), (std::vector<uint64_t>{6}));
+  EXPECT_TRUE(indexes(7, 10).empty());
+
+  // An origin already recorded, in the middle of a committed key: the
+  // record it names, nothing new.
+  absl::StatusOr<std::vector<AuditRecord>> again = store->AppendAudit(entries({"o2", "o7", "o5"}));
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_EQ(again->size(), 3u);
+  EXPECT_EQ((*again)[0].index, 2u);
+  EXPECT_EQ((*again)[1].index, 7u);
+  EXPECT_EQ((*again)[2].index, 5u);
+  // And within one transaction: the second o8 is the first's record.
+  absl::StatusOr<std::vector<AuditRecord>> twice = store->AppendAudit(entries({"o8", "o8"}));
+  ASSERT_TRUE(twice.ok()) << twice.status();
+  EXPECT_EQ((*twice)[0].index, 8u);
+  EXPECT_EQ((*twice)[1].index, 8u);
+  absl::StatusOr<AuditHead> head = store->GetAuditHead();
+  ASSERT_TRUE(head.ok()) << head.status();
+  EXPECT_EQ(head->record_count, 9u);
+  ExpectOneChain(*store);
+}
+
 TEST_F(EtcdHaTest, ABurnThroughOneControllerReachesTheOthersListenerInOrder) {
   Start(1);
   std::unique_ptr<EtcdStore> a = Open("a");
