@@ -43,18 +43,31 @@ std::vector<Knock> KnocksFor(uint64_t n) {
           {static_cast<uint16_t>(1024 + (n / 60000 / 60000) % 60000), Protocol::kTcp}};
 }
 
-[[noreturn]] void Die(const absl::Status& s) {
-  std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
-  std::exit(1);
-}
+struct Fleet;
+// The running benchmark's fleet: Die() takes it down (its members and their
+// directory), since exit() runs no destructor of ours.
+Fleet* g_fleet = nullptr;
 
 struct Fleet {
+  ~Fleet() {
+    if (g_fleet == this) g_fleet = nullptr;
+  }
   std::unique_ptr<testing::EtcdCluster> cluster;
   std::vector<std::unique_ptr<EtcdStore>> stores;  // one per controller
 };
 
+[[noreturn]] void Die(const absl::Status& s) {
+  std::fprintf(stderr, "etcd_consume_bench: %s\n", std::string(s.message()).c_str());
+  if (g_fleet != nullptr) {
+    g_fleet->stores.clear();
+    g_fleet->cluster.reset();
+  }
+  std::exit(1);
+}
+
 std::unique_ptr<Fleet> StartFleet(const std::string& prefix) {
   auto fleet = std::make_unique<Fleet>();
+  g_fleet = fleet.get();
   absl::StatusOr<std::unique_ptr<testing::EtcdCluster>> cluster = testing::EtcdCluster::Start(kMembers);
   if (!cluster.ok()) Die(cluster.status());
   fleet->cluster = *std::move(cluster);
@@ -157,7 +170,9 @@ void BM_EtcdConsume(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_EtcdConsume)->UseRealTime()->Unit(benchmark::kMicrosecond)->Threads(1)->Iterations(500);
+BENCHMARK(BM_EtcdConsume)->UseRealTime()->Unit(benchmark::kMicrosecond)->Threads(3)->Iterations(300);
 BENCHMARK(BM_EtcdConsume)->UseRealTime()->Unit(benchmark::kMicrosecond)->Threads(96)->Iterations(300);
+BENCHMARK(BM_EtcdConsume)->UseRealTime()->Unit(benchmark::kMicrosecond)->Threads(288)->Iterations(100);
 
 // A burn committed through controller 1 reaching controller 2's listener:
 // from the call to Consume on 1 to OnCommitted on 2.
