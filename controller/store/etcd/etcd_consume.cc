@@ -115,24 +115,28 @@ absl::Status EtcdStore::ConsumeInTransaction(Writer& w, const ConsumeRequest& re
   ConsumeDecision decision = DecideConsume(req, std::move(q), now);
 
   if (decision.burnt) decision.SetBurnRevision(w.NextRevision());
+  std::optional<GrantRecord> opened;
   if (decision.open_grant) {
     if (std::optional<Door> door = w.FindDoor(decision.result.door)) {
       const uint64_t id = w.NextGrantId();
-      GrantRecord grant = OpenedGrant(decision.GrantOn(*door), id, w.NextRevision(), now);
-      w.PutGrant(grant);
-      decision.SetGrant(std::move(grant));
+      opened = OpenedGrant(decision.GrantOn(*door), id, w.NextRevision(), now);
+      decision.SetGrant(*opened);
+      w.OpenGrant(*opened);  // written with the burn, below
     }
   }
   result = std::move(decision.result);
   ASSIGN_OR_RETURN(AuditRecord record, w.Append(std::move(decision.audit)));
   result.audit_index = record.index;
 
-  // The burn is written with its answer once the answer is whole.
+  // The burn is one key, written once its answer is whole: the sequence,
+  // the answer and the grant it opened.
   const bool answer_in_row = decision.burnt && !req.request_id.empty() && req.sequence_id != 0;
   if (decision.burnt) {
     std::optional<BurnAnswer> answer;
     if (answer_in_row) answer = BurnAnswer{req.request_id, ConsumptionRecordOf(result)};
-    w.PutSequence(*decision.burnt, std::move(answer));
+    w.PutBurn(*decision.burnt, std::move(answer), std::move(opened));
+  } else if (opened) {
+    w.PutGrant(*opened);  // a grant opens with a burn: not reached today
   }
   if (!req.request_id.empty() && !answer_in_row) {
     w.PutRaw(kept_key, ToRow(ConsumptionRecordOf(result), now).SerializeAsString());

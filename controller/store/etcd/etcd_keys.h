@@ -6,8 +6,10 @@
 //   seqs/ID                 SequenceBatchRow: the sequences one AddSequences
 //                           added (ID: the first), as added
 //   seq/ID                  SequenceRow: a sequence since it last changed
-//                           (overrides its entry in seqs/)
-//   grant/ID                GrantRow
+//                           (overrides its entry in seqs/); a burnt one also
+//                           holds the grant the burn opened, as opened
+//   grant/ID                GrantRow: a grant since it last changed (the
+//                           newer revision wins over the burn's copy)
 //   agent/NAME              AgentRow
 //   audit/INDEX             AuditBatchRow: the records one transaction
 //                           appended, INDEX the last one's

@@ -189,6 +189,15 @@ absl::Status EtcdMirror::ApplyOne(MirrorState& s, const Event& e, std::vector<St
     if (!row.burn_request_id().empty()) {
       s.burn_answers[q.id] = BurnAnswer{row.burn_request_id(), FromRow(row.burn_answer())};
     }
+    if (row.has_opened_grant()) {
+      // As opened: grant/ID, once written, is newer (whichever comes first).
+      ASSIGN_OR_RETURN(GrantRecord g, FromRow(row.opened_grant()));
+      auto held = s.grants.find(g.id);
+      if (held == s.grants.end() || held->second.revision < g.revision) {
+        changes.push_back(GrantChange(g));
+        s.grants[g.id] = std::move(g);
+      }
+    }
     auto it = s.sequences.find(q.id);
     if (it == s.sequences.end() || it->second.revision != q.revision) {
       changes.push_back(SequenceChange(q));

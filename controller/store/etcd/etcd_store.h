@@ -44,7 +44,7 @@ struct EtcdStoreOptions {
   // This controller's name: its transaction marks are kept under it.
   std::string controller = "controller";
   const Clock* clock = &RealClock::Instance();
-  size_t max_batch = 64;  // store operations per transaction at most
+  size_t max_batch = 128;  // store operations per transaction at most
   // How long a write or a read waits for the controller's copy to catch up.
   absl::Duration sync_timeout = absl::Seconds(5);
 };

@@ -157,9 +157,10 @@ void EtcdStore::Writer::PutDoor(const Door& door) {
   PutRaw(keys_.door(door.name), ToRow(door).SerializeAsString());
 }
 
-void EtcdStore::Writer::PutSequence(const Sequence& q, std::optional<BurnAnswer> answer) {
-  Remember(sequences_, q.id);
-  sequences_[q.id] = q;
+void EtcdStore::Writer::PutSequence(const Sequence& q) { PutSequenceRow(q, ToRow(q)); }
+
+void EtcdStore::Writer::PutBurn(const Sequence& q, std::optional<BurnAnswer> answer,
+                                std::optional<GrantRecord> opened) {
   store::etcd::SequenceRow row = ToRow(q);
   if (answer) {
     row.set_burn_request_id(answer->request_id);
@@ -167,6 +168,13 @@ void EtcdStore::Writer::PutSequence(const Sequence& q, std::optional<BurnAnswer>
     Remember(burn_answers_, q.id);
     burn_answers_[q.id] = *std::move(answer);
   }
+  if (opened) *row.mutable_opened_grant() = ToRow(*opened);
+  PutSequenceRow(q, row);
+}
+
+void EtcdStore::Writer::PutSequenceRow(const Sequence& q, const store::etcd::SequenceRow& row) {
+  Remember(sequences_, q.id);
+  sequences_[q.id] = q;
   const std::string text = KnocksToText(q.knocks);
   if (!q.unused()) {
     if (burnt_here_.insert(q.id).second) OnUndo([this, id = q.id] { burnt_here_.erase(id); });
@@ -201,9 +209,13 @@ void EtcdStore::Writer::PutNewSequences() {
 }
 
 void EtcdStore::Writer::PutGrant(const GrantRecord& g) {
+  OpenGrant(g);
+  PutRaw(keys_.grant(g.id), ToRow(g).SerializeAsString());
+}
+
+void EtcdStore::Writer::OpenGrant(const GrantRecord& g) {
   Remember(grants_, g.id);
   grants_[g.id] = g;
-  PutRaw(keys_.grant(g.id), ToRow(g).SerializeAsString());
 }
 
 void EtcdStore::Writer::PutAgent(const AgentRecord& a) {

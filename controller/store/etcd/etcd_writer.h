@@ -51,13 +51,19 @@ class EtcdStore::Writer final : public BatchTransaction {
   void Seed(const std::string& key, const etcdserverpb::RangeResponse& read);
 
   void PutDoor(const Door& door);
-  // answer: the burn's, kept in its row (BurnAnswerTo).
-  void PutSequence(const Sequence& sequence, std::optional<BurnAnswer> answer = std::nullopt);
+  void PutSequence(const Sequence& sequence);
+  // A sequence a report burnt, in one key with the answer kept for that
+  // report's resends (BurnAnswerTo) and the grant the burn opened (from
+  // OpenGrant), when there are.
+  void PutBurn(const Sequence& sequence, std::optional<BurnAnswer> answer, std::optional<GrantRecord> opened);
   // A new sequence, seen by the reads above at once; PutNewSequences
   // writes those added so far as one value.
   void AddSequence(const Sequence& sequence);
   void PutNewSequences();
   void PutGrant(const GrantRecord& grant);
+  // A grant a burn opens: seen by the reads above at once, written by the
+  // PutBurn that follows, in the burnt sequence's key.
+  void OpenGrant(const GrantRecord& grant);
   void PutAgent(const AgentRecord& agent);
   void PutRaw(const std::string& key, std::string value);
 
@@ -85,6 +91,7 @@ class EtcdStore::Writer final : public BatchTransaction {
   template <typename Map, typename Key>
   void Remember(Map& map, const Key& key);
   void Clear();
+  void PutSequenceRow(const Sequence& sequence, const store::etcd::SequenceRow& row);
   // A record whose origin key named it: appended by this batch, or read.
   absl::StatusOr<AuditRecord> RecordAt(uint64_t index, const std::string& origin);
   size_t PutCount() const { return puts_.size() + (appended_.empty() ? 0 : 1); }

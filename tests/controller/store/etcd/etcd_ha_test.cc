@@ -207,7 +207,7 @@ TEST_F(EtcdHaTest, AResendOfARefusedReportGetsItsFirstAnswerAndFailsOneCommitAtM
   EXPECT_EQ(records->size(), 2u);  // each report audited once
 }
 
-TEST_F(EtcdHaTest, AWinByIdKeepsItsAnswerInItsSequenceRowAndEveryControllerAnswersItsResends) {
+TEST_F(EtcdHaTest, AWinByIdIsOneKeyAndEveryControllerAnswersItsResendsFromIt) {
   Start(1);
   std::unique_ptr<EtcdStore> c1 = Open("c1");
   std::unique_ptr<EtcdStore> c2 = Open("c2");
@@ -218,12 +218,13 @@ TEST_F(EtcdHaTest, AWinByIdKeepsItsAnswerInItsSequenceRowAndEveryControllerAnswe
   ConsumeRequest report = Report(knocks, "bastion1", "w1");
   report.sequence_id = added->front().id;
   report.order_grant = true;
-  auto kept_keys = [&] {
-    const std::string prefix = c1->keys().prefix() + "consumption/";
+  auto keys_under = [&](const std::string& folder) {
+    const std::string prefix = c1->keys().prefix() + folder;
     absl::StatusOr<etcdserverpb::RangeResponse> r = c1->client().Range(prefix, EtcdPrefixEnd(prefix));
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? r->kvs_size() : -1;
   };
+  auto kept_keys = [&] { return keys_under("consumption/"); };
   auto revision = [&] {
     absl::StatusOr<etcdserverpb::RangeResponse> r = c1->client().Range(c1->keys().head(), "");
     EXPECT_TRUE(r.ok()) << r.status();
@@ -234,7 +235,13 @@ TEST_F(EtcdHaTest, AWinByIdKeepsItsAnswerInItsSequenceRowAndEveryControllerAnswe
   ASSERT_TRUE(won.ok()) << won.status();
   ASSERT_EQ(won->outcome, ConsumeOutcome::kWon);
   ASSERT_TRUE(won->grant.has_value());
-  EXPECT_EQ(kept_keys(), 0);  // the burn, the grant and the record: no key for the answer
+  // One key for the burn, its answer and its grant (and the batch's audit key).
+  EXPECT_EQ(kept_keys(), 0);
+  EXPECT_EQ(keys_under("grant/"), 0);
+  absl::StatusOr<GrantRecord> grant = c2->GetGrant(won->grant->id);
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  EXPECT_EQ(grant->state, GrantState::kOpen);
+  EXPECT_EQ(grant->revision, won->grant->revision);
 
   ASSERT_TRUE(c2->GetSequence(report.sequence_id).ok());  // c2's copy holds the burn (else its resend loses a commit)
   const int64_t before = revision();
@@ -264,6 +271,18 @@ TEST_F(EtcdHaTest, AWinByIdKeepsItsAnswerInItsSequenceRowAndEveryControllerAnswe
   EXPECT_TRUE(replay_again->repeated);
   EXPECT_EQ(replay_again->audit_index, replay->audit_index);
   EXPECT_EQ(OpenedRecords(*c1), 1);
+
+  // Once the grant changes it has a key of its own, and every copy holds
+  // the change, the burn's copy of the grant notwithstanding (also a copy
+  // read afresh).
+  ASSERT_TRUE(c2->CloseGrant(won->grant->id, GrantState::kRevoked, false, {}).ok());
+  EXPECT_EQ(keys_under("grant/"), 1);
+  std::unique_ptr<EtcdStore> c3 = Open("c3");
+  for (EtcdStore* store : {c1.get(), c3.get()}) {
+    absl::StatusOr<GrantRecord> closed = store->GetGrant(won->grant->id);
+    ASSERT_TRUE(closed.ok()) << closed.status();
+    EXPECT_EQ(closed->state, GrantState::kRevoked);
+  }
   ExpectOneChain(*c2);
 }
 
