@@ -1,8 +1,8 @@
 // Private to the matchers (KnockMatcher's agent/match/matcher*.cc, and
 // agent/managed/managed_matcher*.cc): the encodings the tables and the
-// packet path must agree on (knock keys, the hash), door bits, the flags a source entry carries, the eviction ranks
-// and the scanner sketch. All inline (constexpr implies it): the packet path
-// uses them on every knock.
+// packet path must agree on (knock keys, the hash), door bits, the flags a
+// source entry carries, the eviction ranks and the scanner sketch. All
+// inline (constexpr implies it): the packet path uses them on every knock.
 #pragma once
 
 #include <cstddef>

@@ -29,31 +29,28 @@ absl::StatusOr<ConsumeResult> EtcdStore::Consume(const ConsumeRequest& request) 
   // reads; so do all of an agent's for a while once one of its resends was
   // found so, which bounds what an agent resending on purpose costs the
   // others' batches.
-  enum class Kept { kRead, kAssumedAbsent, kInRow };
-  Kept kept_where = Kept::kRead;
+  std::optional<etcdserverpb::RangeResponse> kept;
+  bool assumed_absent = false;
   if (!request.request_id.empty()) {
-    kept_where = mirror_->Read([&](const MirrorState& s) {
+    enum class Kept { kRead, kAssumedAbsent, kInRow };
+    Kept where = mirror_->Read([&](const MirrorState& s) {
       if (request.sequence_id == 0) {
         return s.unused_by_knocks.contains(KnocksToText(request.knocks)) ? Kept::kAssumedAbsent : Kept::kRead;
       }
       auto it = s.sequences.find(request.sequence_id);
       if (it == s.sequences.end()) return Kept::kRead;
       if (it->second.unused()) return Kept::kAssumedAbsent;
-      auto answer = s.burn_answers.find(request.sequence_id);
-      const bool in_row = answer != s.burn_answers.end() && it->second.consumed_by == request.agent &&
-                          answer->second.request_id == request.request_id;
-      return in_row ? Kept::kInRow : Kept::kRead;
+      return s.BurnAnswerTo(request.sequence_id, request.agent, request.request_id) ? Kept::kInRow : Kept::kRead;
     });
-    if (kept_where == Kept::kAssumedAbsent && ReadsKeptAnswers(request.agent)) kept_where = Kept::kRead;
+    if (where == Kept::kAssumedAbsent && ReadsKeptAnswers(request.agent)) where = Kept::kRead;
+    assumed_absent = where == Kept::kAssumedAbsent;
+    if (assumed_absent) {
+      kept.emplace();  // absent: the commit compares the key's mod revision with 0
+    } else if (where == Kept::kRead) {
+      ASSIGN_OR_RETURN(kept, client_->Range(keys_.consumption(request.agent, request.request_id), "", 0, 0,
+                                            /*serializable=*/true));
+    }
   }
-  std::optional<etcdserverpb::RangeResponse> kept;
-  if (kept_where == Kept::kAssumedAbsent) {
-    kept.emplace();  // absent: the commit compares the key's mod revision with 0
-  } else if (kept_where == Kept::kRead && !request.request_id.empty()) {
-    ASSIGN_OR_RETURN(kept, client_->Range(keys_.consumption(request.agent, request.request_id), "", 0, 0,
-                                          /*serializable=*/true));
-  }
-  const bool assumed_absent = kept_where == Kept::kAssumedAbsent;
   ConsumeResult result;
   RETURN_IF_ERROR(Write([&](Writer& w) {
     if (kept) w.Seed(keys_.consumption(request.agent, request.request_id), *kept);
@@ -134,9 +131,7 @@ absl::Status EtcdStore::ConsumeInTransaction(Writer& w, const ConsumeRequest& re
   if (decision.burnt) {
     std::optional<BurnAnswer> answer;
     if (answer_in_row) answer = BurnAnswer{req.request_id, ConsumptionRecordOf(result)};
-    w.PutBurn(*decision.burnt, std::move(answer), std::move(opened));
-  } else if (opened) {
-    w.PutGrant(*opened);  // a grant opens with a burn: not reached today
+    w.PutBurn(*decision.burnt, std::move(answer), std::move(opened));  // a grant opens with a win, a burn
   }
   if (!req.request_id.empty() && !answer_in_row) {
     w.PutRaw(kept_key, ToRow(ConsumptionRecordOf(result), now).SerializeAsString());

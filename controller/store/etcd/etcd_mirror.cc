@@ -95,6 +95,15 @@ absl::StatusOr<EtcdHead> FromRow(const store::etcd::HeadRow& row) {
   return head;
 }
 
+std::optional<ConsumptionRecord> MirrorState::BurnAnswerTo(uint64_t sequence_id, const std::string& agent,
+                                                           const std::string& request_id) const {
+  auto kept = burn_answers.find(sequence_id);
+  if (kept == burn_answers.end() || !kept->second.Answers(sequences.at(sequence_id), agent, request_id)) {
+    return std::nullopt;
+  }
+  return kept->second.record;
+}
+
 Sequence MirrorState::Effective(const Sequence& stored) const {
   Sequence q = stored;
   if (!q.unused()) return q;
@@ -138,8 +147,7 @@ absl::StatusOr<MirrorState> EtcdMirror::LoadSnapshot() {
   std::vector<Event> events;
   for (const auto& kv : head.kvs()) events.push_back(Event{true, kv.key(), kv.value(), kv.mod_revision()});
   for (const std::string& folder : {keys_.door_prefix(), keys_.sequence_batch_prefix(), keys_.sequence_prefix(),
-                                    keys_.grant_prefix(), keys_.agent_prefix(), keys_.txn_mark_prefix(),
-                                    keys_.waiting_prefix()}) {
+                                    keys_.grant_prefix(), keys_.agent_prefix()}) {
     const std::string end = EtcdPrefixEnd(folder);
     std::string from = folder;
     for (;;) {
@@ -152,7 +160,6 @@ absl::StatusOr<MirrorState> EtcdMirror::LoadSnapshot() {
   // Batches before the sequence rows that override them.
   std::vector<StoreChange> ignored;
   for (const Event& e : events) RETURN_IF_ERROR(ApplyOne(s, e, ignored));
-  s.activity.clear();  // commits read from a snapshot are no sign of who writes now
   return s;
 }
 
@@ -214,9 +221,8 @@ absl::Status EtcdMirror::ApplyOne(MirrorState& s, const Event& e, std::vector<St
     }
     s.grants[g.id] = std::move(g);
   } else if (absl::StartsWith(key, keys_.txn_mark_prefix())) {
-    const std::string controller = key.substr(keys_.txn_mark_prefix().size());
-    s.last_commit[controller] = e.mod_revision;
-    MirrorState::Activity& a = s.activity[controller];
+    MirrorState::Activity& a = s.activity[key.substr(keys_.txn_mark_prefix().size())];
+    a.commit_revision = e.mod_revision;
     a.committed_before = a.committed;
     a.committed = absl::Now();
   } else if (absl::StartsWith(key, keys_.waiting_prefix())) {
@@ -282,8 +288,8 @@ void EtcdMirror::AwaitTurn(const std::string& controller, absl::Duration patienc
     // The turn is the next one's after the last commit's.
     std::string last;
     int64_t last_revision = -1;
-    for (const auto& [other, revision] : state_.last_commit) {
-      if (revision > last_revision) std::tie(last, last_revision) = std::tie(other, revision);
+    for (const auto& [other, a] : state_.activity) {
+      if (a.commit_revision > last_revision) std::tie(last, last_revision) = std::tie(other, a.commit_revision);
     }
     auto next = std::upper_bound(ring.begin(), ring.end(), last);
     if (next == ring.end()) next = ring.begin();

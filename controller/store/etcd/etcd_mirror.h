@@ -51,6 +51,11 @@ absl::StatusOr<EtcdHead> FromRow(const store::etcd::HeadRow& row);
 struct BurnAnswer {
   std::string request_id;
   ConsumptionRecord record;
+
+  // Whether it answers agent's request_id, kept in burnt's row.
+  bool Answers(const Sequence& burnt, const std::string& agent, const std::string& id) const {
+    return !burnt.unused() && burnt.consumed_by == agent && request_id == id;
+  }
 };
 
 struct MirrorState {
@@ -65,16 +70,22 @@ struct MirrorState {
   std::map<uint64_t, BurnAnswer> burn_answers;       // sequence id ->
   std::map<uint64_t, GrantRecord> grants;
   std::map<std::string, AgentRecord> agents;
-  // By controller: the etcd revision of its last commit; when this copy
-  // saw its last two commits and its last lost commit (this copy's clock).
-  // They tell who writes now (EtcdMirror::AwaitTurn).
-  std::map<std::string, int64_t> last_commit;
+  // By controller, from the watch (not from a snapshot): the etcd revision
+  // of its last commit, and when this copy saw its last two commits and its
+  // last lost commit (this copy's clock). They tell who writes now
+  // (EtcdMirror::AwaitTurn).
   struct Activity {
+    int64_t commit_revision = 0;
     absl::Time committed = absl::InfinitePast();
     absl::Time committed_before = absl::InfinitePast();
     absl::Time lost = absl::InfinitePast();
   };
   std::map<std::string, Activity> activity;
+
+  // The answer kept in sequence_id's row for agent's request_id, if that
+  // request burnt it.
+  std::optional<ConsumptionRecord> BurnAnswerTo(uint64_t sequence_id, const std::string& agent,
+                                                const std::string& request_id) const;
 
   // The sequence as the model reads it: live once an agent that may hold it
   // acknowledged the revision that added it.

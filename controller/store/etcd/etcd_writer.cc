@@ -97,17 +97,11 @@ std::optional<Sequence> EtcdStore::Writer::FindSequenceByKnocks(const std::strin
 
 std::optional<ConsumptionRecord> EtcdStore::Writer::BurnAnswerTo(uint64_t sequence_id, const std::string& agent,
                                                                  const std::string& request_id) const {
-  auto answers = [&](const Sequence& q, const std::map<uint64_t, BurnAnswer>& kept) {
-    if (q.unused() || q.consumed_by != agent) return std::optional<ConsumptionRecord>();
-    auto it = kept.find(sequence_id);
-    if (it == kept.end() || it->second.request_id != request_id) return std::optional<ConsumptionRecord>();
-    return std::optional<ConsumptionRecord>(it->second.record);
-  };
-  if (burn_answers_.count(sequence_id) > 0) return answers(sequences_.at(sequence_id), burn_answers_);
-  return mirror_.Read([&](const MirrorState& s) {
-    auto it = s.sequences.find(sequence_id);
-    return it == s.sequences.end() ? std::nullopt : answers(it->second, s.burn_answers);
-  });
+  if (auto kept = burn_answers_.find(sequence_id); kept != burn_answers_.end()) {  // burnt by this batch
+    if (!kept->second.Answers(sequences_.at(sequence_id), agent, request_id)) return std::nullopt;
+    return kept->second.record;
+  }
+  return mirror_.Read([&](const MirrorState& s) { return s.BurnAnswerTo(sequence_id, agent, request_id); });
 }
 
 std::optional<GrantRecord> EtcdStore::Writer::FindGrant(uint64_t id) const {

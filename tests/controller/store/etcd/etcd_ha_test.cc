@@ -106,6 +106,13 @@ class EtcdHaTest : public ::testing::Test {
     return r;
   }
 
+  // etcd's revision: it moves with every commit, and with every one that failed.
+  static int64_t EtcdRevision(EtcdStore& store) {
+    absl::StatusOr<etcdserverpb::RangeResponse> r = store.client().Range(store.keys().head(), "");
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->header().revision() : 0;
+  }
+
   // How many knock.opened records the chain holds.
   static int OpenedRecords(Store& store) {
     absl::StatusOr<std::vector<AuditRecord>> records = store.ReadAudit(0, 100000);
@@ -181,11 +188,7 @@ TEST_F(EtcdHaTest, AResendOfARefusedReportGetsItsFirstAnswerAndFailsOneCommitAtM
   AddDoor(*store);
   const std::vector<Knock> knocks = K({2000, 3000, 4000});
   ASSERT_TRUE(store->AddSequences({NewSequence{"ssh", knocks, "alice", "bastion1"}}, {}).ok());  // bastion1's reserve
-  auto revision = [&] {
-    absl::StatusOr<etcdserverpb::RangeResponse> r = store->client().Range(store->keys().head(), "");
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? r->header().revision() : 0;
-  };
+  auto revision = [&] { return EtcdRevision(*store); };
   auto refused_again = [&](const std::string& id, bool repeated) {
     absl::StatusOr<ConsumeResult> r = store->Consume(Report(knocks, "bastion2", id));
     ASSERT_TRUE(r.ok()) << r.status();
@@ -225,11 +228,7 @@ TEST_F(EtcdHaTest, AWinByIdIsOneKeyAndEveryControllerAnswersItsResendsFromIt) {
     return r.ok() ? r->kvs_size() : -1;
   };
   auto kept_keys = [&] { return keys_under("consumption/"); };
-  auto revision = [&] {
-    absl::StatusOr<etcdserverpb::RangeResponse> r = c1->client().Range(c1->keys().head(), "");
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? r->header().revision() : 0;
-  };
+  auto revision = [&] { return EtcdRevision(*c1); };
 
   absl::StatusOr<ConsumeResult> won = c1->Consume(report);
   ASSERT_TRUE(won.ok()) << won.status();
