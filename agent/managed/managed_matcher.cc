@@ -74,6 +74,10 @@ void ManagedMatcher::OnPacket(const Packet& packet) {
   const uint32_t knock = KnockKey(packet.protocol, packet.destination_port);
   const SourceKey key = SourceKey::From(packet.source);
   const Table::Hashed h = table_->Hash(key);
+  // The source's bucket and the first knock's entries are independent
+  // misses (with 100,000 sequences, megabytes apart): let them overlap.
+  table_->Prefetch(h);
+  for (uint64_t c = classes; c != 0; c &= c - 1) trie_.PrefetchFirst(static_cast<uint8_t>(__builtin_ctzll(c)), knock);
   const int32_t index = table_->Find(key, h);
   if (index == Table::kNone) return StartSource(key, h, packet, knock, classes, ToTick(packet.time));
   Track(index, packet, knock, classes, ToTick(packet.time));
@@ -98,6 +102,9 @@ void ManagedMatcher::StartSource(const SourceKey& key, const Table::Hashed& h, c
 void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, uint64_t classes, TickT now) {
   ManagedSourceEntry& e = table_->entry(index);
   table_->Touch(index);
+  for (int g = 0; g < kGroupsPerSource; ++g) {
+    if (e.group_stage[g] != 0) trie_.PrefetchNode(e.group_node[g]);
+  }
   // A marked scanner is tracked and judged like any other source (its
   // address may be forged); each wrong knock prolongs the mark.
   const bool marked = matcher_internal::StillMarked(e, now, counters_.scanner_packets,
@@ -112,11 +119,11 @@ void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, 
     for (int g = 0; g < kGroupsPerSource; ++g) {
       held[g] = e.group_stage[g] != 0 ? e.group_node[g] : SequenceTrie::kNone;
       if (e.group_stage[g] == 1 && !dropped_from.has_value() && trie_.Current(e.group_node[g], e.group_generation[g])) {
-        dropped_from = Group{e.group_node[g], e.group_generation[g], e.group_start[g], 1, 0};
+        dropped_from = Group{e.group_node[g], e.group_generation[g], e.group_start[g], 1, 0, e.group_class[g]};
       }
     }
   }
-  ExpireGroups(e, now);
+  ExpireGroups(e, now, /*check_nodes=*/true);
 
   Groups out;
   bool advanced = false;
@@ -131,8 +138,8 @@ void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, 
   uint64_t compat_reset = 0;
   for (int g = 0; g < kGroupsPerSource; ++g) {
     if (e.group_stage[g] == 0) continue;
-    const Group group{e.group_node[g], e.group_generation[g], e.group_start[g], e.group_stage[g],
-                      e.group_strays[g]};
+    const Group group{e.group_node[g], e.group_generation[g], e.group_start[g],
+                      e.group_stage[g], e.group_strays[g], e.group_class[g]};
     const SequenceTrie::Node& node = trie_.node(group.node);
     const uint8_t klass = node.klass;
     if (!(classes & ClassBit(klass))) {
@@ -145,7 +152,8 @@ void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, 
       const SequenceTrie::Node& n = trie_.node(next);
       if (n.ends > 0) completed = CompleteAt(next, packet) || completed;
       if (n.children > 0) {
-        out.push_back(Group{next, n.generation, group.start, static_cast<uint8_t>(group.stage + 1), group.strays});
+        out.push_back(
+            Group{next, n.generation, group.start, static_cast<uint8_t>(group.stage + 1), group.strays, klass});
       }
       if (repeat) out.push_back(group);  // advancing wins, and the retransmission rule keeps the rest
       continue;
@@ -198,13 +206,14 @@ bool ManagedMatcher::Start(uint64_t classes, uint32_t knock, const Packet& packe
                            bool* completed) {
   bool started = false;
   for (uint64_t c = classes; c != 0; c &= c - 1) {
-    const SequenceTrie::First first = trie_.FirstChild(classes_[__builtin_ctzll(c)].root, knock);
+    const uint8_t klass = static_cast<uint8_t>(__builtin_ctzll(c));
+    const SequenceTrie::First first = trie_.FirstChild(classes_[klass].root, knock);
     if (first.node == SequenceTrie::kNone) continue;
     if (first.ends) *completed = CompleteAt(first.node, packet) || *completed;
     if (!first.continues) continue;
     if (std::any_of(groups.begin(), groups.end(), [&](const Group& g) { return g.node == first.node; })) continue;
     started = true;
-    groups.push_back(Group{first.node, first.generation, now, 1, 0});
+    groups.push_back(Group{first.node, first.generation, now, 1, 0, klass});
   }
   return started;
 }
@@ -215,7 +224,8 @@ bool ManagedMatcher::ContinueDropped(const Group& kept, const uint32_t (&held)[k
   const uint32_t first_knock = trie_.node(kept.node).knock;
   bool advanced = false;
   for (uint64_t c = classes; c != 0; c &= c - 1) {
-    const Class& klass = classes_[__builtin_ctzll(c)];
+    const uint8_t index = static_cast<uint8_t>(__builtin_ctzll(c));
+    const Class& klass = classes_[index];
     if (Elapsed(now, kept.start) >= klass.timeout) continue;
     const uint32_t first = trie_.Child(klass.root, first_knock);
     if (first == SequenceTrie::kNone || std::find(std::begin(held), std::end(held), first) != std::end(held)) {
@@ -226,7 +236,7 @@ bool ManagedMatcher::ContinueDropped(const Group& kept, const uint32_t (&held)[k
     advanced = true;
     const SequenceTrie::Node& n = trie_.node(next);
     if (n.ends > 0) *completed = CompleteAt(next, packet) || *completed;
-    if (n.children > 0) groups.push_back(Group{next, n.generation, kept.start, 2, 0});
+    if (n.children > 0) groups.push_back(Group{next, n.generation, kept.start, 2, 0, index});
   }
   return advanced;
 }
@@ -276,6 +286,7 @@ void ManagedMatcher::StoreGroups(ManagedSourceEntry& e, Group* groups, size_t n)
     e.group_start[g] = used ? groups[g].start : 0;
     e.group_stage[g] = used ? groups[g].stage : 0;
     e.group_strays[g] = used ? groups[g].strays : 0;
+    e.group_class[g] = used ? groups[g].klass : 0;
   }
   // One knock starts a sequence in every class with one that begins there
   // (with 100,000 sequences in three doors, nearly every knock starts three).
@@ -294,13 +305,13 @@ void ManagedMatcher::StoreGroups(ManagedSourceEntry& e, Group* groups, size_t n)
   }
 }
 
-void ManagedMatcher::ExpireGroups(ManagedSourceEntry& e, TickT now) {
+void ManagedMatcher::ExpireGroups(ManagedSourceEntry& e, TickT now, bool check_nodes) {
   for (int g = 0; g < kGroupsPerSource; ++g) {
     if (e.group_stage[g] == 0) continue;
     // A node no sequence passes through any more: its sequences were
     // removed (its index may already name another prefix).
-    bool drop = !trie_.Current(e.group_node[g], e.group_generation[g]);
-    if (!drop && Elapsed(now, e.group_start[g]) >= classes_[trie_.node(e.group_node[g]).klass].timeout) {
+    bool drop = check_nodes && !trie_.Current(e.group_node[g], e.group_generation[g]);
+    if (!drop && Elapsed(now, e.group_start[g]) >= classes_[e.group_class[g]].timeout) {
       drop = true;  // knockd: >= too
       ++counters_.timeouts;
     }
@@ -357,22 +368,28 @@ void ManagedMatcher::Tick(absl::Time now) {
   latest_ = std::max(latest_, now);
   if (has_pending_.load(std::memory_order_acquire)) Adopt();
   const TickT t = ToTick(now);
+  ExpireSpent(now);
+  if (now >= walked_at_ && now - walked_at_ < kWalkEvery) return;
+  walked_at_ = now;
   // Without progress or a ban, an entry only remembers wrong knocks, and
   // only for the scan window.
   const auto idle = [&](const ManagedSourceEntry& e) {
     return !(e.flags & kScanWindow) || Elapsed(t, e.scan_mark) >= scan_.window;
   };
+  // The walk reads the trie only when nodes were freed since the last one:
+  // their nodes are megabytes.
+  const bool check_nodes = trie_.freed() != freed_at_walk_;
+  freed_at_walk_ = trie_.freed();
   table_->ForEachOccupied([&](int32_t index) {
     ManagedSourceEntry& e = table_->entry(index);
     if ((e.flags & kBanned) && t >= e.scan_mark) {
       ReleaseBan(e, SourceKey{e.key_lo, e.key_hi, e.family}.ToAddress(), now);
     }
-    ExpireGroups(e, t);
+    ExpireGroups(e, t, check_nodes);
     const uint8_t rank = RankOf(e, t);  // progress past its first second loses its edge
     table_->set_rank(index, rank);
     if (rank == 0 && idle(e)) table_->Erase(index);
   });
-  ExpireSpent(now);
 }
 
 bool ManagedMatcher::IsBanned(const IpAddress& source) const {

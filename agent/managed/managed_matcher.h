@@ -154,8 +154,9 @@ struct ReplayWatch {
 
 // The per-source state of the managed matcher: one cache line in a
 // BasicSourceTable. A group is a trie node this source reached (its
-// generation proves it is still the same node), when its first knock came,
-// and how many stray knocks a compat class forgave.
+// generation proves it is still the same node), its class (so that Tick's
+// walk of the table reads no trie node), when its first knock came, and how
+// many stray knocks a compat class forgave.
 struct alignas(64) ManagedSourceEntry {
   uint64_t key_lo;
   uint64_t key_hi;
@@ -167,6 +168,7 @@ struct alignas(64) ManagedSourceEntry {
   uint16_t group_generation[kGroupsPerSource];
   uint8_t group_stage[kGroupsPerSource];  // 0: no group
   uint8_t group_strays[kGroupsPerSource];
+  uint8_t group_class[kGroupsPerSource];
   uint8_t family;
   uint8_t flags;
 };
@@ -177,6 +179,10 @@ class ManagedMatcher {
   static constexpr size_t kDefaultCapacity = 262144;
   // Distinct sets of MatchParams (in practice, managed doors) at once.
   static constexpr size_t kMaxClasses = 64;
+  // Ranks, ban ends and timeouts are in seconds, and a source's own packets
+  // expire its groups: walking a full table (65,536 entries, about 1 ms)
+  // at every Tick (the agent ticks every 100 ms) bought nothing.
+  static constexpr absl::Duration kWalkEvery = absl::Seconds(1);
 
   // `options` for the source table and scanner detection. `sink` must
   // outlive the matcher. Null table memory is fatal: it is allocated here.
@@ -195,7 +201,9 @@ class ManagedMatcher {
 
   // Capture thread.
   void OnPacket(const Packet& packet);
-  void Tick(absl::Time now);  // timeouts, bans, spent sequences' retention; adopts a pending Publish
+  // Timeouts, bans, spent sequences' retention; adopts a pending Publish.
+  // The source table is walked once a second at most (kWalkEvery).
+  void Tick(absl::Time now);
   void SetLocalAddresses(const std::vector<IpAddress>& addresses);
   size_t live() const { return live_.load(std::memory_order_relaxed); }  // any thread
   size_t spent() const { return where_.size() - live(); }  // watched for replays (capture thread)
@@ -251,6 +259,7 @@ class ManagedMatcher {
     ::sesame::Tick start;
     uint8_t stage;
     uint8_t strays;
+    uint8_t klass;
   };
 
   // Adopting and applying changes (managed_matcher_changes.cc).
@@ -287,7 +296,9 @@ class ManagedMatcher {
   // Completes the sequences ending at `node`; returns whether any did.
   bool CompleteAt(uint32_t node, const Packet& packet);
   void StoreGroups(ManagedSourceEntry& e, Group* groups, size_t n);
-  void ExpireGroups(ManagedSourceEntry& e, ::sesame::Tick now);
+  // Drops the groups timed out, and with `check_nodes` those whose node is
+  // no longer current (reads their nodes).
+  void ExpireGroups(ManagedSourceEntry& e, ::sesame::Tick now, bool check_nodes);
   bool CountWrongKnock(ManagedSourceEntry& e, uint32_t knock, ::sesame::Tick now);
   void Ban(ManagedSourceEntry& e, ::sesame::Tick now, const IpAddress& source, absl::Time time);
   void ReleaseBan(ManagedSourceEntry& e, const IpAddress& source, absl::Time time);
@@ -323,6 +334,8 @@ class ManagedMatcher {
   absl::flat_hash_set<uint64_t> consumed_;                        // completed here, until Publish forgets them
   std::atomic<size_t> live_{0};  // written by the capture thread only
   absl::Time latest_ = absl::InfinitePast();  // latest Tick or completion time: when a drop is spent
+  absl::Time walked_at_ = absl::InfinitePast();  // Tick's last walk of the source table
+  uint64_t freed_at_walk_ = 0;                   // trie_.freed() then
   uint64_t replays_ = 0;
   uint64_t replays_unreported_ = 0;
   MatcherCounters counters_;

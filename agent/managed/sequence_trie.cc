@@ -55,6 +55,7 @@ void SequenceTrie::Remove(uint32_t end) {
       Unlink(parent, n.knock, at);
       ++n.generation;
       free_.push_back(at);
+      ++freed_;
     }
     at = parent;
   }

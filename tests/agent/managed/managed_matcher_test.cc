@@ -531,6 +531,30 @@ TEST_F(ManagedMatcherTest, ASweepIsFlaggedWhenEveryPortStartsASequence) {
   EXPECT_TRUE(sink_.completed.empty());
 }
 
+// Tick walks the source table once a second: a ban's end is seen at the
+// first walk after it, at most a second late.
+TEST_F(ManagedMatcherTest, TheTableWalkEndsABanAtMostASecondLate) {
+  std::vector<LiveSequence> live;
+  for (uint64_t i = 0; i < 200; ++i) {
+    live.push_back(Live(i + 1, {static_cast<uint16_t>(50000 + i), static_cast<uint16_t>(60000 + i)}));
+  }
+  matcher_.Publish(live);
+  std::vector<uint16_t> sweep;
+  for (uint16_t p = 50000; p < 50100; ++p) sweep.push_back(p);
+  KnockOn(sweep);
+  ASSERT_TRUE(matcher_.IsBanned(kSource));
+  const absl::Time ends = now_ + Options().scan_ban;
+  matcher_.Tick(ends - absl::Milliseconds(500));  // walks: not yet
+  EXPECT_TRUE(matcher_.IsBanned(kSource));
+  matcher_.Tick(ends + absl::Milliseconds(100));  // 0.6 s after the last walk: no walk
+  EXPECT_TRUE(matcher_.IsBanned(kSource));
+  matcher_.Tick(ends + absl::Milliseconds(500));  // a second after it
+  EXPECT_FALSE(matcher_.IsBanned(kSource));
+  ASSERT_EQ(sink_.scanners.size(), 2u);
+  EXPECT_TRUE(sink_.scanners[1].released);
+  EXPECT_EQ(sink_.scanners[1].source, kSource);
+}
+
 // Found by the knock-to-open bench with 100,000 sequences held: a client
 // knocking sequence after sequence was flagged, because the later knocks
 // of each were first knocks of other sequences and the next sequence's
