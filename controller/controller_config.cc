@@ -108,6 +108,14 @@ class Parser {
       if (key == "cert") return Set(config_.tls.cert, value);
       if (key == "key") return Set(config_.tls.key, value);
       if (key == "crl_directory") return Set(config_.tls.crl_dir, value);
+      if (key == "unknown_ca_refused_at") {
+        const std::string stage = absl::AsciiStrToLower(value);
+        if (stage != "handshake" && stage != "call") {
+          return Error(absl::StrCat("Unknown_CA_Refused_At: \"", value, "\": expected handshake or call"));
+        }
+        config_.unknown_ca_at_call = stage == "call";
+        return absl::OkStatus();
+      }
     } else if (section_ == "audit") {
       if (key == "signing_key") return Set(config_.audit_key, value);
       if (key == "checkpoint_interval") return Duration(value, config_.checkpoint_interval);

@@ -5,7 +5,8 @@
 //   [controller]  Listen, StateDir, Heartbeat_Interval, Name, Store
 //                 (sqlite or etcd), Etcd_Endpoints, Etcd_CaCert, Etcd_Cert,
 //                 Etcd_Key, Etcd_Prefix
-//   [tls]         CA_Cert, Cert, Key, CRL_Directory
+//   [tls]         CA_Cert, Cert, Key, CRL_Directory, Unknown_CA_Refused_At
+//                 (handshake or call)
 //   [audit]       Signing_Key, Checkpoint_Interval
 //   [metrics]     File, Interval
 //   [limits]      Knock_Reports_Per_Minute, Knock_Report_Burst,
@@ -59,6 +60,11 @@ struct ControllerConfig {
   // `sequences issue --expires` says (30d, 12h, ...; at most 366 days).
   absl::Duration sequence_lifetime = kDefaultSequenceLifetime;
   TlsFiles tls;
+  // Unknown_CA_Refused_At = call: a certificate of another CA passes the
+  // TLS handshake and is refused at its first call, audited with the
+  // caller's address (the handshake's verifier is not told the address).
+  // The default, handshake, keeps strangers out of HTTP/2 altogether.
+  bool unknown_ca_at_call = false;
   std::string audit_key;  // default: STATE_DIR/audit.key
   absl::Duration checkpoint_interval = absl::Minutes(1);
   std::string metrics_file;  // empty: no metrics file
@@ -67,8 +73,8 @@ struct ControllerConfig {
   // (burst 20), refusals recorded once a minute.
   AgentLimits agent_limits;
   std::vector<Door> doors;
-  // Door name -> reserve sequences each agent should hold for it (parsed;
-  // automatic replenishment is not implemented yet).
+  // Door name -> reserve sequences each agent should hold for it (the
+  // leader tops them up).
   std::map<std::string, int> offline_reserve;
 };
 

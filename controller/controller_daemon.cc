@@ -64,6 +64,7 @@ absl::StatusOr<std::unique_ptr<ControllerDaemon>> ControllerDaemon::Start(const 
   d->work_ = std::make_unique<WorkQueue>(kWorkers);
   d->generator_ = std::make_unique<SequenceGenerator>();
   ASSIGN_OR_RETURN(d->clients_, ClientCertificates::Load(config.tls.ca_cert, config.tls.crl_dir));
+  d->clients_->SetUnknownCaAtCall(config.unknown_ca_at_call);
   d->refusals_ = std::make_unique<RefusalAudit>(*d->audit_, *d->work_, clock, d->metrics_.get());
   d->clients_->SetRefusalSink([refusals = d->refusals_.get(), &clock](const CertificateRefusal& refusal) {
     refusals->Record(TlsRefusalEntry(refusal, clock.Now()));

@@ -6,9 +6,14 @@
 // The judgement has two steps, because gRPC tells the TLS handshake's
 // verifier who is calling but not from where:
 //  - in the handshake (HandshakeVerifier): the chain must lead to the CA.
-//    A stranger's certificate never gets further than that;
-//  - at every call (CheckCall, through the identity resolver): not revoked,
-//    not expired, not yet valid. A refusal there has the caller's address.
+//    A stranger's certificate never gets further than that, and its
+//    refusal is audited without an address;
+//  - at every call (CheckCall, through the identity resolver): the whole
+//    check, the chain again, not revoked, not expired, not yet valid. A
+//    refusal there has the caller's address.
+// SetUnknownCaAtCall(true) leaves the chain to the call too (the config's
+// Unknown_CA_Refused_At = call): a stranger's refusal then has its address,
+// at the price of letting it through the handshake to its first call.
 // Each refusal goes to the refusal sink (who, from where, why), which audits
 // it within bounds (refusal_audit.h).
 //
@@ -21,6 +26,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -66,6 +72,9 @@ class ClientCertificates : public std::enable_shared_from_this<ClientCertificate
 
   // Refusals from now on go to `sink` (set before serving).
   void SetRefusalSink(CertificateRefusalSink sink);
+  // Whether the handshake lets a chain of an unknown CA through, for the
+  // call to refuse (false: the handshake refuses it).
+  void SetUnknownCaAtCall(bool at_call) { unknown_ca_at_call_.store(at_call); }
 
   // The check of a client's certificate at a call: `leaf_pem` (and the rest
   // of the chain it sent) is the CA's, current and not revoked. `peer` names
@@ -74,7 +83,8 @@ class ClientCertificates : public std::enable_shared_from_this<ClientCertificate
   // A certificate that passed CheckCall but is refused all the same (it
   // names no sesame identity): to the refusal sink.
   void ReportRefused(std::string_view leaf_pem, const std::string& peer, std::string reason);
-  // The handshake's check: the chain leads to the CA (signatures only).
+  // The handshake's check: the chain leads to the CA (signatures only),
+  // unless SetUnknownCaAtCall(true).
   absl::Status CheckChain(std::string_view leaf_pem, std::string_view chain_pem);
 
   // For TlsServerCredentialsOptions::set_certificate_verifier: CheckChain
@@ -116,6 +126,7 @@ class ClientCertificates : public std::enable_shared_from_this<ClientCertificate
   std::string load_error_ ABSL_GUARDED_BY(mu_);  // the last failed reload's, said once
   uint64_t reloads_ ABSL_GUARDED_BY(mu_) = 0;
   CertificateRefusalSink sink_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> unknown_ca_at_call_{false};
 };
 
 }  // namespace sesame::controller

@@ -316,6 +316,7 @@ TEST(ControllerConfigTest, ParsesTheExampleShapeAndReportsErrorsWithLines) {
   EXPECT_EQ(c->listen, "[::]:7443");
   EXPECT_EQ(c->audit_key, "/var/lib/x/audit.key");
   EXPECT_EQ(c->tls.crl_dir, "/d");
+  EXPECT_FALSE(c->unknown_ca_at_call);  // strangers stop at the handshake
   ASSERT_EQ(c->doors.size(), 1u);
   EXPECT_EQ(c->doors[0].name, "openSSH");
   EXPECT_EQ(c->doors[0].policy.sequence_length, 4);
@@ -328,6 +329,8 @@ TEST(ControllerConfigTest, ParsesTheExampleShapeAndReportsErrorsWithLines) {
       {"[tls]\nCA_Cert=/a\nCert=/b\nKey=/c\n[door x]\nPort_Range = 9-3\n", "c.conf:6: Port_Range"},
       {"[tls]\nCA_Cert=/a\nCert=/b\nKey=/c\n[nope]\n", "c.conf:5: unknown section"},
       {"[tls]\nCA_Cert=/a\nCert=/b\nKey=/c\n[audit]\nCheckpoint_Interval = soon\n", "c.conf:6:"},
+      {"[tls]\nCA_Cert=/a\nCert=/b\nKey=/c\nUnknown_CA_Refused_At = later\n",
+       "c.conf:5: Unknown_CA_Refused_At: \"later\": expected handshake or call"},
       {"[controller]\nListen = x\n", "[tls] CA_Cert is required"},
       {"[tls]\nCA_Cert=/a\nCert=/b\nKey=/c\n[door x]\nSequence_Length = 3\nPort_Range = 1000-1001\n",
        "c.conf:5: door x"},

@@ -10,6 +10,8 @@
 //    "revoked");
 //  - a certificate of another CA fails the TLS handshake (UNAVAILABLE) and
 //    is audited there too, without an address (gRPC does not give one);
+//    with Unknown_CA_Refused_At = call it is refused at its first call
+//    (UNAUTHENTICATED) and audited with its address;
 //  - a flood of such handshakes writes a bounded number of records, the
 //    rest counted in one "audit.refusals_suppressed" record;
 //  - a CA joining the bundle, a renewed controller certificate and a
@@ -95,11 +97,11 @@ class CertificateRevocationTest : public ::testing::Test {
     if (controller_) controller_->Shutdown();
   }
 
-  void StartController(const std::string& listen) {
+  void StartController(const std::string& listen, const std::string& more_tls = "") {
     const std::string conf = absl::StrCat(
         "[controller]\n  Listen = ", listen, "\n  StateDir = ", dir_.File("state"), "\n",
         "[tls]\n  CA_Cert = ", pki_, "/ca.crt\n  Cert = ", pki_, "/controller/127.0.0.1.crt\n  Key = ", pki_,
-        "/controller/127.0.0.1.key\n  CRL_Directory = ", pki_, "/crl.d\n",
+        "/controller/127.0.0.1.key\n  CRL_Directory = ", pki_, "/crl.d\n", more_tls,
         "[door ssh]\n  Sequence_Length = 3\n  Port_Range = 20000-30000\n  Grant_Ports = 22\n");
     absl::StatusOr<ControllerConfig> config = ParseControllerConfig(conf, "controller.conf");
     ASSERT_TRUE(config.ok()) << config.status();
@@ -332,6 +334,23 @@ TEST_F(CertificateRevocationTest, ACertificateOfAnotherCaIsRefusedInTheHandshake
   // Every refusal is recorded or counted (gRPC may try a refused connection more than once).
   EXPECT_GE(audited.size() + count, 61u);
   controller_.reset();
+}
+
+TEST_F(CertificateRevocationTest, RefusedAtTheCallAStrangerIsAuditedWithItsAddress) {
+  controller_->Shutdown();
+  controller_.reset();
+  StartController(absl::StrCat("127.0.0.1:", port_), "  Unknown_CA_Refused_At = call\n");
+  EXPECT_EQ(AgentSession(dir_.File("bastion9.crt"), dir_.File("bastion9.key")), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Agent("bastion1"), grpc::StatusCode::OK);
+  EXPECT_EQ(OperatorCall("alice"), grpc::StatusCode::OK);
+  std::vector<v1::AuditRecord> refused = AuditOf("tls.refused");
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0].details().at("stage"), "call");
+  EXPECT_EQ(refused[0].details().at("reason"), "unknown CA");
+  EXPECT_THAT(refused[0].details().at("peer"), ::testing::StartsWith("ipv4:127.0.0.1:"));
+  EXPECT_THAT(refused[0].details().at("issuer"), HasSubstr("stranger-ca"));
+  EXPECT_THAT(refused[0].details().at("subject"), HasSubstr("bastion9"));
+  EXPECT_FALSE(refused[0].details().at("serial").empty());
 }
 
 TEST_F(CertificateRevocationTest, ANewCaBundleTakesEffectWithoutARestart) {
