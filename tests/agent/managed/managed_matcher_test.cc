@@ -58,6 +58,19 @@ class ManagedMatcherTest : public ::testing::Test {
     }
   }
 
+  // 200 sequences whose first knocks are 50000-50199; kSource sweeps 100
+  // of those ports.
+  void SweepDenseSequences() {
+    std::vector<LiveSequence> live;
+    for (uint64_t i = 0; i < 200; ++i) {
+      live.push_back(Live(i + 1, {static_cast<uint16_t>(50000 + i), static_cast<uint16_t>(60000 + i)}));
+    }
+    matcher_.Publish(live);
+    std::vector<uint16_t> sweep;
+    for (uint16_t p = 50000; p < 50100; ++p) sweep.push_back(p);
+    KnockOn(sweep);
+  }
+
   RecordingSink sink_;
   ManagedMatcher matcher_{Options(), sink_, /*capacity=*/256};
   absl::Time now_ = absl::FromUnixSeconds(1700000000);
@@ -517,14 +530,7 @@ TEST_F(ManagedMatcherTest, ProgressDoesNotCarryOverToAReplacedSequence) {
 // With many sequences nearly every port starts one; a sweep must still be
 // flagged: a knock that resets progress and advances nothing is wrong.
 TEST_F(ManagedMatcherTest, ASweepIsFlaggedWhenEveryPortStartsASequence) {
-  std::vector<LiveSequence> live;
-  for (uint64_t i = 0; i < 200; ++i) {
-    live.push_back(Live(i + 1, {static_cast<uint16_t>(50000 + i), static_cast<uint16_t>(60000 + i)}));
-  }
-  matcher_.Publish(live);
-  std::vector<uint16_t> sweep;
-  for (uint16_t p = 50000; p < 50100; ++p) sweep.push_back(p);
-  KnockOn(sweep);
+  SweepDenseSequences();
   ASSERT_FALSE(sink_.scanners.empty());
   EXPECT_EQ(sink_.scanners[0].source, kSource);
   EXPECT_TRUE(matcher_.IsBanned(kSource));
@@ -534,14 +540,7 @@ TEST_F(ManagedMatcherTest, ASweepIsFlaggedWhenEveryPortStartsASequence) {
 // Tick walks the source table once a second: a ban's end is seen at the
 // first walk after it, at most a second late.
 TEST_F(ManagedMatcherTest, TheTableWalkEndsABanAtMostASecondLate) {
-  std::vector<LiveSequence> live;
-  for (uint64_t i = 0; i < 200; ++i) {
-    live.push_back(Live(i + 1, {static_cast<uint16_t>(50000 + i), static_cast<uint16_t>(60000 + i)}));
-  }
-  matcher_.Publish(live);
-  std::vector<uint16_t> sweep;
-  for (uint16_t p = 50000; p < 50100; ++p) sweep.push_back(p);
-  KnockOn(sweep);
+  SweepDenseSequences();
   ASSERT_TRUE(matcher_.IsBanned(kSource));
   const absl::Time ends = now_ + Options().scan_ban;
   matcher_.Tick(ends - absl::Milliseconds(500));  // walks: not yet
