@@ -74,10 +74,6 @@ void ManagedMatcher::OnPacket(const Packet& packet) {
   const uint32_t knock = KnockKey(packet.protocol, packet.destination_port);
   const SourceKey key = SourceKey::From(packet.source);
   const Table::Hashed h = table_->Hash(key);
-  // The source's bucket and the first knock's entries are independent
-  // misses (with 100,000 sequences, megabytes apart): let them overlap.
-  table_->Prefetch(h);
-  for (uint64_t c = classes; c != 0; c &= c - 1) trie_.PrefetchFirst(static_cast<uint8_t>(__builtin_ctzll(c)), knock);
   const int32_t index = table_->Find(key, h);
   if (index == Table::kNone) return StartSource(key, h, packet, knock, classes, ToTick(packet.time));
   Track(index, packet, knock, classes, ToTick(packet.time));
@@ -102,9 +98,6 @@ void ManagedMatcher::StartSource(const SourceKey& key, const Table::Hashed& h, c
 void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, uint64_t classes, TickT now) {
   ManagedSourceEntry& e = table_->entry(index);
   table_->Touch(index);
-  for (int g = 0; g < kGroupsPerSource; ++g) {
-    if (e.group_stage[g] != 0) trie_.PrefetchNode(e.group_node[g]);
-  }
   // A marked scanner is tracked and judged like any other source (its
   // address may be forged); each wrong knock prolongs the mark.
   const bool marked = matcher_internal::StillMarked(e, now, counters_.scanner_packets,
@@ -141,7 +134,7 @@ void ManagedMatcher::Track(int32_t index, const Packet& packet, uint32_t knock, 
     const Group group{e.group_node[g], e.group_generation[g], e.group_start[g],
                       e.group_stage[g], e.group_strays[g], e.group_class[g]};
     const SequenceTrie::Node& node = trie_.node(group.node);
-    const uint8_t klass = node.klass;
+    const uint8_t klass = group.klass;
     if (!(classes & ClassBit(klass))) {
       out.push_back(group);  // not a knock for these sequences: invisible to them
       continue;

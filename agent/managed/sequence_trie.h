@@ -79,12 +79,6 @@ class SequenceTrie {
     return n.children > (n.inline_child != kNone ? 1u : 0u) ? OtherChild(n, node, knock) : kNone;
   }
   const Node& node(uint32_t index) const { return nodes_[index]; }
-  // Fetch ahead what FirstChild(the root of `klass`, knock) and node(index)
-  // will read, so that a packet's cache misses overlap.
-  void PrefetchFirst(uint8_t klass, uint32_t knock) const {
-    if (klass < direct_.size() && !direct_[klass].empty()) __builtin_prefetch(&direct_[klass][KnockIndex(knock)]);
-  }
-  void PrefetchNode(uint32_t index) const { __builtin_prefetch(&nodes_[index]); }
   // Nodes freed so far: while it stays the same, every reference that was
   // Current still is.
   uint64_t freed() const { return freed_; }

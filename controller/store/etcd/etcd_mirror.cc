@@ -97,11 +97,7 @@ absl::StatusOr<EtcdHead> FromRow(const store::etcd::HeadRow& row) {
 
 std::optional<ConsumptionRecord> MirrorState::BurnAnswerTo(uint64_t sequence_id, const std::string& agent,
                                                            const std::string& request_id) const {
-  auto kept = burn_answers.find(sequence_id);
-  if (kept == burn_answers.end() || !kept->second.Answers(sequences.at(sequence_id), agent, request_id)) {
-    return std::nullopt;
-  }
-  return kept->second.record;
+  return BurnAnswer::Find(burn_answers, sequences, sequence_id, agent, request_id);
 }
 
 Sequence MirrorState::Effective(const Sequence& stored) const {

@@ -56,6 +56,15 @@ struct BurnAnswer {
   bool Answers(const Sequence& burnt, const std::string& agent, const std::string& id) const {
     return !burnt.unused() && burnt.consumed_by == agent && request_id == id;
   }
+  // The answer kept for agent's request_id among `answers` (by sequence id,
+  // each sequence in `sequences`), if that request burnt sequence_id.
+  static std::optional<ConsumptionRecord> Find(const std::map<uint64_t, BurnAnswer>& answers,
+                                               const std::map<uint64_t, Sequence>& sequences, uint64_t sequence_id,
+                                               const std::string& agent, const std::string& id) {
+    auto kept = answers.find(sequence_id);
+    if (kept == answers.end() || !kept->second.Answers(sequences.at(sequence_id), agent, id)) return std::nullopt;
+    return kept->second.record;
+  }
 };
 
 struct MirrorState {

@@ -97,9 +97,8 @@ std::optional<Sequence> EtcdStore::Writer::FindSequenceByKnocks(const std::strin
 
 std::optional<ConsumptionRecord> EtcdStore::Writer::BurnAnswerTo(uint64_t sequence_id, const std::string& agent,
                                                                  const std::string& request_id) const {
-  if (auto kept = burn_answers_.find(sequence_id); kept != burn_answers_.end()) {  // burnt by this batch
-    if (!kept->second.Answers(sequences_.at(sequence_id), agent, request_id)) return std::nullopt;
-    return kept->second.record;
+  if (burn_answers_.contains(sequence_id)) {  // burnt by this batch
+    return BurnAnswer::Find(burn_answers_, sequences_, sequence_id, agent, request_id);
   }
   return mirror_.Read([&](const MirrorState& s) { return s.BurnAnswerTo(sequence_id, agent, request_id); });
 }
